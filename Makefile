@@ -1,0 +1,70 @@
+# Every target bootstraps its own environment: only Python 3.11 and make are assumed.
+# `make help` lists the targets from their `##` comments.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN := $(PY) -m
+# Loopback S3 for local runs: started on demand, reused while it runs (`make s3-down` stops it).
+WITH_S3 := $(RUN) tools.local_s3 run --
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export MLFLOW_DISABLE_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+MODEL ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## Create .venv from the lock file (every other target does this first)
+
+.PHONY: lock
+lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock
+
+.PHONY: train
+train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one)
+	$(RUN) training $(MODEL)
+
+.PHONY: test
+test: venv ## Run the whole test suite (starts and stops its own loopback S3)
+	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
+	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+.PHONY: lint
+lint: venv ## ruff, mypy, hadolint and the workflow linters
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy training inference registry tools
+
+.PHONY: ui
+ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
+	$(RUN) training.ui
+
+.PHONY: s3-up
+s3-up: venv ## Start the loopback S3 server (kept running for promote/rollback/invoke)
+	$(RUN) tools.local_s3 up
+
+.PHONY: s3-down
+s3-down: venv ## Stop the loopback S3 server
+	$(RUN) tools.local_s3 down

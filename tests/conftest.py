@@ -1,0 +1,39 @@
+"""Shared fixtures: the loopback S3 server (real HTTP) and isolated MLflow stores."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tools import local_s3
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 endpoint over HTTP: the one `make test` started, or a private moto server."""
+    configured = os.environ.get("AWS_ENDPOINT_URL_S3")
+    if configured:
+        yield configured
+        return
+    server = local_s3.start()
+    try:
+        yield server.endpoint
+    finally:
+        local_s3.stop(server)
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for one test: its own versioned bucket on the loopback server."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    for key, value in local_s3.LOCAL_ENV.items():
+        monkeypatch.setenv(key, os.environ.get(key, value))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    monkeypatch.setenv("MODEL_BUCKET", bucket)
+    local_s3.ensure_bucket(s3_endpoint, bucket)
+    return {"endpoint": s3_endpoint, "bucket": bucket}

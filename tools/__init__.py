@@ -1,0 +1,1 @@
+"""Developer tooling: the loopback S3 server and other helpers for local runs."""
