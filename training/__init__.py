@@ -1,0 +1,1 @@
+"""Training: dataset -> validated frame -> XGBoost -> evaluated, bundled, registered version."""

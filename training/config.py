@@ -1,0 +1,25 @@
+"""Every path and location the repository uses; nothing else hard-codes one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO / "data"
+EXPECTATIONS_DIR = DATA_DIR / "expectations"
+SPECS_DIR = REPO / "training" / "specs"
+MLRUNS_DIR = REPO / "mlruns"  # git-ignored: the local SQLite store and artifact folder
+DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+DEFAULT_ARTIFACT_ROOT = (MLRUNS_DIR / "artifacts").as_uri()
+BUNDLE_ARTIFACT_DIR = "bundle"  # the bundle's folder inside a run's artifacts
+BUNDLE_FILENAME = "model.joblib"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set (a team's server), else the checkout's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def uses_local_store() -> bool:
+    return tracking_uri() == DEFAULT_TRACKING_URI

@@ -1,0 +1,137 @@
+"""Declarative model specs (``training/specs/<name>.toml``): all a new model needs besides
+its dataset and its expectation suite."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
+
+TASKS = ("regression", "binary")
+SPLITS = ("chronological", "stratified", "random")
+
+
+class SpecError(Exception):
+    """A spec file is missing, malformed, or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Derivation:
+    column: str
+    expression: str  # a pandas ``DataFrame.eval`` expression over existing columns
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    path: Path
+    sha256: str
+    expectations: Path
+    encoding: str = "utf-8"
+    na_values: tuple[str, ...] = ("",)
+    rename: dict[str, str] = field(default_factory=dict)
+    derive: tuple[Derivation, ...] = ()
+    sort_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Thresholds a version must meet to become `candidate` (and to be promoted)."""
+
+    primary: str
+    greater_is_better: bool
+    minimum: dict[str, float] = field(default_factory=dict)
+    maximum: dict[str, float] = field(default_factory=dict)
+
+    def failures(self, metrics: dict[str, float]) -> list[str]:
+        out = []
+        for name, bound in self.minimum.items():
+            value = metrics.get(name)
+            if value is None or value < bound:
+                out.append(f"{name}={value} is below the minimum {bound}")
+        for name, bound in self.maximum.items():
+            value = metrics.get(name)
+            if value is None or value > bound:
+                out.append(f"{name}={value} is above the maximum {bound}")
+        return out
+
+    def better_or_equal(self, new: float, old: float) -> bool:
+        return new >= old if self.greater_is_better else new <= old
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    task: str
+    features: tuple[str, ...]
+    label: dict[str, Any]  # {"column": ...} or {"function": ..., **parameters}
+    data: DataSpec
+    split: dict[str, Any]
+    params: dict[str, Any]
+    output: dict[str, Any]
+    gates: Gates
+    source: Path
+
+    @property
+    def label_column(self) -> str:
+        return str(self.label.get("column", self.label.get("function")))
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SPECS_DIR.glob("*.toml"))
+
+
+def load_spec(name: str) -> ModelSpec:
+    path = SPECS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(available()) or "none"
+        raise SpecError(f"unknown model {name!r}: no {path.relative_to(SPECS_DIR.parent.parent)}"
+                        f" (known: {known})")  # fmt: skip
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _parse(raw, path)
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SpecError(f"{path.name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
+    model, data, gates = raw["model"], raw["data"], raw["gates"]
+    if model["task"] not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {model['task']!r}")
+    split = {"method": "random", "test_size": 0.2, "seed": 42} | raw.get("split", {})
+    if split["method"] not in SPLITS:
+        raise ValueError(f"split.method must be one of {SPLITS}")
+    label = raw["label"]
+    if ("column" in label) == ("function" in label):
+        raise ValueError("[label] needs exactly one of 'column' or 'function'")
+    data_spec = DataSpec(
+        path=DATA_DIR / data["path"],
+        sha256=data["sha256"],
+        expectations=EXPECTATIONS_DIR / data["expectations"],
+        encoding=data.get("encoding", "utf-8"),
+        na_values=tuple(data.get("na_values", [""])),
+        rename=dict(data.get("rename", {})),
+        derive=tuple(Derivation(d["column"], d["expression"]) for d in data.get("derive", [])),
+        sort_by=data.get("sort_by"),
+    )
+    return ModelSpec(
+        name=model["name"],
+        description=model.get("description", ""),
+        task=model["task"],
+        features=tuple(model["features"]),
+        label=dict(label),
+        data=data_spec,
+        split=split,
+        params=dict(raw["train"]["params"]),
+        output=dict(raw["output"]),
+        gates=Gates(
+            primary=gates["primary"],
+            greater_is_better=bool(gates["greater_is_better"]),
+            minimum={k: float(v) for k, v in gates.get("min", {}).items()},
+            maximum={k: float(v) for k, v in gates.get("max", {}).items()},
+        ),
+        source=path,
+    )
