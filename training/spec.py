@@ -67,6 +67,7 @@ class ModelSpec:
     description: str
     task: str
     features: tuple[str, ...]
+    nullable: tuple[str, ...]  # features that may be missing; rows missing any other are dropped
     label: dict[str, Any]  # {"column": ...} or {"function": ..., **parameters}
     data: DataSpec
     split: dict[str, Any]
@@ -104,6 +105,9 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     split = {"method": "random", "test_size": 0.2, "seed": 42} | raw.get("split", {})
     if split["method"] not in SPLITS:
         raise ValueError(f"split.method must be one of {SPLITS}")
+    unknown = set(model.get("nullable_features", [])) - set(model["features"])
+    if unknown:
+        raise ValueError(f"nullable_features {sorted(unknown)} are not features")
     label = raw["label"]
     if ("column" in label) == ("function" in label):
         raise ValueError("[label] needs exactly one of 'column' or 'function'")
@@ -122,6 +126,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         description=model.get("description", ""),
         task=model["task"],
         features=tuple(model["features"]),
+        nullable=tuple(model.get("nullable_features", [])),
         label=dict(label),
         data=data_spec,
         split=split,

@@ -1,0 +1,106 @@
+"""The data contract: great-expectations suites kept as JSON under ``data/expectations/``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+NUMERIC_TYPES = ["float64", "Float64", "float32", "int64", "Int64", "int32"]
+
+
+class ValidationFailed(Exception):
+    """The dataset breaks its expectation suite; ``failures`` says which and how often."""
+
+    def __init__(self, dataset: str, failures: list[str]) -> None:
+        lines = "\n".join(f"  - {f}" for f in failures)
+        super().__init__(f"{dataset} fails {len(failures)} expectation(s):\n{lines}")
+        self.failures = failures
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    success: bool
+    evaluated: int
+    failures: list[str]
+    result: dict[str, Any]  # the full great-expectations result, logged to MLflow
+
+
+def load_suite(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[str, float]]:
+    """Value bounds per column, read from the suite: serving enforces these, not a copy."""
+    out: dict[str, dict[str, float]] = {c: {} for c in columns}
+    for exp in suite["expectations"]:
+        column, kwargs = exp["kwargs"].get("column"), exp["kwargs"]
+        if column in out and exp["type"] == "expect_column_values_to_be_between":
+            out[column] = {
+                "minimum": float(kwargs["min_value"]),
+                "maximum": float(kwargs["max_value"]),
+            }
+    unbounded = [c for c, r in out.items() if not r]
+    if unbounded:
+        raise ValueError(f"the suite gives no value range for feature(s) {unbounded}")
+    return out
+
+
+def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
+    gx = _great_expectations()
+    context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("training")
+        .add_dataframe_asset("dataset")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    result = batch.validate(gx.ExpectationSuite(**_fresh(suite)))
+    failures = [_describe(r) for r in result.results if not r.success]
+    return ValidationReport(
+        success=bool(result.success),
+        evaluated=int(result.statistics["evaluated_expectations"]),
+        failures=failures,
+        result=result.to_json_dict(),
+    )
+
+
+def _great_expectations() -> Any:
+    # Imported on first use (about 4 s); it logs noisy lines about its ephemeral context.
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    import great_expectations as gx
+
+    return gx
+
+
+def _fresh(suite: dict[str, Any]) -> dict[str, Any]:
+    # The suite object is mutated by validation; give it a copy of the stored JSON.
+    return json.loads(json.dumps(suite))
+
+
+def _describe(result: Any) -> str:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")}
+    column = config.kwargs.get("column")
+    where = f"column {column!r}: " if column else ""
+    what = f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+    info = result.result or {}
+    if info.get("unexpected_count") is not None:
+        sample = info.get("partial_unexpected_list") or []
+        detail = f"{info['unexpected_count']} of {info.get('element_count')} rows unexpected" + (
+            f", e.g. {sample[:3]}" if sample else ""
+        )
+    elif "observed_value" in info:
+        detail = f"observed {info['observed_value']!r}"
+    elif result.exception_info and result.exception_info.get("raised_exception"):
+        detail = f"could not be evaluated: {result.exception_info.get('exception_message')}"
+    else:
+        detail = "column is missing" if column else "failed"
+    return f"{where}{what}: {detail}"
