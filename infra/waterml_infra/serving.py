@@ -1,0 +1,245 @@
+"""The serving side of one environment: the function from the image by digest, pinned to the
+released model, its `live` alias, asynchronous-failure capture, warm-up and alarms.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from waterml_infra.config import EnvConfig
+from waterml_infra.manifest import ManifestError, Release
+from waterml_infra.nag import acknowledge
+
+LIVE_ALIAS = "live"
+
+
+class ServingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvConfig,
+        image_digest: str,
+        release: Release,
+        live_version: str | None = None,
+        **kwargs: object,
+    ):
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.config = config
+        cfg = config
+        if (release.name, release.bucket, release.key) != (
+            cfg.model_name,
+            cfg.bucket_name,
+            cfg.model_key,
+        ):
+            raise ManifestError(
+                f"release {release.name} s3://{release.bucket}/{release.key} does not belong to "
+                f"environment {cfg.name} (s3://{cfg.bucket_name}/{cfg.model_key})"
+            )
+        if live_version is not None and not live_version.isdigit():
+            raise ManifestError(f"liveVersion must be a version number, got {live_version!r}")
+
+        repository = ecr.Repository.from_repository_name(self, "Images", cfg.repository_name)
+        self.log_group = logs.LogGroup(
+            self,
+            "FunctionLogs",
+            log_group_name=f"/aws/lambda/{cfg.function_name}",
+            retention=_retention(cfg.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.role = self._execution_role()
+        self.failure_queue = sqs.Queue(
+            self,
+            "AsyncFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(cfg.failure_queue_retention_days),
+        )
+        acknowledge(self.failure_queue, "AwsSolutions-SQS3")
+
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            function_name=cfg.function_name,
+            description=f"{cfg.model_name} model v{release.mlflow_version or '?'} ({cfg.name})",
+            code=lambda_.DockerImageCode.from_ecr(repository, tag_or_digest=image_digest),
+            architecture=(
+                lambda_.Architecture.ARM_64
+                if cfg.architecture == "arm64"
+                else lambda_.Architecture.X86_64
+            ),
+            memory_size=cfg.memory_mb,
+            timeout=Duration.seconds(cfg.timeout_seconds),
+            reserved_concurrent_executions=cfg.reserved_concurrency,
+            role=self.role,
+            log_group=self.log_group,
+            environment={
+                **release.environment(),
+                "LOG_LEVEL": cfg.log_level,
+                "POWERTOOLS_SERVICE_NAME": cfg.model_name,
+            },
+            current_version_options=lambda_.VersionOptions(
+                # Old versions stay: the alias may point at one, and rollback needs them.
+                removal_policy=RemovalPolicy.RETAIN,
+                description=f"image {image_digest} model {release.version_id}",
+            ),
+        )
+        self.version = self.function.current_version
+        # `cdk deploy` publishes the new version; the alias stays where it is (liveVersion,
+        # read from the alias before the deploy) until the smoke test has passed and
+        # waterml_infra.alias moves it. On the very first deploy it starts at the new version.
+        live_target: lambda_.IVersion = (
+            lambda_.Version.from_version_attributes(
+                self, "LiveVersion", lambda_=self.function, version=live_version
+            )
+            if live_version is not None
+            else self.version
+        )
+        self.alias = lambda_.Alias(
+            self,
+            "LiveAlias",
+            alias_name=LIVE_ALIAS,
+            version=live_target,
+            provisioned_concurrent_executions=cfg.provisioned_concurrency or None,
+            # Readings arrive by asynchronous invocation: bounded retries, bounded age, and
+            # whatever still fails lands in the queue instead of being dropped.
+            retry_attempts=cfg.async_retry_attempts,
+            max_event_age=Duration.seconds(cfg.async_max_event_age_seconds),
+            on_failure=destinations.SqsDestination(self.failure_queue),
+        )
+        if cfg.warmup_minutes:
+            self._warmup_rule()
+        self.alarms = self._alarms()
+
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(self, "FunctionVersion", value=self.version.version)
+        CfnOutput(self, "LiveAliasName", value=LIVE_ALIAS)
+        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+
+    def _execution_role(self) -> iam.Role:
+        cfg = self.config
+        role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{cfg.function_name}: write its logs, read its released model",
+        )
+        model_object = f"arn:aws:s3:::{cfg.bucket_name}/{cfg.model_key}"
+        policy = iam.Policy(
+            self,
+            "ExecutionPolicy",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadReleasedModel",
+                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    resources=[model_object],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
+                ),
+            ],
+        )
+        policy.attach_to_role(role)
+        return role
+
+    def _warmup_rule(self) -> events.Rule:
+        # The scheduled rule's own event ({"source": "aws.events", "detail-type":
+        # "Scheduled Event"}) is what the handler recognises as a warm-up ping.
+        return events.Rule(
+            self,
+            "WarmUp",
+            description=f"keep {self.config.function_name}:{LIVE_ALIAS} warm",
+            schedule=events.Schedule.rate(Duration.minutes(self.config.warmup_minutes)),
+            targets=[
+                targets.LambdaFunction(
+                    self.alias, retry_attempts=0, max_event_age=Duration.minutes(1)
+                )
+            ],
+        )
+
+    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
+        cfg = self.config
+        period = Duration.minutes(5)
+        not_breaching = cloudwatch.TreatMissingData.NOT_BREACHING
+        over = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        return {
+            "errors": cloudwatch.Alarm(
+                self,
+                "ErrorsAlarm",
+                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} returned errors",
+                metric=self.alias.metric_errors(period=period, statistic="Sum"),
+                threshold=cfg.errors_threshold,
+                comparison_operator=over,
+                evaluation_periods=1,
+                treat_missing_data=not_breaching,
+            ),
+            "throttles": cloudwatch.Alarm(
+                self,
+                "ThrottlesAlarm",
+                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} was throttled",
+                metric=self.alias.metric_throttles(period=period, statistic="Sum"),
+                threshold=cfg.throttles_threshold,
+                comparison_operator=over,
+                evaluation_periods=1,
+                treat_missing_data=not_breaching,
+            ),
+            "duration_p99": cloudwatch.Alarm(
+                self,
+                "DurationP99Alarm",
+                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} p99 duration is high",
+                metric=self.alias.metric_duration(period=period, statistic="p99"),
+                threshold=cfg.p99_duration_threshold_ms,
+                comparison_operator=over,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=not_breaching,
+            ),
+            "failure_queue": cloudwatch.Alarm(
+                self,
+                "AsyncFailuresAlarm",
+                alarm_description=(
+                    f"asynchronous invocations of {cfg.function_name} failed after retries"
+                ),
+                metric=self.failure_queue.metric_approximate_number_of_messages_visible(
+                    period=period, statistic="Maximum"
+                ),
+                threshold=1,
+                comparison_operator=over,
+                evaluation_periods=1,
+                treat_missing_data=not_breaching,
+            ),
+        }
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    if days not in _RETENTION:
+        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}, got {days}")
+    return _RETENTION[days]
