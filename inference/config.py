@@ -1,0 +1,70 @@
+"""Serving configuration, read once from the environment at init.
+
+The deploy pins the exact object: bucket, key, S3 VersionId and the bundle's SHA-256. Nothing
+falls back to "whatever sits at the key" (the seed's behaviour): a missing variable is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED = ("MODEL_BUCKET", "MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256")
+DEFAULT_CACHE_DIR = "/tmp"  # Lambda's only writable path; survives warm restarts of the process
+DEFAULT_MAX_BATCH = 10_000  # 10k readings are ~0.8 MB of JSON, well under the 6 MB payload cap
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class ConfigError(Exception):
+    """A serving variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    bucket: str
+    key: str
+    version_id: str
+    sha256: str
+    endpoint_url: str | None = None
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
+    max_batch: int = DEFAULT_MAX_BATCH
+    model_version: str | None = None  # the MLflow version, set by the deploy from release.json
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}?versionId={self.version_id}"
+
+    @property
+    def cache_path(self) -> Path:
+        # Keyed by content, so a /tmp file can only ever stand for the bytes it is named after.
+        return self.cache_dir / f"{self.sha256}.joblib"
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    missing = [name for name in REQUIRED if not env.get(name, "").strip()]
+    if missing:
+        raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
+    sha = env["MODEL_SHA256"].strip().lower()
+    if not _SHA256.match(sha):
+        raise ConfigError("MODEL_SHA256 must be 64 hexadecimal characters")
+    raw_batch = env.get("MAX_BATCH", "").strip() or str(DEFAULT_MAX_BATCH)
+    try:
+        max_batch = int(raw_batch)
+    except ValueError:
+        raise ConfigError(f"MAX_BATCH must be an integer, not {raw_batch!r}") from None
+    if max_batch < 1:
+        raise ConfigError("MAX_BATCH must be at least 1")
+    return Config(
+        bucket=env["MODEL_BUCKET"].strip(),
+        key=env["MODEL_KEY"].strip(),
+        version_id=env["MODEL_VERSION_ID"].strip(),
+        sha256=sha,
+        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None,
+        cache_dir=Path(env.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR),
+        max_batch=max_batch,
+        model_version=env.get("MODEL_VERSION") or None,
+    )

@@ -1,0 +1,251 @@
+"""The Lambda entry point: ``inference.handler.lambda_handler``.
+
+Sections, in reading order: init (configuration and the model, loaded at import when the
+``MODEL_*`` variables are set, so provisioned concurrency and warm-up pre-load it), the event
+dispatch, one function per event family, and the error mapping (400 VALIDATION_ERROR with
+field-level reasons; 500 INFERENCE_ERROR with the request id and no internals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from inference import config as config_mod
+from inference import events, loader
+from inference.events import HTTP_KINDS, Kind
+from inference.observability import count_error, debug_enabled, logger, publish_cold_start
+from inference.validation import ValidationError, Validator
+
+VALIDATION_ERROR = "VALIDATION_ERROR"
+INFERENCE_ERROR = "INFERENCE_ERROR"
+
+
+class InitError(Exception):
+    """The model could not be loaded at init; the message says why (no request is served)."""
+
+
+class Service:
+    """A loaded model with everything the hot path needs, precomputed once."""
+
+    def __init__(self, model: loader.Model, max_batch: int) -> None:
+        self.model = model
+        self.predictor = model.predictor
+        self.validator = Validator(model.bundle["schema"], max_batch)
+        self.identity = model.identity
+
+    def predict_rows(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        return self.predictor.answers(np.array(rows, dtype=np.float32))
+
+
+# ---- init -------------------------------------------------------------------------------------
+_service: Service | None = None
+_cold = True
+_init_ms: float | None = None
+
+
+def init(cfg: config_mod.Config | None = None) -> Service:
+    """Load (or reuse) the pinned model; raises InitError naming the cause."""
+    global _service, _init_ms
+    started = time.perf_counter()
+    try:
+        cfg = cfg or config_mod.from_env()
+        model = loader.load(cfg)
+    except Exception as exc:
+        logger.error("model failed to load", extra={"error": f"{type(exc).__name__}: {exc}"})
+        raise InitError(f"{type(exc).__name__}: {exc}") from exc
+    _service = Service(model, cfg.max_batch)
+    _init_ms = round((time.perf_counter() - started) * 1000, 2)
+    logger.append_keys(
+        model_name=model.name,
+        model_version=model.identity["version"],
+        model_s3_version_id=model.version_id,
+        model_sha256=model.sha256[:12],
+    )
+    logger.info("model loaded", extra={"source": model.source, "timings_ms": model.timings_ms})
+    return _service
+
+
+def reset() -> None:
+    """Forget the loaded model (tests; a new configuration)."""
+    global _service, _cold, _init_ms
+    _service, _cold, _init_ms = None, True, None
+    loader.clear_memory()
+
+
+# Under a Lambda runtime (AWS_LAMBDA_RUNTIME_API is set) the model loads now, before the first
+# request, and a failure is an init error naming its cause. Elsewhere (tests, `make invoke`)
+# only when the pin MODEL_SHA256 is set, so importing this module stays harmless.
+if os.environ.get("AWS_LAMBDA_RUNTIME_API") or os.environ.get("MODEL_SHA256"):
+    init()
+
+_DEBUG = debug_enabled()
+
+
+# ---- dispatch ---------------------------------------------------------------------------------
+def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    global _cold
+    if _cold:
+        _cold = False
+        _first_invocation(context)
+    kind = events.detect(event)
+    if kind is Kind.WARMUP:  # answer at once: the point is only to keep this environment warm
+        return {"statusCode": 200, "warm": True, "model": _identity()}
+    try:
+        service = _service or init()
+        if kind is Kind.DIRECT:
+            return {
+                "statusCode": 200,
+                "model": service.identity,
+                "prediction": _one(service, event),
+            }
+        if kind is Kind.BATCH:
+            return {"statusCode": 200, "model": service.identity, **_batch(service, event)}
+        if kind in HTTP_KINDS:
+            return _http(service, kind, event, context)
+        if kind is Kind.SQS:
+            return _sqs(service, event, context)
+        raise ValidationError(
+            [{"field": "event", "reason": "unrecognised event shape (see inference/README.md)"}],
+            "unrecognised event",
+        )
+    except ValidationError as exc:
+        return _validation_error(exc, context)
+    except Exception:
+        return _fault(context)
+
+
+def _first_invocation(context: Any) -> None:
+    try:
+        name = _service.model.name if _service else None
+        publish_cold_start(context, name, _init_ms)
+    except Exception:  # metrics must never fail a request
+        logger.exception("could not publish cold-start metrics")
+
+
+def _identity() -> dict[str, Any] | None:
+    return _service.identity if _service else None
+
+
+# ---- event families ---------------------------------------------------------------------------
+def _one(service: Service, record: Any) -> dict[str, Any]:
+    device, row = service.validator.single(record)
+    answer = service.predict_rows([row])[0]
+    if _DEBUG:
+        logger.debug("prediction", extra={"deviceId": device, "answer": answer})
+    return {"deviceId": device, **answer}
+
+
+def _batch(service: Service, body: dict[str, Any]) -> dict[str, Any]:
+    if len(body) != 1:
+        extra = sorted(str(k) for k in body if k != "records")
+        raise ValidationError([{"field": k, "reason": "unknown field"} for k in extra])
+    devices, rows = service.validator.batch(body["records"])
+    answers = service.predict_rows(rows)  # one vectorised call for the whole batch
+    return {"predictions": [{"deviceId": d, **a} for d, a in zip(devices, answers, strict=True)]}
+
+
+def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = _request_id(context)
+    try:
+        body = events.http_json(kind, event)
+        if type(body) is dict and "records" in body:
+            payload = {"model": service.identity, **_batch(service, body)}
+        else:
+            payload = {"model": service.identity, "prediction": _one(service, body)}
+    except ValidationError as exc:
+        count_error(VALIDATION_ERROR)
+        return events.http_response(kind, 400, _validation_payload(exc), request_id)
+    except Exception:
+        return events.http_response(kind, 500, _fault_payload(request_id), request_id)
+    return events.http_response(kind, 200, payload, request_id)
+
+
+def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Valid messages are predicted in one call; the invalid ones are reported back to SQS."""
+    failures: list[dict[str, str]] = []
+    ids, devices, rows = [], [], []
+    for message_id, body in events.sqs_messages(event):
+        try:
+            device, row = service.validator.single(events.parse_json(body, "body"))
+        except ValidationError as exc:
+            logger.warning(
+                "invalid SQS message", extra={"messageId": message_id, "details": exc.details}
+            )
+            failures.append({"itemIdentifier": message_id})
+            continue
+        ids.append(message_id)
+        devices.append(device)
+        rows.append(row)
+    if rows:
+        try:
+            answers = service.predict_rows(rows)
+        except Exception:
+            logger.exception(
+                "SQS batch inference failed", extra={"requestId": _request_id(context)}
+            )
+            count_error(INFERENCE_ERROR)
+            return {"batchItemFailures": failures + [{"itemIdentifier": i} for i in ids]}
+        # The answers go to the log as one structured line (async callers read them there).
+        logger.info(
+            "sqs predictions",
+            extra={
+                "predictions": [
+                    {"messageId": i, "deviceId": d, **a}
+                    for i, d, a in zip(ids, devices, answers, strict=True)
+                ]
+            },
+        )
+    return {"batchItemFailures": failures}
+
+
+# ---- errors -----------------------------------------------------------------------------------
+def _request_id(context: Any) -> str:
+    return getattr(context, "aws_request_id", None) or f"local-{uuid.uuid4()}"
+
+
+def _validation_payload(exc: ValidationError) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": VALIDATION_ERROR,
+        "message": exc.message,
+        "details": exc.details,
+    }
+    if exc.total > len(exc.details):
+        error["omitted"] = exc.total - len(exc.details)
+    return {"error": error, "model": _identity()}
+
+
+def _validation_error(exc: ValidationError, context: Any) -> dict[str, Any]:
+    count_error(VALIDATION_ERROR)
+    return {"statusCode": 400, **_validation_payload(exc)}
+
+
+def _fault_payload(request_id: str) -> dict[str, Any]:
+    # The cause goes to the log under this request id; the caller learns nothing internal.
+    logger.exception("inference failed", extra={"requestId": request_id})
+    count_error(INFERENCE_ERROR)
+    return {
+        "error": {"code": INFERENCE_ERROR, "message": "inference failed", "requestId": request_id},
+        "model": _identity(),
+    }
+
+
+def _fault(context: Any) -> dict[str, Any]:
+    return {"statusCode": 500, **_fault_payload(_request_id(context))}
+
+
+def main() -> None:  # `python -m inference.handler event.json`: used by `make invoke`
+    import sys
+
+    with open(sys.argv[1], encoding="utf-8") as handle:
+        event = json.load(handle)
+    print(json.dumps(lambda_handler(event), indent=2))
+
+
+if __name__ == "__main__":
+    main()
