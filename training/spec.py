@@ -91,9 +91,16 @@ def load_spec(name: str) -> ModelSpec:
         known = ", ".join(available()) or "none"
         raise SpecError(f"unknown model {name!r}: no {path.relative_to(SPECS_DIR.parent.parent)}"
                         f" (known: {known})")  # fmt: skip
+    return load_spec_file(path)
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    """A spec from any path; relative data paths are under ``data/``."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return _parse(raw, path)
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SpecError(f"{path.name}: {type(exc).__name__}: {exc}") from exc
 

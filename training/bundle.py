@@ -1,0 +1,155 @@
+"""Builds the serving bundle (DESIGN.md §2) and writes it atomically with joblib."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from inference import bundle as contract
+from inference.features import matrix_from_columns
+from inference.predictor import Predictor
+from training.config import REPO
+from training.model import Fitted, Split
+from training.onnx_export import INPUT, to_onnx
+from training.spec import ModelSpec
+
+GOLDEN_ROWS = 8
+GOLDEN_RTOL, GOLDEN_ATOL = 1e-4, 1e-3  # float32 tree sums in a different order
+SERVING_LIBRARIES = ("numpy", "onnxruntime")
+TRAINING_LIBRARIES = ("xgboost", "xgboost-cpu", "scikit-learn", "pandas", "onnx", "joblib",
+                      "mlflow", "great-expectations")  # fmt: skip
+
+
+class GoldenMismatch(Exception):
+    """The exported graph does not answer as the trained booster does."""
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except Exception:  # not installed on this platform (xgboost vs xgboost-cpu)
+            continue
+    return found
+
+
+def schema(spec: ModelSpec, ranges: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {
+        "fields": [
+            {"name": name, "type": "number", **ranges[name], "nullable": name in spec.nullable}
+            for name in spec.features
+        ]
+    }
+
+
+def golden_rows(parts: Split) -> pd.DataFrame:
+    """Evenly spaced held-out rows: a fixed choice, so the bundle bytes are reproducible."""
+    positions = np.linspace(0, len(parts.X_test) - 1, GOLDEN_ROWS).round().astype(int)
+    return parts.X_test.iloc[positions]
+
+
+def boosters(fitted: Fitted) -> dict[str, xgb.Booster]:
+    out = {"margin": fitted.model.get_booster()}
+    if fitted.error_model is not None:
+        out["abs_error"] = fitted.error_model.get_booster()
+    return out
+
+
+def build(
+    spec: ModelSpec,
+    fitted: Fitted,
+    parts: Split,
+    ranges: dict[str, dict[str, float]],
+    metrics: dict[str, float],
+    data_sha256: str,
+    commit: str,
+) -> dict[str, Any]:
+    feature_schema = schema(spec, ranges)
+    models = boosters(fitted)
+    rows = matrix_from_columns(golden_rows(parts), feature_schema)
+    # What the trained booster itself gives: the reference serving must reproduce.
+    matrix = xgb.DMatrix(rows, feature_names=list(spec.features))
+    expected = {
+        name: [float(v) for v in booster.predict(matrix, output_margin=True)]
+        for name, booster in models.items()
+    }
+    output = dict(spec.output)
+    if output["kind"] == "banded_regression":
+        output["sigma_scale"] = fitted.sigma_scale
+    bundle: dict[str, Any] = {
+        "format": contract.FORMAT,
+        "name": spec.name,
+        "schema": feature_schema,
+        "predictor": {
+            "engine": "onnxruntime",
+            "onnx": to_onnx(models, len(spec.features)),
+            "input": INPUT,
+            "outputs": list(models),
+        },
+        "output": output,
+        "golden": {
+            "inputs": rows.astype(float).tolist(),
+            "raw": expected,
+            "rtol": GOLDEN_RTOL,
+            "atol": GOLDEN_ATOL,
+        },
+        "metadata": {
+            "model": spec.name,
+            "description": spec.description,
+            "params": fitted.params,
+            "metrics": metrics,
+            "data_sha256": data_sha256,
+            "git_sha": commit,
+            "python": platform.python_version(),
+            "runtime": {"python": platform.python_version(), **_versions(SERVING_LIBRARIES)},
+            "libraries": _versions(SERVING_LIBRARIES + TRAINING_LIBRARIES),
+        },
+    }
+    check_golden(bundle)
+    bundle["golden"]["answers"] = Predictor(bundle).answers(rows)
+    return bundle
+
+
+def check_golden(bundle: dict[str, Any]) -> None:
+    golden = bundle["golden"]
+    rows = np.asarray(golden["inputs"], dtype=np.float32)
+    got = Predictor(bundle).raw(rows)
+    for name, want in golden["raw"].items():
+        if not np.allclose(got[name], want, rtol=golden["rtol"], atol=golden["atol"]):
+            worst = float(np.max(np.abs(got[name] - np.asarray(want))))
+            raise GoldenMismatch(f"ONNX output {name!r} differs from the booster by {worst:.3g}")
+
+
+def write(bundle: dict[str, Any], path: Path) -> str:
+    """Write atomically (temp file + rename) and return the file's SHA-256."""
+    contract.check_plain(bundle)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bundle-", suffix=".tmp")
+    os.close(fd)
+    try:
+        joblib.dump(bundle, tmp, protocol=5)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return contract.sha256_hex(path.read_bytes())

@@ -1,0 +1,116 @@
+"""Fits the spec's XGBoost model, its trivial baseline and (for banded regression) the error
+model behind the confidence. A fixed, seeded procedure: same data, same bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.model_selection import KFold, train_test_split
+
+from inference.outputs import BandedRegression
+from training.spec import ModelSpec
+
+THREADS = 2  # fixed: histogram sums are reduced per thread, so the thread count is a parameter
+ERROR_MODEL_PARAMS = {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.05}
+ERROR_MODEL_FOLDS = 5
+SIGMA_SCALES = tuple(round(0.25 + 0.05 * i, 2) for i in range(56))  # 0.25 .. 3.0
+
+
+@dataclass
+class Dataset:
+    X: pd.DataFrame
+    y: pd.Series
+    dropped: dict[str, int]  # why rows were left out, and how many
+
+
+@dataclass
+class Split:
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+
+@dataclass
+class Fitted:
+    model: xgb.XGBModel
+    baseline: Any
+    error_model: xgb.XGBRegressor | None  # predicts |residual|, for the confidence
+    sigma_scale: float
+    params: dict[str, Any]
+
+
+def xgb_params(spec: ModelSpec) -> dict[str, Any]:
+    objective = "binary:logistic" if spec.task == "binary" else "reg:squarederror"
+    return {
+        "objective": objective,
+        "tree_method": "hist",
+        "random_state": int(spec.split["seed"]),
+        "n_jobs": THREADS,
+        **spec.params,
+    }
+
+
+def make_dataset(frame: pd.DataFrame, label: pd.Series, spec: ModelSpec) -> Dataset:
+    features = list(spec.features)
+    required = [f for f in features if f not in spec.nullable]
+    no_label = label.isna()
+    missing = frame[required].isna().any(axis=1) & ~no_label
+    keep = ~(no_label | missing)
+    dropped = {"unlabelled": int(no_label.sum()), "missing_required_feature": int(missing.sum())}
+    X = frame.loc[keep, features].astype("float32").reset_index(drop=True)
+    y = label[keep].astype("float64").reset_index(drop=True)
+    return Dataset(X, y, dropped)
+
+
+def split(data: Dataset, spec: ModelSpec) -> Split:
+    method, size, seed = spec.split["method"], float(spec.split["test_size"]), spec.split["seed"]
+    if method == "chronological":  # the frame is already in time order
+        cut = round(len(data.X) * (1.0 - size))
+        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:])
+    stratify = data.y if method == "stratified" else None
+    parts = train_test_split(data.X, data.y, test_size=size, random_state=seed, stratify=stratify)
+    return Split(*parts)
+
+
+def fit(parts: Split, spec: ModelSpec) -> Fitted:
+    params = xgb_params(spec)
+    model_cls = xgb.XGBClassifier if spec.task == "binary" else xgb.XGBRegressor
+    model = model_cls(**params).fit(parts.X_train, parts.y_train)
+    if spec.task == "binary":
+        baseline: Any = DummyClassifier(strategy="prior").fit(parts.X_train, parts.y_train)
+    else:
+        baseline = DummyRegressor(strategy="mean").fit(parts.X_train, parts.y_train)
+    error_model, sigma_scale = None, 1.0
+    if spec.output["kind"] == "banded_regression":
+        error_model, sigma_scale = fit_error_model(parts, params, spec.output)
+    return Fitted(model, baseline, error_model, sigma_scale, params)
+
+
+def fit_error_model(
+    parts: Split, params: dict[str, Any], output: dict[str, Any]
+) -> tuple[xgb.XGBRegressor, float]:
+    """Learn |residual| from out-of-fold residuals, then pick the scale that turns it into the
+    normal sigma whose band probabilities best match how often the band was right
+    (lowest Brier score over the out-of-fold rows)."""
+    X, y = parts.X_train, parts.y_train.to_numpy()
+    oof = np.empty(len(y))
+    for train_idx, val_idx in KFold(ERROR_MODEL_FOLDS).split(X):  # contiguous folds: no shuffle
+        fold = xgb.XGBRegressor(**params).fit(X.iloc[train_idx], y[train_idx])
+        oof[val_idx] = fold.predict(X.iloc[val_idx])
+    error_model = xgb.XGBRegressor(**(params | ERROR_MODEL_PARAMS)).fit(X, np.abs(y - oof))
+    predicted_error = error_model.predict(X)
+    bands = BandedRegression(output | {"sigma_scale": 1.0})
+    values, truth = np.clip(oof, bands.lower, bands.upper), np.clip(y, bands.lower, bands.upper)
+    correct = bands.band_index(values) == bands.band_index(truth)
+
+    def brier(scale: float) -> float:
+        conf = bands.confidence(values, predicted_error * scale)
+        return float(np.mean((conf - correct) ** 2))
+
+    return error_model, min(SIGMA_SCALES, key=brier)

@@ -1,0 +1,110 @@
+"""The training flow for one spec: load, validate, train, evaluate, bundle, register."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from training import bundle, data, evaluate, expectations, labels, model, register
+from training.config import BUNDLE_FILENAME
+from training.spec import ModelSpec
+
+
+class DataChanged(data.DataError):
+    """The dataset's bytes are not the ones the spec pins."""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    version: str
+    run_id: str
+    candidate: bool
+    artifact_sha256: str
+    bundle_bytes: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+@contextmanager
+def stage(name: str, model_name: str) -> Iterator[list[str]]:
+    """Prints `[model] stage ... seconds  detail` when the stage ends."""
+    notes: list[str] = []
+    start = time.perf_counter()
+    print(f"[{model_name}] {name:<9}", end="", file=sys.stderr, flush=True)
+    try:
+        yield notes
+    except BaseException:
+        print(" failed", file=sys.stderr)
+        raise
+    took = time.perf_counter() - start
+    print(f" {took:6.2f} s  {'; '.join(notes)}", file=sys.stderr)
+
+
+def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
+    start = time.perf_counter()
+    name = spec.name
+    with stage("load", name) as note:
+        raw = data.read_bytes(spec.data)
+        data_sha256 = data.file_sha256(raw)
+        if data_sha256 != spec.data.sha256:
+            raise DataChanged(
+                f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
+                f"{spec.data.sha256}; if the new data is intended, update [data] sha256"
+            )
+        frame = data.load_frame(spec.data, raw)
+        note.append(f"{len(frame):,} rows x {frame.shape[1]} columns, sha256 {data_sha256[:12]}")
+
+    with stage("validate", name) as note:
+        suite = expectations.load_suite(spec.data.expectations)
+        report = expectations.validate(frame, suite)
+        if not report.success:
+            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
+        ranges = expectations.feature_ranges(suite, list(spec.features))
+        note.append(f"{report.evaluated} expectations met")
+
+    with stage("train", name) as note:
+        dataset = model.make_dataset(frame, labels.make_label(frame, spec.label), spec)
+        parts = model.split(dataset, spec)
+        fitted = model.fit(parts, spec)
+        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dataset.dropped.items())
+        note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped})")
+
+    with stage("evaluate", name) as note:
+        metrics = evaluate.evaluate(fitted, parts, spec)
+        figures = evaluate.plots(fitted, parts, spec)
+        metric = spec.gates.primary
+        note.append(
+            f"{metric} {metrics[metric]:.4f} vs baseline {metrics['baseline_' + metric]:.4f}"
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with stage("bundle", name) as note:
+            commit = bundle.git_sha()
+            content = bundle.build(spec, fitted, parts, ranges, metrics, data_sha256, commit)
+            path = (out_dir or Path(tmp)) / f"{name}-{BUNDLE_FILENAME}"
+            digest = bundle.write(content, path)
+            size = path.stat().st_size
+            note.append(f"{size / 1024:.0f} KiB, sha256 {digest[:12]}, golden samples match")
+
+        with stage("register", name) as note:
+            tags = {"artifact_sha256": digest, "data_sha256": data_sha256, "git_sha": commit}
+            registered = register.log_and_register(
+                name, fitted.params, metrics, figures, report.result, path, tags,
+                spec.gates.failures(metrics),
+            )  # fmt: skip
+            plt.close("all")
+            alias = "alias candidate" if registered.candidate else "NOT a candidate"
+            note.append(f"version {registered.version}, {alias}")
+
+    return Result(
+        name, registered.version, registered.run_id, registered.candidate, digest, size,
+        metrics, time.perf_counter() - start,
+    )  # fmt: skip
