@@ -111,13 +111,23 @@ def wqi_bundle(**overrides: Any) -> dict[str, Any]:
         "format": FORMAT,
         "name": "wqi",
         "schema": {"fields": WQI_FIELDS},
-        "predictor": {"engine": "onnxruntime", "onnx": onnx, "input": "features",
-                      "outputs": ["margin", "abs_error"]},  # fmt: skip
+        "predictor": {
+            "engine": "onnxruntime",
+            "onnx": onnx,
+            "input": "features",
+            "outputs": ["margin", "abs_error"],
+        },
         "output": WQI_OUTPUT,
         "golden": _golden(onnx, ["margin", "abs_error"], WQI_OUTPUT, inputs),
-        "metadata": {"model": "wqi", "params": {}, "metrics": {}, "data_sha256": "0" * 64,
-                     "git_sha": "synthetic", "runtime": runtime_versions(),
-                     "libraries": {}},  # fmt: skip
+        "metadata": {
+            "model": "wqi",
+            "params": {},
+            "metrics": {},
+            "data_sha256": "0" * 64,
+            "git_sha": "synthetic",
+            "runtime": runtime_versions(),
+            "libraries": {},
+        },
     }
     bundle.update(overrides)
     return bundle
@@ -126,8 +136,13 @@ def wqi_bundle(**overrides: Any) -> dict[str, Any]:
 def potability_bundle() -> dict[str, Any]:
     fields = [
         {"name": "ph", "type": "number", "minimum": 0.0, "maximum": 14.0, "nullable": True},
-        {"name": "Hardness", "type": "number", "minimum": 0.0, "maximum": 500.0,
-         "nullable": False},  # fmt: skip
+        {
+            "name": "Hardness",
+            "type": "number",
+            "minimum": 0.0,
+            "maximum": 500.0,
+            "nullable": False,
+        },
     ]
     output = {"kind": "binary_classification", "label_name": "potable", "threshold": 0.5}
     onnx = onnx_graph([_stump("margin", 0, 7.0, -1.0, 1.5, base=0.0)], len(fields))
@@ -135,8 +150,12 @@ def potability_bundle() -> dict[str, Any]:
         "format": FORMAT,
         "name": "potability",
         "schema": {"fields": fields},
-        "predictor": {"engine": "onnxruntime", "onnx": onnx, "input": "features",
-                      "outputs": ["margin"]},  # fmt: skip
+        "predictor": {
+            "engine": "onnxruntime",
+            "onnx": onnx,
+            "input": "features",
+            "outputs": ["margin"],
+        },
         "output": output,
         "golden": _golden(onnx, ["margin"], output, [[6.0, 100.0], [math.nan, 120.0]]),
         "metadata": {"model": "potability", "runtime": runtime_versions()},
