@@ -37,3 +37,31 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("MODEL_BUCKET", bucket)
     local_s3.ensure_bucket(s3_endpoint, bucket)
     return {"endpoint": s3_endpoint, "bucket": bucket}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Both shipped models trained once through the real pipeline into a private MLflow store.
+
+    Returns {"tracking_uri": ..., "bundles": {name: path}, "results": {name: Result}}.
+    """
+    from training import pipeline
+    from training.spec import load_spec
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    bundles = root / "bundles"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        results = {name: pipeline.run(load_spec(name), bundles) for name in ("wqi", "potability")}
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    return {
+        "tracking_uri": uri,
+        "bundles": {name: bundles / f"{name}-model.joblib" for name in results},
+        "results": results,
+    }

@@ -11,7 +11,6 @@ EXPECTATIONS_DIR = DATA_DIR / "expectations"
 SPECS_DIR = REPO / "training" / "specs"
 MLRUNS_DIR = REPO / "mlruns"  # git-ignored: the local SQLite store and artifact folder
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
-DEFAULT_ARTIFACT_ROOT = (MLRUNS_DIR / "artifacts").as_uri()
 BUNDLE_ARTIFACT_DIR = "bundle"  # the bundle's folder inside a run's artifacts
 BUNDLE_FILENAME = "model.joblib"
 
@@ -21,5 +20,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def uses_local_store() -> bool:
-    return tracking_uri() == DEFAULT_TRACKING_URI
+def local_store_dir() -> Path | None:
+    """The folder of a SQLite tracking store, where its artifacts live too; None for a server."""
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None

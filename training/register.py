@@ -11,13 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from training.config import (
-    BUNDLE_ARTIFACT_DIR,
-    DEFAULT_ARTIFACT_ROOT,
-    MLRUNS_DIR,
-    tracking_uri,
-    uses_local_store,
-)
+from training.config import BUNDLE_ARTIFACT_DIR, local_store_dir, tracking_uri
 
 CANDIDATE = "candidate"
 
@@ -38,8 +32,9 @@ def _mlflow() -> Any:
     # After the import: mlflow configures its own logger (INFO lines about database set-up).
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    if uses_local_store():
-        MLRUNS_DIR.mkdir(exist_ok=True)
+    store = local_store_dir()
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow
 
@@ -48,8 +43,10 @@ def experiment_id(mlflow: Any, name: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    # Locally, artifacts live beside the SQLite store instead of ./mlruns of the caller's cwd.
-    location = f"{DEFAULT_ARTIFACT_ROOT}/{name}" if uses_local_store() else None
+    # With a SQLite store, artifacts live beside it instead of in ./mlruns of the caller's cwd;
+    # a tracking server decides for itself.
+    store = local_store_dir()
+    location = (store / "artifacts" / name).as_uri() if store is not None else None
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
