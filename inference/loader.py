@@ -81,7 +81,7 @@ def s3_client(config: Config) -> Any:
     from botocore.config import Config as BotoConfig
 
     boto_config = BotoConfig(
-        retries={"max_attempts": S3_ATTEMPTS, "mode": "standard"},
+        retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
         connect_timeout=S3_CONNECT_TIMEOUT,
         read_timeout=S3_READ_TIMEOUT,
     )

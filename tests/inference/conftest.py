@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The helpers beside this file import by bare name under either pytest import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import synthetic
 from serving_helpers import local_config
 
