@@ -7,6 +7,7 @@ empty so the test can stop the process. Loopback only; every wait has a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -62,10 +63,9 @@ class RuntimeApi:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                try:
+                # The runtime may exit right after posting (an init error): not our failure.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):  # the runtime exited (init error)
-                    pass
 
             def do_GET(self) -> None:
                 if self.path != f"{PREFIX}/invocation/next":
