@@ -1,0 +1,455 @@
+"""The scripts behind the workflow steps, against botocore Stubbers (no AWS)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+from waterml_infra import alias, deploy_context, image, outputs, promotion, smoke
+from waterml_infra.config import ConfigError, load_settings, resolve
+from waterml_infra.manifest import ManifestError, loads, parse_release
+
+SHA = "5" * 64
+BUCKET = "waterml-dev-models-111111111111-eu-west-1"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def manifest(**changes):
+    base = {
+        "name": "wqi",
+        "mlflow_version": "3",
+        "bucket": BUCKET,
+        "key": "models/wqi/model.joblib",
+        "version_id": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        "sha256": SHA,
+        "git_sha": "a" * 40,
+        "released_at": "2026-11-27T18:00:00Z",
+        "previous": None,
+    }
+    base.update(changes)
+    return base
+
+
+def client(service: str):
+    return boto3.client(
+        service,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def body(data: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+# Release manifest -----------------------------------------------------------------------------
+def test_manifest_round_trip_with_previous():
+    previous = {k: v for k, v in manifest(version_id="older", mlflow_version=2).items()}
+    previous.pop("previous")
+    release = parse_release(manifest(previous=previous))
+    assert release.environment() == {
+        "MODEL_BUCKET": BUCKET,
+        "MODEL_KEY": "models/wqi/model.joblib",
+        "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        "MODEL_SHA256": SHA,
+    }
+    assert release.previous is not None and release.previous.version_id == "older"
+    assert release.previous.mlflow_version == "2"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"version_id": ""}, "missing version_id"),
+        ({"version_id": "null"}, "invalid S3 VersionId"),
+        ({"sha256": "ABC"}, "sha256"),
+        ({"sha256": "AB" * 32}, "sha256"),
+        ({"key": "models/other/model.joblib"}, "is not models/wqi/model.joblib"),
+        ({"name": "Bad Name"}, "invalid model name"),
+        ({"bucket": 7}, "bucket must be a string"),
+        ({"previous": {**manifest(), "name": "other", "key": "models/other/model.joblib"}}, ""),
+    ],
+)
+def test_manifest_rejects_what_cannot_be_deployed(changes, message):
+    data = manifest(**changes)
+    if isinstance(data.get("previous"), dict):
+        data["previous"].pop("previous", None)
+    with pytest.raises(ManifestError, match=message):
+        parse_release(data)
+
+
+def test_manifest_must_be_json_object():
+    with pytest.raises(ManifestError, match="not JSON"):
+        loads("{nope")
+    with pytest.raises(ManifestError, match="JSON object"):
+        loads("[1]")
+
+
+# deploy_context ----------------------------------------------------------------------------
+def test_context_args_pin_digest_release_and_live_version():
+    release = parse_release(manifest())
+    args = deploy_context.context_args("dev", DIGEST, release, "7")
+    assert args[0::2] == ["--context"] * 4
+    pairs = dict(a.split("=", 1) for a in args[1::2])
+    assert pairs["env"] == "dev"
+    assert pairs["imageDigest"] == DIGEST
+    assert pairs["liveVersion"] == "7"
+    assert json.loads(pairs["release"]) == release.to_context()
+    assert "liveVersion" not in "".join(deploy_context.context_args("dev", DIGEST, release, None))
+
+
+@pytest.mark.parametrize("digest", ["latest", "sha256:abc", "sha256:" + "AB" * 32])
+def test_context_args_refuse_a_tag_instead_of_a_digest(digest):
+    with pytest.raises(ManifestError, match="digest"):
+        deploy_context.context_args("dev", digest, parse_release(manifest()), None)
+
+
+def test_context_args_refuse_an_unpublished_live_version():
+    with pytest.raises(ManifestError, match="LATEST"):
+        deploy_context.context_args("dev", DIGEST, parse_release(manifest()), "$LATEST")
+
+
+def test_fetch_release_reads_the_manifest_from_the_bucket():
+    s3 = client("s3")
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "get_object",
+            {"Body": body(json.dumps(manifest()).encode())},
+            {"Bucket": BUCKET, "Key": "models/wqi/release.json"},
+        )
+        release = deploy_context.fetch_release(s3, BUCKET, "wqi")
+    assert release.version_id == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+
+
+def test_fetch_release_refuses_a_manifest_for_another_bucket_or_none():
+    s3 = client("s3")
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "get_object",
+            {"Body": body(json.dumps(manifest(bucket="elsewhere")).encode())},
+            {"Bucket": BUCKET, "Key": "models/wqi/release.json"},
+        )
+        with pytest.raises(ManifestError, match="elsewhere"):
+            deploy_context.fetch_release(s3, BUCKET, "wqi")
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+        with pytest.raises(ManifestError, match="promote a model"):
+            deploy_context.fetch_release(s3, BUCKET, "wqi")
+
+
+def test_current_live_version():
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response(
+            "get_alias",
+            {"FunctionVersion": "7", "Name": "live"},
+            {"FunctionName": "waterml-dev-wqi", "Name": "live"},
+        )
+        assert deploy_context.current_live_version(lam, "waterml-dev-wqi") == "7"
+        stub.add_client_error("get_alias", service_error_code="ResourceNotFoundException")
+        assert deploy_context.current_live_version(lam, "waterml-dev-wqi") is None
+
+
+def test_deploy_context_cli_from_a_manifest_file(tmp_path, capsys):
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(manifest()))
+    code = deploy_context.main(["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[:4] == ["--context", "env=dev", "--context", f"imageDigest={DIGEST}"]
+    path.write_text(json.dumps(manifest(sha256="bad")))
+    assert (
+        deploy_context.main(["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)])
+        == 1
+    )
+
+
+def test_deploy_context_output_is_accepted_by_the_cdk_app(pinned_app, templates):
+    """The `pinned_app` fixture is built from context_args' output: the values reach the stack."""
+    _, stacks = pinned_app
+    assert list(stacks) == ["dev"]
+    t = templates["pinned-serving"]
+    t.has_resource_properties("AWS::Lambda::Alias", {"FunctionVersion": "7"})
+    fn = next(iter(t.find_resources("AWS::Lambda::Function").values()))
+    assert fn["Properties"]["Environment"]["Variables"]["MODEL_SHA256"] == SHA
+
+
+def test_app_refuses_a_release_of_another_environment():
+    from waterml_infra.app import build, make_app
+
+    wrong = manifest(bucket="waterml-prod-models-111111111111-eu-west-1")
+    app = make_app({"env": "dev", "release": json.dumps(wrong), "nag": "false"})
+    with pytest.raises(ManifestError, match="does not belong to environment dev"):
+        build(app)
+    app = make_app({"release": json.dumps(manifest()), "nag": "false"})
+    with pytest.raises(ManifestError, match="one environment"):
+        build(app)
+
+
+# smoke ---------------------------------------------------------------------------------------
+def _lambda_with(answer, *, function_error=None, states=("Active",), payload=ANY):
+    lam = client("lambda")
+    stub = Stubber(lam)
+    for state in states:
+        stub.add_response(
+            "get_function_configuration",
+            {"State": state},
+            {"FunctionName": "waterml-dev-wqi", "Qualifier": "8"},
+        )
+    response = {"StatusCode": 200, "Payload": body(json.dumps(answer).encode())}
+    if function_error:
+        response["FunctionError"] = function_error
+    stub.add_response(
+        "invoke",
+        response,
+        {
+            "FunctionName": "waterml-dev-wqi",
+            "Qualifier": "8",
+            "InvocationType": "RequestResponse",
+            "Payload": payload,
+        },
+    )
+    stub.activate()
+    return lam, stub
+
+
+def test_smoke_passes_on_a_healthy_answer():
+    lam, stub = _lambda_with(
+        {"model": "wqi", "version": "3", "prediction": 81.2}, states=("Pending", "Active")
+    )
+    naps: list[float] = []
+    answer = smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3", sleep=naps.append)
+    assert answer["prediction"] == 81.2
+    assert naps == [5.0]
+    stub.assert_no_pending_responses()
+
+
+def test_smoke_sends_the_sample_event():
+    expected = json.dumps(smoke.SAMPLE_EVENT).encode()
+    lam, stub = _lambda_with({"model": "wqi", "version": "3"}, payload=expected)
+    smoke.run(lam, "waterml-dev-wqi", "8")
+    stub.assert_no_pending_responses()
+    assert smoke.SAMPLE_EVENT["readings"] == {
+        "pH": 7.2,
+        "turbidity": 1.5,
+        "tds": 320,
+        "temperature": 22.0,
+    }
+
+
+def test_smoke_accepts_a_proxy_shaped_answer():
+    lam, _ = _lambda_with({"statusCode": 200, "body": json.dumps({"model": "wqi", "version": 3})})
+    assert smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")["version"] == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "function_error", "message"),
+    [
+        ({"errorMessage": "boom", "errorType": "Runtime"}, "Unhandled", "function error"),
+        ({"error": "model failed its sanity check", "code": 500}, None, "is an error"),
+        ({"statusCode": 503, "body": "{}"}, None, "status 503"),
+        ({"model": "wqi"}, None, "lacks"),
+        ({"model": "potability", "version": "3"}, None, "expected 'wqi'"),
+        ({"model": "wqi", "version": "2"}, None, "expected '3'"),
+        (["not", "an", "object"], None, "not a JSON object"),
+    ],
+)
+def test_smoke_fails_on_a_bad_answer(answer, function_error, message):
+    lam, _ = _lambda_with(answer, function_error=function_error)
+    with pytest.raises(smoke.SmokeTestFailed, match=message):
+        smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")
+
+
+def test_smoke_fails_when_the_version_fails_to_start():
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response(
+            "get_function_configuration", {"State": "Failed", "StateReason": "image not found"}
+        )
+        with pytest.raises(smoke.SmokeTestFailed, match="image not found"):
+            smoke.run(lam, "waterml-dev-wqi", "8")
+
+
+def test_smoke_refuses_latest():
+    with pytest.raises(smoke.SmokeTestFailed, match="published version"):
+        smoke.run(client("lambda"), "waterml-dev-wqi", "$LATEST")
+
+
+# alias ----------------------------------------------------------------------------------------
+def test_alias_moves_with_its_revision_id():
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response(
+            "get_function_configuration", {"Version": "8"}, {"FunctionName": "f", "Qualifier": "8"}
+        )
+        stub.add_response(
+            "get_alias",
+            {"FunctionVersion": "7", "RevisionId": "rev-1"},
+            {"FunctionName": "f", "Name": "live"},
+        )
+        stub.add_response(
+            "update_alias",
+            {"FunctionVersion": "8"},
+            {"FunctionName": "f", "Name": "live", "FunctionVersion": "8", "RevisionId": "rev-1"},
+        )
+        move = alias.move_alias(lam, "f", "8")
+        stub.assert_no_pending_responses()
+    assert (move.previous, move.current, move.changed) == ("7", "8", True)
+
+
+def test_alias_move_is_idempotent():
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response("get_function_configuration", {"Version": "8"})
+        stub.add_response("get_alias", {"FunctionVersion": "8", "RevisionId": "r"})
+        move = alias.move_alias(lam, "f", "8")  # no update_alias queued: it must not be called
+    assert not move.changed
+
+
+def test_alias_refuses_latest_and_unknown_versions():
+    with pytest.raises(alias.AliasError):
+        alias.move_alias(client("lambda"), "f", "$LATEST")
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_client_error("get_function_configuration", "ResourceNotFoundException")
+        with pytest.raises(lam.exceptions.ResourceNotFoundException):
+            alias.move_alias(lam, "f", "99")
+
+
+def test_alias_move_fails_if_someone_else_moved_it_meanwhile():
+    lam = client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response("get_function_configuration", {"Version": "8"})
+        stub.add_response("get_alias", {"FunctionVersion": "7", "RevisionId": "old"})
+        stub.add_client_error("update_alias", "PreconditionFailedException", http_status_code=412)
+        with pytest.raises(lam.exceptions.PreconditionFailedException):
+            alias.move_alias(lam, "f", "8")
+
+
+# image / outputs / promotion ----------------------------------------------------------------------
+def test_existing_digest():
+    ecr = client("ecr")
+    with Stubber(ecr) as stub:
+        stub.add_response(
+            "describe_images",
+            {"imageDetails": [{"imageDigest": DIGEST}]},
+            {"repositoryName": "repo", "imageIds": [{"imageTag": "git-abc"}]},
+        )
+        assert image.existing_digest(ecr, "repo", "git-abc") == DIGEST
+        stub.add_client_error("describe_images", "ImageNotFoundException")
+        assert image.existing_digest(ecr, "repo", "git-abc") is None
+    with pytest.raises(ValueError):
+        image.existing_digest(ecr, "repo", "bad tag")
+
+
+def test_serving_outputs(tmp_path, monkeypatch, capsys):
+    data = {
+        "WaterMl-dev-Serving": {
+            "FunctionName": "waterml-dev-wqi",
+            "FunctionVersion": "8",
+            "LiveAliasName": "live",
+            "FailureQueueUrl": "https://sqs...",
+        }
+    }
+    path = tmp_path / "out.json"
+    path.write_text(json.dumps(data))
+    gh = tmp_path / "gh"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(gh))
+    assert outputs.main([str(path), "--stack", "WaterMl-dev-Serving", "--github-output"]) == 0
+    assert gh.read_text().splitlines() == [
+        "function_name=waterml-dev-wqi",
+        "version=8",
+        "alias=live",
+    ]
+    with pytest.raises(outputs.OutputsError, match="no outputs"):
+        outputs.serving_outputs(data, "WaterMl-prod-Serving")
+    data["WaterMl-dev-Serving"]["FunctionVersion"] = "$LATEST"
+    with pytest.raises(outputs.OutputsError, match="not a number"):
+        outputs.serving_outputs(data, "WaterMl-dev-Serving")
+
+
+def test_approved_models_reads_the_registry_file_format():
+    text = """
+# comment
+[wqi]
+version = "3"
+approved_by = "jane.doe"
+
+[potability]
+version = "1"
+"""
+    assert promotion.approved_models(text) == ["potability", "wqi"]
+    assert promotion.approved_models("# nothing approved yet\n") == []
+    assert promotion.approved_models('[models.wqi]\nversion = "2"\n') == ["wqi"]
+
+
+def test_approved_models_of_the_repository_file():
+    path = Path(__file__).resolve().parents[2] / "registry" / "approved.toml"
+    if not path.exists():
+        pytest.skip("registry/approved.toml not present yet")
+    names = promotion.approved_models(path.read_text())
+    assert all(n.islower() for n in names)
+
+
+def test_extract_release_from_promotion_output(tmp_path):
+    log = tmp_path / "promote.log"
+    log.write_text('uv sync ...\n{"not": "it"}\n' + json.dumps(manifest(extra="kept")) + "\n")
+    out = tmp_path / "release.json"
+    assert promotion.main(["extract", str(log), str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["extra"] == "kept"
+    assert parse_release(written).sha256 == SHA
+    log.write_text("promotion refused: gates failed\n")
+    assert promotion.main(["extract", str(log), str(out)]) == 1
+
+
+# config -----------------------------------------------------------------------------------------
+def test_config_names_are_derived_consistently():
+    cfg = resolve(load_settings(), "dev", account="222222222222", region="us-east-1")
+    names = cfg.names()
+    assert names["bucket"] == "waterml-dev-models-222222222222-us-east-1"
+    assert names["function_name"] == "waterml-dev-wqi"
+    assert names["deploy_role_arn"] == "arn:aws:iam::222222222222:role/waterml-dev-github-deploy"
+    assert names["platform"] == "linux/amd64"
+    assert resolve(load_settings(), "dev", overrides={"architecture": "arm64"}).platform == (
+        "linux/arm64"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"architecture": "sparc"},
+        {"memory_mb": "64"},
+        {"async_retry_attempts": "5"},
+        {"reserved_concurrency": "2", "provisioned_concurrency": "3"},
+        {"create_oidc_provider": "maybe"},
+        {"no_such_setting": "1"},
+        {"noncurrent_versions_to_retain": "0"},
+    ],
+)
+def test_config_rejects_unsafe_settings(overrides):
+    with pytest.raises(ConfigError):
+        resolve(load_settings(), "dev", overrides=overrides)
+
+
+def test_config_rejects_unknown_environment():
+    with pytest.raises(ConfigError, match="unknown environment"):
+        resolve(load_settings(), "staging")
+
+
+def test_config_cli_writes_github_outputs(tmp_path, monkeypatch, capsys):
+    from waterml_infra import config
+
+    gh = tmp_path / "gh"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(gh))
+    assert config.main(["prod", "--account", "333333333333", "--github-output"]) == 0
+    lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
+    assert lines["serving_stack"] == "WaterMl-prod-Serving"
+    assert lines["repository"] == "waterml-prod-inference"
+    assert lines["account"] == "333333333333"
