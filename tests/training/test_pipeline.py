@@ -1,0 +1,130 @@
+"""The real pipeline end to end: MLflow store, great-expectations, bundle, registry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import bundle as contract
+from training import pipeline
+from training.spec import load_spec
+
+pytestmark = pytest.mark.integration
+
+
+def client(trained: dict[str, Any]) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=trained["tracking_uri"])
+
+
+@pytest.mark.parametrize("name", ["wqi", "potability"])
+def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> None:
+    result = trained["results"][name]
+    mlflow = client(trained)
+    version = mlflow.get_model_version(name, result.version)
+    data = load_spec(name).data
+    assert version.tags["artifact_sha256"] == result.artifact_sha256
+    assert version.tags["data_sha256"] == data.sha256
+    assert len(version.tags["git_sha"]) in (40, len("unknown"))
+    assert str(mlflow.get_model_version_by_alias(name, "candidate").version) == result.version
+    digest = contract.sha256_hex(trained["bundles"][name].read_bytes())
+    assert digest == result.artifact_sha256
+
+
+@pytest.mark.parametrize("name", ["wqi", "potability"])
+def test_run_logs_metrics_plots_validation_and_bundle(trained: dict[str, Any], name: str) -> None:
+    mlflow = client(trained)
+    run = mlflow.get_run(trained["results"][name].run_id)
+    spec = load_spec(name)
+    primary = spec.gates.primary
+    assert primary in run.data.metrics and f"baseline_{primary}" in run.data.metrics
+    assert spec.gates.better_or_equal(
+        run.data.metrics[primary], run.data.metrics[f"baseline_{primary}"]
+    )
+    files = {f.path for d in ("plots", "validation", "bundle")
+             for f in mlflow.list_artifacts(run.info.run_id, d)}  # fmt: skip
+    expected_plots = (
+        {"plots/confusion_matrix.png", "plots/roc.png"}
+        if spec.task == "binary"
+        else {"plots/residuals.png", "plots/confidence_calibration.png"}
+    )
+    assert expected_plots | {"plots/feature_importance.png", "validation/result.json"} <= files
+    assert f"bundle/{name}-model.joblib" in files or "bundle/model.joblib" in files
+
+
+def test_wqi_confidence_is_evaluated_on_held_out_data(trained: dict[str, Any]) -> None:
+    metrics = trained["results"]["wqi"].metrics
+    assert 0.0 < metrics["confidence_mean"] < 1.0
+    assert 0.0 <= metrics["confidence_ece"] < 1.0
+    assert 0.0 < metrics["band_accuracy"] <= 1.0
+
+
+def test_two_runs_give_byte_identical_bundles(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'again.db'}")
+    for name, first in trained["results"].items():
+        again = pipeline.run(load_spec(name), tmp_path)
+        assert again.artifact_sha256 == first.artifact_sha256
+        assert (tmp_path / f"{name}-model.joblib").read_bytes() == trained["bundles"][
+            name
+        ].read_bytes()
+
+
+def test_gate_failure_registers_without_the_candidate_alias(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gates.db'}")
+    spec = load_spec("potability")
+    strict = type(spec.gates)(spec.gates.primary, True, minimum={"roc_auc": 0.99})
+    from dataclasses import replace
+
+    result = pipeline.run(replace(spec, gates=strict))
+    assert not result.candidate
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    assert mlflow.get_registered_model("potability").aliases == {}
+
+
+@pytest.mark.parametrize("name", ["wqi", "potability"])
+def test_bundle_serves_without_training_libraries(trained: dict[str, Any], name: str) -> None:
+    """Unpickle and predict in a fresh interpreter where pandas, sklearn, xgboost and joblib
+    cannot be imported."""
+    script = f"""
+import sys
+for blocked in ("pandas", "sklearn", "xgboost", "joblib", "training", "scipy"):
+    sys.modules[blocked] = None
+import numpy as np
+from inference import bundle
+from inference.predictor import Predictor
+data = open({str(trained["bundles"][name])!r}, "rb").read()
+b = bundle.loads(data)
+p = Predictor(b)
+raw = p.raw(np.asarray(b["golden"]["inputs"], dtype=np.float32))
+for k, want in b["golden"]["raw"].items():
+    assert np.allclose(raw[k], want, rtol=b["golden"]["rtol"], atol=b["golden"]["atol"]), k
+print(p.answers(np.asarray(b["golden"]["inputs"][:1], dtype=np.float32)))
+"""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                         text=True, env=os.environ | {"PYTHONPATH": str(repo)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert ("quality" if name == "wqi" else "potable") in out.stdout
+
+
+def test_bundle_refuses_code_in_pickles() -> None:
+    import pickle
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, ("echo owned",))
+
+    with pytest.raises(contract.BundleError, match="only plain data"):
+        contract.loads(pickle.dumps({"x": Evil()}))
