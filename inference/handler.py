@@ -8,7 +8,6 @@ field-level reasons; 500 INFERENCE_ERROR with the request id and no internals).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -237,15 +236,3 @@ def _fault_payload(request_id: str) -> dict[str, Any]:
 
 def _fault(context: Any) -> dict[str, Any]:
     return {"statusCode": 500, **_fault_payload(_request_id(context))}
-
-
-def main() -> None:  # `python -m inference.handler event.json`: used by `make invoke`
-    import sys
-
-    with open(sys.argv[1], encoding="utf-8") as handle:
-        event = json.load(handle)
-    print(json.dumps(lambda_handler(event), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,91 @@
+"""Runs inside a fresh interpreter: import a handler, answer one event, optionally measure.
+
+Standard library only until the handler's own imports, so the parent can time a cold start
+from process creation to the first answer. Usage:
+
+    python [-I -S] child.py PATHS MODULE MODE EVENT_JSON
+      PATHS   colon-separated folders put first on sys.path (the dependency set)
+      MODULE  the handler module; it must define lambda_handler(event, context)
+      MODE    "cold" (answer once, exit) or "warm" (then latency, batch throughput, peak RSS)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+MARK = "BENCH "
+WARM_CALLS = 3000
+WARMUP_CALLS = 300
+BATCH_ROWS = 10_000
+BATCH_REPEATS = 5
+
+
+class Context:
+    aws_request_id = "bench"
+    function_name = "bench"
+
+
+def main() -> None:
+    paths, module_name, mode, event_json = sys.argv[1:5]
+    sys.path[:0] = [p for p in paths.split(":") if p]
+    started = time.perf_counter()
+    module = __import__(module_name, fromlist=["lambda_handler"])
+    handler = module.lambda_handler
+    event = json.loads(event_json)
+    answer = handler(event, Context())
+    first = time.perf_counter() - started
+    print(MARK + json.dumps({"answer": answer, "in_process_s": first}), flush=True)
+    if mode == "warm":
+        print(MARK + json.dumps(warm(module, handler, event)), flush=True)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def warm(module: object, handler: object, event: dict) -> dict:  # type: ignore[type-arg]
+    import resource
+
+    context = Context()
+    for _ in range(WARMUP_CALLS):
+        handler(event, context)  # type: ignore[operator]
+    timings = []
+    clock = time.perf_counter
+    for _ in range(WARM_CALLS):
+        t = clock()
+        handler(event, context)  # type: ignore[operator]
+        timings.append(clock() - t)
+    timings.sort()
+    records = [
+        {"deviceId": f"d{i}", "readings": dict(event["readings"])} for i in range(BATCH_ROWS)
+    ]
+    for i, record in enumerate(records):  # vary the rows a little, deterministically
+        record["readings"]["pH"] = 6.0 + (i % 30) / 10.0
+        record["readings"]["turbidity"] = float(i % 50)
+    batch = getattr(module, "bench_batch", None) or (
+        lambda rs: handler({"records": rs}, context)  # type: ignore[operator]
+    )
+    batch_times = []
+    for _ in range(BATCH_REPEATS):
+        t = clock()
+        result = batch(records)
+        batch_times.append(clock() - t)
+    count = len(result["predictions"]) if isinstance(result, dict) else len(result)
+    assert count == BATCH_ROWS, count
+    batch_times.sort()
+    raw = getattr(module, "bench_raw_rows_per_s", None)
+    return {
+        "warm_calls": WARM_CALLS,
+        "warm_p50_us": round(percentile(timings, 0.50) * 1e6, 1),
+        "warm_p99_us": round(percentile(timings, 0.99) * 1e6, 1),
+        "batch_rows": BATCH_ROWS,
+        "batch_rows_per_s": round(BATCH_ROWS / batch_times[len(batch_times) // 2]),
+        "model_only_rows_per_s": raw(records) if raw else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
