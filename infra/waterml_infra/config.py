@@ -249,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = cfg.names()
+    if args.github_output and cfg.account == DUMMY_ACCOUNT:
+        print(
+            f"error: no AWS account for environment {cfg.name!r}: set "
+            f'"account" (and "region") under waterml.environments.{cfg.name} in infra/cdk.json',
+            file=sys.stderr,
+        )
+        return 2
     if args.github_output:
         target = os.environ.get("GITHUB_OUTPUT")
         if not target:

