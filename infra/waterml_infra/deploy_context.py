@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest", type=Path, help="a release.json file")
     source.add_argument("--bucket", help="read models/<model>/release.json from this bucket")
     parser.add_argument("--function-name", help="read the live alias' version from this function")
+    parser.add_argument(
+        "--release-out", type=Path, help="also write the pinned release here (for the smoke test)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.manifest:
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
             live = current_live_version(boto3.client("lambda"), args.function_name)
         lines = context_args(args.env, args.image_digest, release, live)
+        if args.release_out:
+            args.release_out.write_text(json.dumps(release.to_context(), indent=2) + "\n")
     except (ManifestError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from waterml_infra.manifest import loads
 
 SAMPLE_EVENT: dict[str, Any] = {
     "deviceId": "smoke",
@@ -50,28 +53,47 @@ def wait_active(
     raise SmokeTestFailed(f"{function_name}:{version} is still not active")
 
 
-def check_answer(payload: Any, *, model: str, expect_version: str | None) -> dict[str, Any]:
-    """Validate the decoded answer of a direct invocation."""
-    if isinstance(payload, dict) and isinstance(payload.get("body"), str):
-        # A proxy-shaped answer: judge the body, but the status code first.
-        status = int(payload.get("statusCode", 200))
-        if status >= 300:
-            raise SmokeTestFailed(f"status {status}: {payload['body'][:500]}")
-        payload = json.loads(payload["body"])
+def check_answer(
+    payload: Any,
+    *,
+    model: str,
+    expect_version: str | None = None,
+    expect_s3_version_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate the decoded answer of a direct invocation.
+
+    The handler answers `{"statusCode": 200, "model": {"name", "version", "s3VersionId",
+    ...}, "prediction": {...}}`; a flat `{"model": "wqi", "version": "3"}` and an HTTP-proxy
+    shaped answer (`{"statusCode", "body": "<json>"}`) are accepted too.
+    """
     if not isinstance(payload, dict):
         raise SmokeTestFailed(f"answer is not a JSON object: {payload!r}"[:500])
+    status = payload.get("statusCode", 200)
+    if not isinstance(status, int) or status >= 300:
+        raise SmokeTestFailed(f"status {status}: {json.dumps(payload)[:500]}")
+    if isinstance(payload.get("body"), str):
+        payload = json.loads(payload["body"])
+        if not isinstance(payload, dict):
+            raise SmokeTestFailed("answer body is not a JSON object")
     if "error" in payload or "code" in payload:
+        raise SmokeTestFailed(f"answer is an error: {json.dumps(payload)[:500]}")
+    identity = payload.get("model")
+    if isinstance(identity, dict):
+        name, version = identity.get("name"), identity.get("version")
+        s3_version_id = identity.get("s3VersionId")
+    else:
+        name, version, s3_version_id = identity, payload.get("version"), None
+    if name is None or version is None:
+        raise SmokeTestFailed(f"answer lacks the model or its version: {json.dumps(payload)[:500]}")
+    if str(name) != model:
+        raise SmokeTestFailed(f"answer is from model {name!r}, expected {model!r}")
+    if expect_version and str(version) != str(expect_version):
         raise SmokeTestFailed(
-            f"answer is an error: code={payload.get('code')!r} error={payload.get('error')!r}"
+            f"answer is from model version {version!r}, expected {expect_version!r}"
         )
-    missing = [k for k in ("model", "version") if k not in payload]
-    if missing:
-        raise SmokeTestFailed(f"answer lacks {missing}: {json.dumps(payload)[:500]}")
-    if str(payload["model"]) != model:
-        raise SmokeTestFailed(f"answer is from model {payload['model']!r}, expected {model!r}")
-    if expect_version is not None and str(payload["version"]) != str(expect_version):
+    if expect_s3_version_id and s3_version_id not in (None, expect_s3_version_id):
         raise SmokeTestFailed(
-            f"answer is from model version {payload['version']!r}, expected {expect_version!r}"
+            f"answer is from S3 version {s3_version_id!r}, expected {expect_s3_version_id!r}"
         )
     return payload
 
@@ -101,6 +123,7 @@ def run(
     *,
     model: str = "wqi",
     expect_version: str | None = None,
+    expect_s3_version_id: str | None = None,
     event: dict[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
@@ -108,7 +131,12 @@ def run(
         raise SmokeTestFailed(f"refusing to smoke-test {version!r}: give a published version")
     wait_active(client, function_name, version, sleep=sleep)
     payload = invoke(client, function_name, version, event or SAMPLE_EVENT)
-    return check_answer(payload, model=model, expect_version=expect_version)
+    return check_answer(
+        payload,
+        model=model,
+        expect_version=expect_version,
+        expect_s3_version_id=expect_s3_version_id,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,8 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True, help="the published version number")
     parser.add_argument("--model", default="wqi")
     parser.add_argument("--expect-version", help="the MLflow version the release pins")
+    parser.add_argument(
+        "--release",
+        type=Path,
+        help="release.json this deploy pinned: the answer must come from its model version "
+        "and S3 VersionId",
+    )
     args = parser.parse_args(argv)
     import boto3
+
+    expect_version, expect_s3 = args.expect_version, None
+    if args.release:
+        release = loads(args.release.read_bytes())
+        expect_version = expect_version or release.mlflow_version or None
+        expect_s3 = release.version_id
 
     try:
         answer = run(
@@ -126,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             args.function_name,
             args.version,
             model=args.model,
-            expect_version=args.expect_version,
+            expect_version=expect_version,
+            expect_s3_version_id=expect_s3,
         )
     except SmokeTestFailed as exc:
         print(f"smoke test FAILED for {args.function_name}:{args.version}: {exc}", file=sys.stderr)

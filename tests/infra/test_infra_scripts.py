@@ -164,6 +164,10 @@ def test_deploy_context_cli_from_a_manifest_file(tmp_path, capsys):
     code = deploy_context.main(["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
+    out = tmp_path / "pinned.json"
+    args = ["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)]
+    assert deploy_context.main([*args, "--release-out", str(out)]) == 0
+    assert json.loads(out.read_text())["version_id"] == manifest()["version_id"]
     assert lines[:4] == ["--context", "env=dev", "--context", f"imageDigest={DIGEST}"]
     path.write_text(json.dumps(manifest(sha256="bad")))
     assert (
@@ -221,20 +225,37 @@ def _lambda_with(answer, *, function_error=None, states=("Active",), payload=ANY
     return lam, stub
 
 
+HANDLER_ANSWER = {
+    "statusCode": 200,
+    "model": {
+        "name": "wqi",
+        "version": "3",
+        "s3VersionId": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        "sha256": SHA[:12],
+    },
+    "prediction": {"deviceId": "smoke", "wqi": 81.2},
+}
+
+
 def test_smoke_passes_on_a_healthy_answer():
-    lam, stub = _lambda_with(
-        {"model": "wqi", "version": "3", "prediction": 81.2}, states=("Pending", "Active")
-    )
+    lam, stub = _lambda_with(HANDLER_ANSWER, states=("Pending", "Active"))
     naps: list[float] = []
-    answer = smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3", sleep=naps.append)
-    assert answer["prediction"] == 81.2
+    answer = smoke.run(
+        lam,
+        "waterml-dev-wqi",
+        "8",
+        expect_version="3",
+        expect_s3_version_id="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        sleep=naps.append,
+    )
+    assert answer["prediction"]["wqi"] == 81.2
     assert naps == [5.0]
     stub.assert_no_pending_responses()
 
 
 def test_smoke_sends_the_sample_event():
     expected = json.dumps(smoke.SAMPLE_EVENT).encode()
-    lam, stub = _lambda_with({"model": "wqi", "version": "3"}, payload=expected)
+    lam, stub = _lambda_with(HANDLER_ANSWER, payload=expected)
     smoke.run(lam, "waterml-dev-wqi", "8")
     stub.assert_no_pending_responses()
     assert smoke.SAMPLE_EVENT["readings"] == {
@@ -245,27 +266,63 @@ def test_smoke_sends_the_sample_event():
     }
 
 
-def test_smoke_accepts_a_proxy_shaped_answer():
-    lam, _ = _lambda_with({"statusCode": 200, "body": json.dumps({"model": "wqi", "version": 3})})
-    assert smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")["version"] == 3
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"model": "wqi", "version": "3"},
+        {"statusCode": 200, "body": json.dumps({"model": "wqi", "version": 3})},
+    ],
+)
+def test_smoke_accepts_flat_and_proxy_shaped_answers(answer):
+    lam, _ = _lambda_with(answer)
+    smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")
+
+
+def _identity(**changes):
+    return {**HANDLER_ANSWER, "model": {**HANDLER_ANSWER["model"], **changes}}
 
 
 @pytest.mark.parametrize(
     ("answer", "function_error", "message"),
     [
         ({"errorMessage": "boom", "errorType": "Runtime"}, "Unhandled", "function error"),
-        ({"error": "model failed its sanity check", "code": 500}, None, "is an error"),
+        (
+            {"statusCode": 500, "error": {"code": "InferenceError"}, "model": None},
+            None,
+            "status 500",
+        ),
+        ({"error": {"code": "ValidationError"}, "model": "wqi", "version": "3"}, None, "error"),
         ({"statusCode": 503, "body": "{}"}, None, "status 503"),
         ({"model": "wqi"}, None, "lacks"),
-        ({"model": "potability", "version": "3"}, None, "expected 'wqi'"),
-        ({"model": "wqi", "version": "2"}, None, "expected '3'"),
+        (_identity(version=None), None, "lacks"),
+        (_identity(name="potability"), None, "expected 'wqi'"),
+        (_identity(version="2"), None, "expected '3'"),
+        (_identity(s3VersionId="other"), None, "S3 version"),
         (["not", "an", "object"], None, "not a JSON object"),
     ],
 )
 def test_smoke_fails_on_a_bad_answer(answer, function_error, message):
     lam, _ = _lambda_with(answer, function_error=function_error)
     with pytest.raises(smoke.SmokeTestFailed, match=message):
-        smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")
+        smoke.run(
+            lam,
+            "waterml-dev-wqi",
+            "8",
+            expect_version="3",
+            expect_s3_version_id="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        )
+
+
+def test_smoke_cli_checks_against_the_pinned_release(tmp_path, monkeypatch, capsys):
+    release = tmp_path / "release.json"
+    release.write_text(json.dumps(manifest(version_id="other-version")))
+    lam, _ = _lambda_with(HANDLER_ANSWER)
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: lam)
+    code = smoke.main(
+        ["--function-name", "waterml-dev-wqi", "--version", "8", "--release", str(release)]
+    )
+    assert code == 1
+    assert "S3 version" in capsys.readouterr().err
 
 
 def test_smoke_fails_when_the_version_fails_to_start():
