@@ -1,0 +1,127 @@
+"""Command line: ``python -m registry {promote,rollback,releases,current} MODEL``.
+
+stdout carries only results (one JSON object for promote/rollback/current); progress and the one
+line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and the README."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from registry import approvals, errors
+from registry.errors import RegistryError
+
+EXIT_CODES = "\n".join(
+    [f"  {errors.OK:>3}  success"]
+    + [f"  {e.exit_code:>3}  {e.__name__}" for e in errors.ALL]
+    + ["    1  unexpected internal error"]
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m registry",
+        description="Promote approved MLflow model versions to a versioned S3 bucket, roll back,"
+        " and list releases. Needs MODEL_BUCKET; AWS_ENDPOINT_URL_S3 selects a local S3.",
+        epilog="exit codes:\n" + EXIT_CODES + "\n\nSee registry/README.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("promote", help="release the approved version of MODEL")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--approvals", type=Path, default=approvals.DEFAULT_PATH,
+                   help="approval file (default: registry/approved.toml)")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="release even if worse than the champion (needs --reason)")  # fmt: skip
+    p.add_argument("--reason", help="why --force was needed; recorded in the release")
+
+    r = sub.add_parser("rollback", help="re-point MODEL's release at an earlier one")
+    r.add_argument("model", metavar="MODEL")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument(
+        "--to", metavar="VERSION_ID", help="S3 VersionId of the bundle to go back to"
+    )
+    which.add_argument("--steps", type=int, default=1, help="promotions to go back (default 1)")
+    r.add_argument("--reason", help="recorded in the release")
+
+    h = sub.add_parser("releases", help="release history of MODEL, newest first")
+    h.add_argument("model", metavar="MODEL")
+    h.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+
+    c = sub.add_parser("current", help="print MODEL's live release.json (one JSON object)")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("--verify", action="store_true", help="also read back and check the bundle")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here so that --help and argument errors stay instant.
+    from registry import manifest
+    from registry.promote import spec_for
+
+    if args.command == "promote":
+        from registry.promote import promote
+
+        release = promote(args.model, args.approvals, args.force, args.reason)
+        print(manifest.one_line(release))
+    elif args.command == "rollback":
+        from registry.rollback import rollback
+
+        release = rollback(args.model, to=args.to, steps=args.steps, reason=args.reason)
+        print(manifest.one_line(release))
+    elif args.command == "current":
+        from registry.errors import NoRelease
+        from registry.store import ReleaseStore
+
+        spec_for(args.model)
+        store = ReleaseStore.from_env()
+        live = store.current(args.model).release
+        if live is None:
+            raise NoRelease(f"{args.model} has no release in s3://{store.bucket}")
+        if args.verify:
+            store.read_verified(live.key, live.version_id, live.sha256)
+        print(manifest.one_line(live))
+    else:
+        from registry.store import ReleaseStore
+
+        spec_for(args.model)
+        history = ReleaseStore.from_env().history(args.model)
+        if args.json:
+            rows = [
+                {"manifest_version_id": e.version_id, "current": e.is_latest} | e.release.to_dict()
+                for e in history
+            ]
+            print(json.dumps(rows))
+        else:
+            _table(history)
+    return errors.OK
+
+
+def _table(history: list) -> None:  # type: ignore[type-arg]
+    if not history:
+        print("no releases")
+        return
+    print(f"{'':1} {'released_at':20} {'action':8} {'mlflow':>6}  {'s3 versionId':36} sha256")
+    for e in history:
+        r = e.release
+        mark = "*" if e.is_latest else " "
+        print(f"{mark:1} {r.released_at:20} {r.action:8} {r.mlflow_version:>6}  "
+              f"{r.version_id:36} {r.sha256[:12]}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except RegistryError as exc:
+        print(f"registry: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("registry: error: interrupted; the previous release stays current", file=sys.stderr)
+        return errors.Interrupted.exit_code
+    except Exception as exc:  # the contract: one line, never a traceback
+        print(f"registry: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,280 @@
+"""S3 operations for releases: versioned uploads, verified reads, conditional manifest writes.
+
+``AWS_ENDPOINT_URL_S3`` (honoured by botocore itself) points at the loopback server; unset, the
+same code talks to AWS with whatever credentials the environment provides."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from registry import manifest
+from registry.errors import (
+    BucketMissing,
+    ConcurrentUpdate,
+    DigestMismatch,
+    NoCredentials,
+    NoRelease,
+    StorageError,
+    UnversionedBucket,
+)
+from registry.manifest import Release
+
+T = TypeVar("T")
+_CREDENTIAL_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "UnrecognizedClientException",
+}
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(data: bytes, expected: str, where: str) -> None:
+    actual = sha256_hex(data)
+    if actual != expected.lower():
+        raise DigestMismatch(f"SHA-256 mismatch for {where}: expected {expected}, got {actual}")
+
+
+@dataclass(frozen=True)
+class ManifestState:
+    """The current manifest and what a conditional write must name to replace it."""
+
+    release: Release | None
+    etag: str | None
+    version_id: str | None
+
+
+@dataclass(frozen=True)
+class ManifestVersion:
+    version_id: str
+    is_latest: bool
+    last_modified: str
+    release: Release
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn botocore's exceptions into the registry's typed errors (one line, no traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        yield
+    except NoCredentialsError as exc:
+        raise NoCredentials(f"no AWS credentials found while trying to {what}") from exc
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchBucket",):
+            raise BucketMissing(f"bucket does not exist ({what})") from exc
+        if code in _CREDENTIAL_CODES:
+            raise NoCredentials(
+                f"S3 refused the credentials ({code}) while trying to {what}"
+            ) from exc
+        if code in _CONFLICT_CODES:
+            raise ConcurrentUpdate(
+                f"conditional write refused ({code}) while trying to {what}"
+            ) from exc
+        raise StorageError(f"S3 error {code or exc} while trying to {what}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"S3 unreachable while trying to {what}: {exc}") from exc
+
+
+def _client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
+    )
+    return boto3.client("s3", config=cfg)
+
+
+def bucket_from_env() -> str:
+    bucket = os.environ.get("MODEL_BUCKET", "").strip()
+    if not bucket:
+        raise BucketMissing("MODEL_BUCKET is not set: name the versioned S3 bucket for releases")
+    return bucket
+
+
+class ReleaseStore:
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self.s3 = client if client is not None else _client()
+
+    @classmethod
+    def from_env(cls) -> ReleaseStore:
+        return cls(bucket_from_env())
+
+    def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        with _translated(what):
+            return fn(Bucket=self.bucket, **kwargs)
+
+    # -- bucket ------------------------------------------------------------------------------
+
+    def check_bucket(self) -> None:
+        """Refuse a bucket without versioning: a release is pinned by VersionId."""
+        try:
+            status = self._call(
+                f"read the versioning of s3://{self.bucket}", self.s3.get_bucket_versioning
+            ).get("Status")
+        except BucketMissing as exc:
+            raise BucketMissing(f"bucket s3://{self.bucket} does not exist") from exc
+        if status != "Enabled":
+            raise UnversionedBucket(
+                f"bucket s3://{self.bucket} has versioning {status or 'never enabled'}; releases"
+                " need it Enabled (aws s3api put-bucket-versioning ... Status=Enabled)"
+            )
+
+    # -- bundle ------------------------------------------------------------------------------
+
+    def upload_bundle(
+        self, name: str, data: bytes, sha256: str, mlflow_version: str, git_sha: str
+    ) -> str:
+        """Upload a new object version and return its VersionId (S3 checks the SHA-256 too)."""
+        key = manifest.bundle_key(name)
+        resp = self._call(
+            f"upload s3://{self.bucket}/{key}",
+            self.s3.put_object,
+            Key=key,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+            ContentType="application/octet-stream",
+            Metadata={"sha256": sha256, "mlflow-version": mlflow_version, "git-sha": git_sha},
+        )
+        version_id = resp.get("VersionId")
+        if not version_id or version_id == "null":
+            raise UnversionedBucket(f"S3 returned no VersionId for s3://{self.bucket}/{key}")
+        return str(version_id)
+
+    def read_verified(self, key: str, version_id: str, sha256: str) -> bytes:
+        """GET one exact object version and check it against the expected digest."""
+        resp = self._call(
+            f"read s3://{self.bucket}/{key}?versionId={version_id}",
+            self.s3.get_object,
+            Key=key,
+            VersionId=version_id,
+        )
+        data: bytes = resp["Body"].read()
+        where = f"s3://{self.bucket}/{key}?versionId={version_id}"
+        verify(data, sha256, where)
+        stored = resp.get("Metadata", {}).get("sha256")
+        if stored and stored != sha256:
+            raise DigestMismatch(f"{where} carries sha256 metadata {stored}, expected {sha256}")
+        return data
+
+    # -- manifest ----------------------------------------------------------------------------
+
+    def _read_manifest(self, name: str, version_id: str | None) -> tuple[Release, str, str]:
+        from botocore.exceptions import ClientError
+
+        key = manifest.manifest_key(name)
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            resp = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise NoRelease(f"{name!r} has no release in s3://{self.bucket}") from exc
+            with _translated(f"read s3://{self.bucket}/{key}"):
+                raise
+        with _translated(f"read s3://{self.bucket}/{key}"):
+            data: bytes = resp["Body"].read()
+        stored = resp.get("Metadata", {}).get("sha256")
+        if not stored:
+            raise DigestMismatch(f"s3://{self.bucket}/{key} has no sha256 metadata")
+        verify(data, stored, f"s3://{self.bucket}/{key}")
+        return manifest.loads(data), str(resp["ETag"]), str(resp.get("VersionId"))
+
+    def current(self, name: str) -> ManifestState:
+        try:
+            release, etag, version_id = self._read_manifest(name, None)
+        except NoRelease:
+            return ManifestState(None, None, None)
+        return ManifestState(release, etag, version_id)
+
+    def write_manifest(self, release: Release, base: ManifestState) -> str:
+        """Replace the manifest only if it is still ``base``; return the new manifest VersionId.
+
+        S3's If-Match/If-None-Match make this a compare-and-swap. Servers that check the
+        condition non-atomically (moto) are covered by a second check: the version just before
+        ours must be ``base``; if not, our write is removed again and the caller is told."""
+        key = manifest.manifest_key(release.name)
+        body = manifest.dumps(release)
+        cond = {"IfMatch": base.etag} if base.etag else {"IfNoneMatch": "*"}
+        resp = self._call(
+            f"write s3://{self.bucket}/{key}",
+            self.s3.put_object,
+            Key=key,
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+            ContentType="application/json",
+            Metadata={"sha256": sha256_hex(body)},
+            **cond,
+        )
+        version_id = str(resp.get("VersionId"))
+        older = self._version_before(key, version_id)
+        if older != base.version_id:
+            self._call(
+                f"remove the conflicting write s3://{self.bucket}/{key}?versionId={version_id}",
+                self.s3.delete_object,
+                Key=key,
+                VersionId=version_id,
+            )
+            raise ConcurrentUpdate(
+                f"another promotion or rollback of {release.name!r} wrote {key} at the same time"
+            )
+        # Read back what consumers will read and check it against what we meant to write.
+        stored, _, _ = self._read_manifest(release.name, version_id)
+        if stored != release:
+            raise DigestMismatch(
+                f"s3://{self.bucket}/{key}?versionId={version_id} reads back differently"
+            )
+        return version_id
+
+    def _version_before(self, key: str, version_id: str) -> str | None:
+        versions = [v["VersionId"] for v in self._versions(key)]
+        if version_id not in versions:
+            raise ConcurrentUpdate(f"the manifest version just written ({version_id}) is gone")
+        i = versions.index(version_id)
+        return versions[i + 1] if i + 1 < len(versions) else None
+
+    def _versions(self, key: str) -> list[dict[str, Any]]:
+        """Object versions of ``key`` (not delete markers), newest first."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"Prefix": key}
+        while True:
+            page = self._call(f"list versions of {key}", self.s3.list_object_versions, **kwargs)
+            out += [v for v in page.get("Versions", []) if v["Key"] == key]
+            if not page.get("IsTruncated"):
+                break
+            kwargs.update(
+                KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"]
+            )
+        return out
+
+    def history(self, name: str) -> list[ManifestVersion]:
+        """Every manifest version, newest first, each digest-checked."""
+        out = []
+        for v in self._versions(manifest.manifest_key(name)):
+            release, _, _ = self._read_manifest(name, v["VersionId"])
+            out.append(
+                ManifestVersion(
+                    version_id=v["VersionId"],
+                    is_latest=bool(v.get("IsLatest")),
+                    last_modified=v["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    release=release,
+                )
+            )
+        return out

@@ -1,0 +1,108 @@
+"""The MLflow side: read a registered version (tags, run metrics, bundle bytes), record a release.
+
+MLflow is imported lazily: it costs ~2 s, and `--help` or a refused input should not pay it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.errors import BundleMissing, StorageError, VersionNotFound
+from training.config import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str
+    source: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+    @property
+    def artifact_sha256(self) -> str:
+        sha = self.tags.get("artifact_sha256", "")
+        if not sha:
+            raise BundleMissing(f"{self.name} version {self.version} has no artifact_sha256 tag")
+        return sha
+
+    @property
+    def git_sha(self) -> str:
+        return self.tags.get("git_sha", "unknown")
+
+
+class Tracking:
+    def __init__(self, uri: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def version(self, name: str, version: str) -> VersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            raise VersionNotFound(
+                f"{name} version {version} is not in the MLflow registry at {self.uri}"
+            ) from exc
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = dict(self.client.get_run(mv.run_id).data.metrics)
+            except MlflowException as exc:
+                raise VersionNotFound(f"{name} version {version}: run {mv.run_id} is gone") from exc
+        return VersionInfo(
+            name=name,
+            version=str(mv.version),
+            run_id=mv.run_id or "",
+            source=mv.source or "",
+            tags=dict(mv.tags or {}),
+            metrics=metrics,
+        )
+
+    def bundle_bytes(self, info: VersionInfo) -> bytes:
+        """The bundle as logged by training: ``<source>/model.joblib``, else the run's copy."""
+        import mlflow
+
+        # Keep stderr to one line per step: no progress bars from MLflow.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        candidates: list[dict[str, Any]] = []
+        if info.source and not info.source.startswith("models:/"):
+            candidates.append({"artifact_uri": f"{info.source.rstrip('/')}/{BUNDLE_FILENAME}"})
+        if info.run_id:
+            path = f"{BUNDLE_ARTIFACT_DIR}/{BUNDLE_FILENAME}"
+            candidates.append({"run_id": info.run_id, "artifact_path": path})
+        with tempfile.TemporaryDirectory(prefix="registry-") as tmp:
+            for where in candidates:
+                try:
+                    local = mlflow.artifacts.download_artifacts(
+                        **where, dst_path=tmp, tracking_uri=self.uri
+                    )
+                    return Path(local).read_bytes()
+                except Exception:  # any failure means "not there": try the next
+                    continue
+        raise BundleMissing(
+            f"{info.name} version {info.version} has no {BUNDLE_ARTIFACT_DIR}/{BUNDLE_FILENAME}"
+            f" (source {info.source or 'unset'}, run {info.run_id or 'unset'})"
+        )
+
+    def record_release(self, info: VersionInfo, tags: dict[str, str]) -> None:
+        try:
+            for key, value in tags.items():
+                self.client.set_model_version_tag(info.name, info.version, key, value)
+        except Exception as exc:
+            raise StorageError(f"could not tag {info.name} version {info.version}: {exc}") from exc
+
+    def set_champion(self, name: str, version: str) -> None:
+        try:
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+        except Exception as exc:
+            raise StorageError(f"could not move {name}@{CHAMPION} to {version}: {exc}") from exc

@@ -1,0 +1,270 @@
+"""End to end through the real path: an MLflow SQLite store and the loopback S3 over HTTP.
+
+Commands run in-process through ``registry.cli.main`` (MLflow's import is paid once); the
+subprocess tests in test_registry_cli.py cover the same entry point as a separate program."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from registry import cli, errors
+from registry.store import ReleaseStore
+from tests.registry.registry_helpers import Versions, approve
+
+pytestmark = pytest.mark.integration
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str, rc: int = 0) -> Any:
+        code = cli.main(list(argv))
+        out, err = self.capsys.readouterr()
+        assert code == rc, err
+        if rc:  # refusals print one error line (progress lines only if something was written)
+            assert out == "" and err.count("registry: error:") == 1, err
+            return err.splitlines()[-1]
+        return json.loads(out) if argv[0] != "releases" or "--json" in argv else out
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys)
+
+
+def versions_of(bucket: str, key: str) -> list[dict[str, Any]]:
+    resp = boto3.client("s3").list_object_versions(Bucket=bucket, Prefix=key)
+    return [v for v in resp.get("Versions", []) if v["Key"] == key]
+
+
+def bundle_versions(bucket: str) -> int:
+    return len(versions_of(bucket, "models/wqi/model.joblib"))
+
+
+def manifest_versions(bucket: str) -> int:
+    return len(versions_of(bucket, "models/wqi/release.json"))
+
+
+def test_promote_end_to_end_then_again_is_a_noop(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    bucket = s3_env["bucket"]
+    v1, sha1 = versions.add()
+    approvals = str(approve(tmp_path / "approved.toml", wqi=v1))
+
+    rel = run("promote", "wqi", "--approvals", approvals)
+
+    assert rel["name"] == "wqi" and rel["mlflow_version"] == v1 and rel["sha256"] == sha1
+    assert rel["bucket"] == bucket and rel["key"] == "models/wqi/model.joblib"
+    assert rel["previous"] is None and rel["action"] == "promote"
+    assert rel["released_at"].endswith("Z") and rel["git_sha"] == "abc1234"
+    s3 = boto3.client("s3")
+    obj = s3.get_object(
+        Bucket=bucket, Key=rel["key"], VersionId=rel["version_id"], ChecksumMode="ENABLED"
+    )
+    body = obj["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha1
+    assert obj["Metadata"] == {"sha256": sha1, "mlflow-version": v1, "git-sha": "abc1234"}
+    assert obj["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(sha1)).decode()
+    stored = s3.get_object(Bucket=bucket, Key="models/wqi/release.json")
+    assert json.loads(stored["Body"].read()) == rel
+    tags = versions.tags("wqi", v1)
+    assert tags["s3_version_id"] == rel["version_id"]
+    assert tags["s3_uri"] == f"s3://{bucket}/models/wqi/model.joblib"
+    assert tags["promoted_at"] == rel["released_at"]
+    assert versions.champion() == v1
+    assert run("current", "wqi", "--verify") == rel
+
+    # Again: nothing uploaded, nothing written, the same JSON.
+    assert run("promote", "wqi", "--approvals", approvals) == rel
+    assert (bundle_versions(bucket), manifest_versions(bucket)) == (1, 1)
+
+
+def test_newer_version_rollback_and_history(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    bucket = s3_env["bucket"]
+    v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
+    v2, sha2 = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
+    r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
+    approvals2 = str(approve(tmp_path / "a2.toml", wqi=v2))
+    r2 = run("promote", "wqi", "--approvals", approvals2)
+    assert r2["sha256"] == sha2 and r2["version_id"] != r1["version_id"]
+    assert r2["previous"] == {k: v for k, v in r1.items() if k != "previous"}
+    assert versions.champion() == v2
+
+    # Rollback by steps: the manifest re-points to v1's object version; no bytes uploaded.
+    back = run("rollback", "wqi")
+    assert back["version_id"] == r1["version_id"] and back["mlflow_version"] == v1
+    assert back["action"] == "rollback" and back["rolled_back_from"] == v2
+    assert back["previous"]["version_id"] == r2["version_id"]
+    assert versions.champion() == v1
+    assert bundle_versions(bucket) == 2
+
+    history = run("releases", "wqi", "--json")
+    assert [h["mlflow_version"] for h in history] == [v1, v2, v1]
+    assert [h["action"] for h in history] == ["rollback", "promote", "promote"]
+    assert [h["current"] for h in history] == [True, False, False]
+    table = run("releases", "wqi")
+    assert table.splitlines()[1].startswith("*") and r1["version_id"] in table
+
+    # The approval still names v2, which was rolled back: CI re-running promote must not undo it.
+    err = run("promote", "wqi", "--approvals", approvals2, rc=errors.RolledBack.exit_code)
+    assert "rolled back" in err
+    # Nothing earlier than the first promotion.
+    run("rollback", "wqi", rc=errors.NoRelease.exit_code)
+
+    # Roll forward again by VersionId; still no upload.
+    fwd = run("rollback", "wqi", "--to", r2["version_id"])
+    assert fwd["mlflow_version"] == v2 and fwd["version_id"] == r2["version_id"]
+    assert versions.champion() == v2 and bundle_versions(bucket) == 2
+    run("rollback", "wqi", "--to", "no-such-version", rc=errors.NoRelease.exit_code)
+    assert manifest_versions(bucket) == 4
+
+
+def test_gates_thresholds_champion_and_force(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    bucket = s3_env["bucket"]
+    bad, _ = versions.add(metrics={"rmse": 20.0, "r2": 0.5})
+    err = run(
+        "promote",
+        "wqi",
+        "--approvals",
+        str(approve(tmp_path / "bad.toml", wqi=bad)),
+        rc=errors.GateFailed.exit_code,
+    )
+    assert "rmse=20" in err and bundle_versions(bucket) == 0
+
+    good, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
+    run("promote", "wqi", "--approvals", str(approve(tmp_path / "good.toml", wqi=good)))
+    worse, _ = versions.add(metrics={"rmse": 7.0, "r2": 0.8})
+    worse_ok = str(approve(tmp_path / "worse.toml", wqi=worse))
+    err = run("promote", "wqi", "--approvals", worse_ok, rc=errors.WorseThanChampion.exit_code)
+    assert "higher than champion" in err
+    run("promote", "wqi", "--approvals", worse_ok, "--force", rc=errors.UsageError.exit_code)
+    assert (bundle_versions(bucket), manifest_versions(bucket)) == (1, 1)
+
+    forced = run("promote", "wqi", "--approvals", worse_ok, "--force", "--reason", "hotfix")
+    assert forced["mlflow_version"] == worse and forced["force_reason"] == "hotfix"
+    assert versions.champion() == worse
+
+
+def test_unversioned_bucket_refused(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli, monkeypatch: Any
+) -> None:
+    plain = s3_env["bucket"] + "-plain"
+    boto3.client("s3").create_bucket(Bucket=plain)
+    monkeypatch.setenv("MODEL_BUCKET", plain)
+    v1, _ = versions.add()
+    err = run(
+        "promote",
+        "wqi",
+        "--approvals",
+        str(approve(tmp_path / "a.toml", wqi=v1)),
+        rc=errors.UnversionedBucket.exit_code,
+    )
+    assert "versioning" in err
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=plain)
+
+
+def test_digest_mismatch_refused_with_nothing_written(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    bucket = s3_env["bucket"]
+    # The tag lies about the bundle.
+    tagged, _ = versions.add(tags={"artifact_sha256": "0" * 64})
+    err = run(
+        "promote",
+        "wqi",
+        "--approvals",
+        str(approve(tmp_path / "t.toml", wqi=tagged)),
+        rc=errors.DigestMismatch.exit_code,
+    )
+    assert "artifact_sha256" in err
+    # The artifact changed after registration.
+    changed, _ = versions.add()
+    logged = next(versions.root.glob("wqi/*/artifacts/bundle/model.joblib"))
+    for path in versions.root.glob("wqi/*/artifacts/bundle/model.joblib"):
+        path.write_bytes(path.read_bytes() + b"tampered")
+    assert logged.exists()
+    run(
+        "promote",
+        "wqi",
+        "--approvals",
+        str(approve(tmp_path / "c.toml", wqi=changed)),
+        rc=errors.DigestMismatch.exit_code,
+    )
+    assert (bundle_versions(bucket), manifest_versions(bucket)) == (0, 0)
+    assert versions.champion() is None
+
+
+def test_tampered_s3_object_refused_on_rollback(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    """Rollback reads the old object version back; a version whose bytes differ is refused."""
+    bucket = s3_env["bucket"]
+    v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
+    v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
+    r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
+    run("promote", "wqi", "--approvals", str(approve(tmp_path / "a2.toml", wqi=v2)))
+    store = ReleaseStore(bucket)
+    current = store.current("wqi")
+    # Forge a release whose sha256 does not match the object it names.
+    forged = current.release.__class__(**{**current.release.__dict__, "sha256": "f" * 64})
+    store.write_manifest(forged, current)
+    run("rollback", "wqi", "--to", r1["version_id"])  # the honest v1 release still rolls back
+    run("rollback", "wqi", "--to", forged.version_id, rc=errors.DigestMismatch.exit_code)
+
+
+def test_interrupt_between_upload_and_manifest_keeps_previous_release(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli, monkeypatch: Any
+) -> None:
+    bucket = s3_env["bucket"]
+    v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
+    v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
+    r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
+    approvals2 = str(approve(tmp_path / "a2.toml", wqi=v2))
+
+    def crash(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt  # as if CI cancelled the job right after the upload
+
+    with monkeypatch.context() as m:
+        m.setattr(ReleaseStore, "write_manifest", crash)
+        run("promote", "wqi", "--approvals", approvals2, rc=errors.Interrupted.exit_code)
+
+    assert bundle_versions(bucket) == 2  # the upload happened ...
+    assert run("current", "wqi", "--verify") == r1  # ... but v1 is still the release
+    assert versions.champion() == v1 and "s3_version_id" not in versions.tags("wqi", v2)
+
+    r2 = run("promote", "wqi", "--approvals", approvals2)  # re-running finishes the job
+    assert r2["mlflow_version"] == v2 and r2["previous"]["version_id"] == r1["version_id"]
+    assert versions.champion() == v2
+
+
+def test_stale_conditional_write_is_refused_by_the_server(s3_env: dict[str, str]) -> None:
+    """moto honours If-Match / If-None-Match over HTTP: a write based on a stale read fails."""
+    from registry.manifest import Release
+
+    store = ReleaseStore(s3_env["bucket"])
+
+    def rel(n: int) -> Release:
+        return Release("wqi", "1", s3_env["bucket"], "k", "v", "a" * 64, "g", f"t{n}")
+
+    empty = store.current("wqi")
+    store.write_manifest(rel(1), empty)
+    with pytest.raises(errors.ConcurrentUpdate, match="PreconditionFailed"):
+        store.write_manifest(rel(2), empty)  # If-None-Match: * on an existing object
+    first = store.current("wqi")
+    store.write_manifest(rel(3), first)
+    with pytest.raises(errors.ConcurrentUpdate, match="PreconditionFailed"):
+        store.write_manifest(rel(4), first)  # If-Match with the ETag of a replaced version
+    assert manifest_versions(s3_env["bucket"]) == 2
