@@ -106,3 +106,22 @@ bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object
 requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock
 	$(UV) export --frozen --no-dev --no-default-groups --group serving --no-emit-project \
 	  --no-header --output-file inference/requirements.txt --quiet
+
+# --- registry (issue 3): promotion, rollback and release history in the versioned bucket.
+ARGS ?=
+need-model = @test -n "$(MODEL)" || { echo "error: set MODEL=<name>, e.g. make $@ MODEL=wqi" >&2; exit 2; }
+
+.PHONY: promote
+promote: venv ## Release the approved version of MODEL=name (ARGS='--force --reason "..."')
+	$(need-model)
+	$(WITH_S3) $(RUN) registry promote $(MODEL) $(ARGS)
+
+.PHONY: rollback
+rollback: venv ## Re-point MODEL's release at an earlier one (ARGS="--steps N" or "--to VERSION_ID")
+	$(need-model)
+	$(WITH_S3) $(RUN) registry rollback $(MODEL) $(ARGS)
+
+.PHONY: releases
+releases: venv ## MODEL's release history from the S3 versions of release.json, newest first
+	$(need-model)
+	$(WITH_S3) $(RUN) registry releases $(MODEL) $(ARGS)
