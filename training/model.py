@@ -17,7 +17,7 @@ from training.spec import ModelSpec
 
 THREADS = 2  # fixed: histogram sums are reduced per thread, so the thread count is a parameter
 ERROR_MODEL_PARAMS = {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.05}
-ERROR_MODEL_FOLDS = 5
+ERROR_MODEL_FOLDS = 20  # contiguous blocks of ~2.5 weeks: residuals of unseen weeks
 SIGMA_SCALES = tuple(round(0.25 + 0.05 * i, 2) for i in range(56))  # 0.25 .. 3.0
 
 
