@@ -238,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         help="append key=value lines to $GITHUB_OUTPUT instead of printing JSON",
     )
     args = parser.parse_args(argv)
+    settings = load_settings()
     try:
         cfg = resolve(
-            load_settings(),
+            settings,
             args.environment,
             account=args.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
             region=args.region or os.environ.get("AWS_REGION"),
@@ -249,13 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = cfg.names()
-    if args.github_output and cfg.account == DUMMY_ACCOUNT:
-        print(
-            f"error: no AWS account for environment {cfg.name!r}: set "
-            f'"account" (and "region") under waterml.environments.{cfg.name} in infra/cdk.json',
-            file=sys.stderr,
-        )
-        return 2
+    if args.github_output:
+        # A workflow must never fall back to the dummy account or a guessed region.
+        chosen = {**settings.get("defaults", {}), **settings["environments"][cfg.name]}
+        if not (chosen.get("account") or args.account) or not (chosen.get("region") or args.region):
+            print(
+                f"error: no AWS account/region for environment {cfg.name!r}: set "
+                f'"account" and "region" under waterml.environments.{cfg.name} in infra/cdk.json',
+                file=sys.stderr,
+            )
+            return 2
     if args.github_output:
         target = os.environ.get("GITHUB_OUTPUT")
         if not target:

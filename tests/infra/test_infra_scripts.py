@@ -508,8 +508,19 @@ def test_config_cli_writes_github_outputs(tmp_path, monkeypatch, capsys):
 
     gh = tmp_path / "gh"
     monkeypatch.setenv("GITHUB_OUTPUT", str(gh))
-    assert config.main(["prod", "--account", "333333333333", "--github-output"]) == 0
+    # Without an account in cdk.json a workflow must not fall back to the dummy one.
+    settings = load_settings()
+    settings["environments"]["prod"] = {**settings["environments"]["prod"], "account": None}
+    monkeypatch.setattr(config, "load_settings", lambda: settings)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert config.main(["prod", "--github-output"]) == 2
+    assert "infra/cdk.json" in capsys.readouterr().err
+    assert not gh.exists()
+    args = ["prod", "--account", "333333333333", "--region", "eu-central-1", "--github-output"]
+    assert config.main(args) == 0
     lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
     assert lines["serving_stack"] == "WaterMl-prod-Serving"
     assert lines["repository"] == "waterml-prod-inference"
     assert lines["account"] == "333333333333"
+    assert lines["region"] == "eu-central-1"
+    assert lines["promote_role_arn"] == "arn:aws:iam::333333333333:role/waterml-prod-github-promote"
