@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference import sanity
+from inference import s3_get, sanity
 from inference.bundle import BundleError, DigestMismatch, loads, sha256_hex, verify_digest
 from inference.config import Config
 from inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-S3_ATTEMPTS = 3  # botocore "standard" retry mode: total attempts, with backoff
+S3_ATTEMPTS = s3_get.ATTEMPTS  # total attempts, with backoff (botocore: "standard" mode)
 S3_CONNECT_TIMEOUT = 2.0
 S3_READ_TIMEOUT = 10.0
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "InvalidArgument"}
@@ -89,9 +89,28 @@ def s3_client(config: Config) -> Any:
 
 
 def fetch_s3(config: Config, client: Any = None) -> bytes:
+    """GetObject with the pinned VersionId: signed stdlib HTTP when the credentials are in the
+    environment (as in Lambda), else boto3 with its own credential chain."""
+    creds = None if client is not None else s3_get.Credentials.from_env()
+    if creds is not None:
+        try:
+            return s3_get.get_object(
+                config.bucket, config.key, config.version_id, creds, config.endpoint_url
+            )
+        except s3_get.S3Error as exc:
+            if exc.code in _NOT_FOUND or exc.status == 404:
+                raise ModelNotFound(f"{config.uri} does not exist ({exc.code})") from exc
+            raise LoadError(f"S3 refused {config.uri}: {exc}") from exc
+        except s3_get.S3ConnectionError as exc:
+            raise S3Unreachable(
+                f"S3 unreachable for {config.uri} after {S3_ATTEMPTS} attempts: {exc}"
+            ) from exc
+    return _fetch_boto3(config, client or s3_client(config))
+
+
+def _fetch_boto3(config: Config, client: Any) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client or s3_client(config)
     try:
         response = client.get_object(
             Bucket=config.bucket, Key=config.key, VersionId=config.version_id

@@ -192,3 +192,20 @@ def test_cache_write_is_atomic(tmp_path: Path) -> None:
     loader._write_atomically(target, b"abc")
     assert target.read_bytes() == b"abc"
     assert os.listdir(target.parent) == ["x.joblib"]
+
+
+@pytest.mark.integration
+def test_boto3_path_for_other_credential_sources(
+    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
+) -> None:
+    # Without credentials in the environment the loader uses boto3 and its credential chain;
+    # a client passed in takes the same path.
+    version = upload(s3_env, wqi_bytes)
+    config = s3_config(s3_env, version, sha256_hex(wqi_bytes), cache_dir)
+    model = loader.load(config, loader.s3_client(config))
+    assert model.source == "s3" and len(unpickles) == 1
+    loader.clear_memory()
+    config.cache_path.unlink()
+    with pytest.raises(loader.ModelNotFound):
+        wrong = config_mod.Config(**{**config.__dict__, "version_id": "nope"})
+        loader.load(wrong, loader.s3_client(wrong))
