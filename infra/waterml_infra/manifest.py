@@ -37,13 +37,17 @@ class Release:
     previous: Release | None = None
 
     def environment(self) -> dict[str, str]:
-        """The function's model environment variables, as the handler reads them."""
-        return {
+        """The function's model environment variables, as the handler reads them
+        (inference/config.py): the pinned object, and the MLflow version when known."""
+        env = {
             "MODEL_BUCKET": self.bucket,
             "MODEL_KEY": self.key,
             "MODEL_VERSION_ID": self.version_id,
             "MODEL_SHA256": self.sha256,
         }
+        if self.mlflow_version:
+            env["MODEL_VERSION"] = self.mlflow_version
+        return env
 
     def to_context(self) -> dict[str, str]:
         """The fields the CDK app needs (`-c release=<json>`)."""

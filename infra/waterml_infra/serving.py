@@ -87,7 +87,7 @@ class ServingStack(Stack):
             environment={
                 **release.environment(),
                 "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": cfg.model_name,
+                "POWERTOOLS_SERVICE_NAME": f"{cfg.project}-{cfg.model_name}",
             },
             current_version_options=lambda_.VersionOptions(
                 # Old versions stay: the alias may point at one, and rollback needs them.

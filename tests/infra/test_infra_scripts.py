@@ -58,6 +58,7 @@ def test_manifest_round_trip_with_previous():
         "MODEL_KEY": "models/wqi/model.joblib",
         "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
         "MODEL_SHA256": SHA,
+        "MODEL_VERSION": "3",
     }
     assert release.previous is not None and release.previous.version_id == "older"
     assert release.previous.mlflow_version == "2"

@@ -212,8 +212,9 @@ def test_function_environment_comes_from_the_release(templates):
                     "MODEL_KEY": "models/wqi/model.joblib",
                     "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
                     "MODEL_SHA256": "5" * 64,
+                    "MODEL_VERSION": "3",
                     "LOG_LEVEL": "INFO",
-                    "POWERTOOLS_SERVICE_NAME": "wqi",
+                    "POWERTOOLS_SERVICE_NAME": "waterml-wqi",
                 }
             }
         },
