@@ -2,7 +2,7 @@
 
 Detection looks only at keys, cheapest and most specific first; the direct invocation, the
 hot path, needs two dictionary look-ups. Powertools' event source data classes read the
-HTTP and SQS envelopes (base64 bodies, message ids).
+HTTP and SQS envelopes (base64 bodies, message ids); they are imported on first use.
 """
 
 from __future__ import annotations
@@ -10,13 +10,6 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import (
-    APIGatewayProxyEvent,
-    APIGatewayProxyEventV2,
-    LambdaFunctionUrlEvent,
-    SQSEvent,
-)
 
 from inference.validation import ValidationError, problem
 
@@ -59,16 +52,21 @@ def detect(event: Any) -> Kind:
     return Kind.UNKNOWN
 
 
-_HTTP_CLASSES = {
-    Kind.REST_V1: APIGatewayProxyEvent,
-    Kind.HTTP_V2: APIGatewayProxyEventV2,
-    Kind.FUNCTION_URL: LambdaFunctionUrlEvent,
-}
-
-
 def http_json(kind: Kind, event: dict[str, Any]) -> Any:
     """The request's JSON body (base64 decoded if flagged), or a ValidationError."""
-    request = _HTTP_CLASSES[kind](event)
+    # Imported on first use: a function fed only direct invocations never pays for them.
+    from aws_lambda_powertools.utilities.data_classes import (
+        APIGatewayProxyEvent,
+        APIGatewayProxyEventV2,
+        LambdaFunctionUrlEvent,
+    )
+
+    wrapper = {
+        Kind.REST_V1: APIGatewayProxyEvent,
+        Kind.HTTP_V2: APIGatewayProxyEventV2,
+        Kind.FUNCTION_URL: LambdaFunctionUrlEvent,
+    }[kind]
+    request = wrapper(event)
     try:
         text = request.decoded_body
     except (ValueError, UnicodeDecodeError):
@@ -91,6 +89,8 @@ def parse_json(text: str, field: str) -> Any:
 
 def sqs_messages(event: dict[str, Any]) -> list[tuple[str, str]]:
     """(messageId, body) of each SQS record."""
+    from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
     return [(record.message_id, record.body or "") for record in SQSEvent(event).records]
 
 

@@ -22,6 +22,11 @@ class Predictor:
             raise BundleError(f"predictor engine {spec.get('engine')!r} is not {ENGINE!r}")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: warnings would go to stderr per session
+        # One thread, no spin-waiting: a Lambda below 1,769 MB has less than one vCPU, and a
+        # single row costs less than waking a pool (measured: p50 10 us vs 24 us with 2).
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 spec["onnx"], options, providers=["CPUExecutionProvider"]

@@ -1,0 +1,23 @@
+"""The single-row answer path (plain floats) agrees exactly with the vectorised one."""
+
+from __future__ import annotations
+
+import numpy as np
+import synthetic
+
+from inference.outputs import make_output
+
+
+def test_single_row_answers_equal_batch_answers() -> None:
+    output = make_output(synthetic.WQI_OUTPUT)
+    rng = np.random.default_rng(7)
+    edges = [90, 70, 50, 25, 0, 100, 89.999, 90.0001, -5, 105]
+    margin = np.concatenate([rng.uniform(-20, 120, 5000), edges]).astype(np.float32)
+    error = np.concatenate([rng.uniform(0, 15, 5000), [0, 1, 2, 3, 0, 5, 1e-3, 0.5, 1, 1]])
+    error = error.astype(np.float32)
+    batch = output.answers({"margin": margin, "abs_error": error})
+    single = [
+        output.answers({"margin": margin[i : i + 1], "abs_error": error[i : i + 1]})[0]
+        for i in range(len(margin))
+    ]
+    assert single == batch
