@@ -71,6 +71,8 @@ class EnvConfig:
     errors_threshold: int = 1
     throttles_threshold: int = 1
     p99_duration_threshold_ms: int = 3000
+    # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
+    alarm_topic_arn: str | None = None
     termination_protection: bool = False
 
     def __post_init__(self) -> None:
@@ -104,6 +106,8 @@ class EnvConfig:
             and self.provisioned_concurrency > self.reserved_concurrency
         ):
             problems.append("provisioned_concurrency cannot exceed reserved_concurrency")
+        if self.alarm_topic_arn and not self.alarm_topic_arn.startswith("arn:aws:sns:"):
+            problems.append("alarm_topic_arn must be an SNS topic ARN")
         if problems:
             raise ConfigError(f"environment {self.name!r}: " + "; ".join(problems))
 

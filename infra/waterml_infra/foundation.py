@@ -129,7 +129,9 @@ class FoundationStack(Stack):
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                 conditions={
                     "StringEquals": {"aws:SourceAccount": cfg.account},
-                    "ArnLike": {"aws:SourceArn": self.function_arn(qualified=True)},
+                    "ArnLike": {
+                        "aws:SourceArn": [self.function_arn(), self.function_arn(qualified=True)]
+                    },
                 },
             )
         )

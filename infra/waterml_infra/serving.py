@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -13,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -121,6 +123,11 @@ class ServingStack(Stack):
         if cfg.warmup_minutes:
             self._warmup_rule()
         self.alarms = self._alarms()
+        if cfg.alarm_topic_arn:
+            topic = sns.Topic.from_topic_arn(self, "AlarmTopic", cfg.alarm_topic_arn)
+            for alarm in self.alarms.values():
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+                alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
 
         CfnOutput(self, "FunctionName", value=self.function.function_name)
         CfnOutput(self, "FunctionVersion", value=self.version.version)

@@ -72,6 +72,7 @@ def pinned_app():
             "waterml.dev.provisioned_concurrency": "3",
             "waterml.dev.warmup_minutes": "10",
             "waterml.dev.noncurrent_versions_to_retain": "7",
+            "waterml.dev.alarm_topic_arn": "arn:aws:sns:eu-west-1:111111111111:paging",
         }
     )
     return app, build(app)

@@ -156,9 +156,9 @@ def test_repository_lets_only_this_environments_function_pull(templates):
     (statement,) = repo["Properties"]["RepositoryPolicyText"]["Statement"]
     assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
     assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == (
-        "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-wqi:*"
-    )
+    fn = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-wqi"
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == [fn, fn + ":*"]
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == "111111111111"
 
 
 # Function ---------------------------------------------------------------------------------
@@ -387,6 +387,16 @@ def test_function_alarms_on_the_live_alias(templates, metric, statistic, thresho
             **statistic,
         },
     )
+
+
+def test_alarms_notify_the_configured_topic(templates):
+    pinned = templates["pinned-serving"].find_resources("AWS::CloudWatch::Alarm")
+    assert len(pinned) == 4
+    for alarm in pinned.values():
+        assert alarm["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
+        assert alarm["Properties"]["OKActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
+    for alarm in templates["dev-serving"].find_resources("AWS::CloudWatch::Alarm").values():
+        assert "AlarmActions" not in alarm["Properties"]
 
 
 def test_alarm_on_failure_queue_depth(templates):
