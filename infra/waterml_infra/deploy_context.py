@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from waterml_infra.manifest import ManifestError, Release, loads
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -38,10 +40,13 @@ def fetch_release(s3: Any, bucket: str, model: str) -> Release:
     key = f"models/{model}/release.json"
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey as exc:
-        raise ManifestError(
-            f"s3://{bucket}/{key} does not exist: promote a model before deploying"
-        ) from exc
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        # Without s3:ListBucket (the deploy role has none) a missing key reads as AccessDenied.
+        hint = (
+            " (promote a model before deploying)" if code in {"NoSuchKey", "AccessDenied"} else ""
+        )
+        raise ManifestError(f"cannot read s3://{bucket}/{key}: {code}{hint}") from exc
     release = loads(body)
     if release.name != model:
         raise ManifestError(f"s3://{bucket}/{key} is a release of {release.name!r}")

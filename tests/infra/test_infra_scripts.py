@@ -144,6 +144,9 @@ def test_fetch_release_refuses_a_manifest_for_another_bucket_or_none():
         stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
         with pytest.raises(ManifestError, match="promote a model"):
             deploy_context.fetch_release(s3, BUCKET, "wqi")
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(ManifestError, match="AccessDenied"):
+            deploy_context.fetch_release(s3, BUCKET, "wqi")
 
 
 def test_current_live_version():
