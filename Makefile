@@ -125,3 +125,8 @@ rollback: venv ## Re-point MODEL's release at an earlier one (ARGS="--steps N" o
 releases: venv ## MODEL's release history from the S3 versions of release.json, newest first
 	$(need-model)
 	$(WITH_S3) $(RUN) registry releases $(MODEL) $(ARGS)
+
+# --- the whole flow
+.PHONY: demo
+demo: venv ## Train, approve, promote to a loopback S3 and answer every event shape, end to end
+	$(RUN) tools.local_s3 run --fresh -- $(PY) -m tools.demo

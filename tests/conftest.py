@@ -62,6 +62,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             os.environ["MLFLOW_TRACKING_URI"] = previous
     return {
         "tracking_uri": uri,
-        "bundles": {name: bundles / f"{name}-model.joblib" for name in results},
+        "bundles": {name: bundles / name / "model.joblib" for name in results},
         "results": results,
     }

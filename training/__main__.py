@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{', '.join(specs.available())})")  # fmt: skip
     parser.add_argument("--spec", type=Path, action="append", default=[],
                         help="train from this spec file instead of a named model")  # fmt: skip
-    parser.add_argument("--bundle-dir", type=Path, help="also keep the bundle files here")
+    parser.add_argument(
+        "--bundle-dir", type=Path, help="also keep each bundle as DIR/<model>/model.joblib"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
     args = parser.parse_args(argv)
 

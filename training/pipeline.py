@@ -89,7 +89,7 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         with stage("bundle", name) as note:
             commit = bundle.git_sha()
             content = bundle.build(spec, fitted, parts, ranges, metrics, data_sha256, commit)
-            path = (out_dir or Path(tmp)) / f"{name}-{BUNDLE_FILENAME}"
+            path = (out_dir or Path(tmp)) / name / BUNDLE_FILENAME
             digest = bundle.write(content, path)
             size = path.stat().st_size
             note.append(f"{size / 1024:.0f} KiB, sha256 {digest[:12]}, golden samples match")

@@ -55,7 +55,7 @@ def test_run_logs_metrics_plots_validation_and_bundle(trained: dict[str, Any], n
         else {"plots/residuals.png", "plots/confidence_calibration.png"}
     )
     assert expected_plots | {"plots/feature_importance.png", "validation/result.json"} <= files
-    assert f"bundle/{name}-model.joblib" in files or "bundle/model.joblib" in files
+    assert "bundle/model.joblib" in files
 
 
 def test_wqi_confidence_is_evaluated_on_held_out_data(trained: dict[str, Any]) -> None:
@@ -72,7 +72,7 @@ def test_two_runs_give_byte_identical_bundles(
     for name, first in trained["results"].items():
         again = pipeline.run(load_spec(name), tmp_path)
         assert again.artifact_sha256 == first.artifact_sha256
-        assert (tmp_path / f"{name}-model.joblib").read_bytes() == trained["bundles"][
+        assert (tmp_path / name / "model.joblib").read_bytes() == trained["bundles"][
             name
         ].read_bytes()
 

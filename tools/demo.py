@@ -1,0 +1,102 @@
+"""`make demo`: the whole flow on local defaults, narrated.
+
+train both models -> approve their candidates -> promote to the (loopback) S3 bucket ->
+promote again (a no-op) -> answer every sample event through the Lambda handler ->
+train and promote a newer potability version -> release history -> roll back.
+
+Approvals go to `.local/demo-approved.toml`, never to the committed `registry/approved.toml`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from training.config import REPO
+
+PY = sys.executable
+APPROVALS = REPO / ".local" / "demo-approved.toml"
+EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def run(*args: str, capture: bool = False) -> str:
+    print(f"$ {' '.join(args)}", flush=True)
+    out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False,
+                         stdout=subprocess.PIPE if capture else None)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"demo stopped: `{' '.join(args)}` exited {out.returncode}")
+    if capture:
+        print(out.stdout, end="", flush=True)
+    return out.stdout or ""
+
+
+def train(*models: str) -> dict[str, str]:
+    lines = run("training", *models, "--json", capture=True).splitlines()
+    return {r["name"]: r["version"] for r in map(json.loads, lines) if r["candidate"]}
+
+
+def approve(versions: dict[str, str]) -> None:
+    APPROVALS.parent.mkdir(exist_ok=True)
+    APPROVALS.write_text("".join(
+        f'[{name}]\nversion = "{version}"\napproved_by = "make demo"\n'
+        f'reason = "demo: candidate version {version}"\n\n'
+        for name, version in sorted(versions.items())
+    ))  # fmt: skip
+    print(APPROVALS.read_text(), end="")
+
+
+def promote(model: str) -> dict[str, object]:
+    release = json.loads(run("registry", "promote", model, "--approvals", str(APPROVALS),
+                             capture=True))  # fmt: skip
+    print(
+        f"-> {model}: MLflow version {release['mlflow_version']} is S3 VersionId "
+        f"{release['version_id']}"
+    )
+    return release
+
+
+def main() -> int:
+    step("1. train and register both models (make train)")
+    versions = train()
+    if set(versions) != {"wqi", "potability"}:
+        raise SystemExit(f"demo stopped: not every model became a candidate: {versions}")
+
+    step("2. approve the candidates (a reviewed edit of registry/approved.toml in real life)")
+    approve(versions)
+
+    step("3. promote: upload, read back the VersionId, write the release manifest")
+    first = {model: promote(model) for model in sorted(versions)}
+
+    step("4. promote the same approved version again: nothing is uploaded")
+    again = promote("wqi")
+    print("same release as before:", again == first["wqi"])
+
+    step("5. answer every event shape with the promoted wqi release (make invoke)")
+    for event in EVENTS:
+        print(f"\n--- {event.name}")
+        run("inference.local", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
+
+    step("6. train a newer potability version, approve and promote it")
+    versions |= train("potability")
+    approve(versions)
+    promote("potability")
+
+    step("7. the release history, read from the S3 versions of release.json")
+    run("registry", "releases", "potability", capture=True)
+
+    step("8. roll back to the previous release (no bytes re-uploaded)")
+    run("registry", "rollback", "potability", "--steps", "1", capture=True)
+    run("registry", "releases", "potability", capture=True)
+
+    step("done")
+    print("MLflow: `make ui` shows the runs, versions, tags and aliases.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
