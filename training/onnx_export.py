@@ -34,7 +34,7 @@ def base_margin(model: dict[str, Any]) -> float:
 def tree_node(booster: xgb.Booster, output: str) -> Any:
     model = json.loads(booster.save_raw("json"))
     trees = model["learner"]["gradient_booster"]["model"]["trees"]
-    attrs: dict[str, list[Any]] = {key: [] for key in (
+    attrs: dict[str, Any] = {key: [] for key in (
         "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
         "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
         "target_treeids", "target_nodeids", "target_ids", "target_weights",
