@@ -4,8 +4,10 @@ MLflow is imported lazily: it costs ~2 s, and `--help` or a refused input should
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,11 @@ class VersionInfo:
 
 class Tracking:
     def __init__(self, uri: str | None = None) -> None:
+        warnings.filterwarnings("ignore", module="mlflow")
         from mlflow import MlflowClient
+
+        # stderr carries our own progress lines only, not MLflow's INFO about database set-up.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
