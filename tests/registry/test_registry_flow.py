@@ -268,3 +268,38 @@ def test_stale_conditional_write_is_refused_by_the_server(s3_env: dict[str, str]
     with pytest.raises(errors.ConcurrentUpdate, match="PreconditionFailed"):
         store.write_manifest(rel(4), first)  # If-Match with the ETag of a replaced version
     assert manifest_versions(s3_env["bucket"]) == 2
+
+
+def test_write_is_withdrawn_when_the_server_ignores_the_condition(s3_env: dict[str, str]) -> None:
+    """A server that evaluates If-Match non-atomically (or not at all) can accept a write based
+    on a stale read. The version-order check catches it, deletes that write, and refuses."""
+    from registry.manifest import Release
+
+    class IgnoresConditions:
+        def __init__(self) -> None:
+            self.real = boto3.client("s3")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def put_object(self, **kwargs: Any) -> Any:
+            kwargs.pop("IfMatch", None)
+            kwargs.pop("IfNoneMatch", None)
+            return self.real.put_object(**kwargs)
+
+    bucket = s3_env["bucket"]
+    store = ReleaseStore(bucket, client=IgnoresConditions())
+
+    def rel(n: int) -> Release:
+        return Release("wqi", str(n), bucket, "k", f"v{n}", "a" * 64, "g", f"t{n}")
+
+    empty = store.current("wqi")
+    store.write_manifest(rel(1), empty)
+    with pytest.raises(errors.ConcurrentUpdate, match="at the same time"):
+        store.write_manifest(rel(2), empty)  # stale: the manifest exists now
+    first = store.current("wqi")
+    store.write_manifest(rel(3), first)
+    with pytest.raises(errors.ConcurrentUpdate, match="at the same time"):
+        store.write_manifest(rel(4), first)  # stale: rel(3) replaced it
+    assert store.current("wqi").release == rel(3)
+    assert [e.release for e in store.history("wqi")] == [rel(3), rel(1)]
