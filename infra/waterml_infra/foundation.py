@@ -186,6 +186,8 @@ class FoundationStack(Stack):
             max_session_duration=Duration.hours(1),
         )
         models_prefix = bucket.arn_for_objects("models/*")
+        release_manifests = bucket.arn_for_objects("models/*/release.json")
+        bucket_ref = f"<{self.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
         policy = iam.Policy(
             self,
             "GitHubPromotePolicy",
@@ -194,6 +196,13 @@ class FoundationStack(Stack):
                     sid="ModelObjects",
                     actions=["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
                     resources=[models_prefix],
+                ),
+                # The registry's compare-and-swap on release.json removes its own write again
+                # if another promotion won the race; bundles can never be deleted.
+                iam.PolicyStatement(
+                    sid="UndoConflictingReleaseWrite",
+                    actions=["s3:DeleteObjectVersion"],
+                    resources=[release_manifests],
                 ),
                 iam.PolicyStatement(
                     sid="ListModelVersions",
@@ -212,7 +221,12 @@ class FoundationStack(Stack):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::<MODELS_PREFIX>]",
-            resource=f"<{self.get_logical_id(bucket.node.default_child)}.Arn>/models/*",  # type: ignore[arg-type]
+            resource=f"{bucket_ref}/models/*",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS>]",
+            resource=f"{bucket_ref}/models/*/release.json",
         )
         return role
 

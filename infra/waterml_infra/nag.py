@@ -25,6 +25,11 @@ REASONS: dict[str, str] = {
         "release.json, for every model in registry/approved.toml: scoped to the models/ prefix "
         "of this one bucket, nothing else."
     ),
+    "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS>]": (
+        "The registry writes release.json with a compare-and-swap and deletes its own new "
+        "version again if a concurrent promotion won; s3:DeleteObjectVersion is limited to the "
+        "release manifests under models/, never the model bundles."
+    ),
     "AwsSolutions-IAM5[Resource::<FUNCTION_QUALIFIERS>]": (
         "Smoke tests invoke a numbered version and the alias move addresses the 'live' alias: "
         "both are qualified ARNs of this one function, which only a ':*' suffix can express."

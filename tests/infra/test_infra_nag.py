@@ -86,9 +86,14 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
         "Annotation::AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:111111111111:"
         "function:waterml-dev-wqi:*]",
     ]
-    (promote,) = foundation["WaterMl-dev-Foundation/GitHubPromotePolicy"]
-    assert promote.startswith("Annotation::AwsSolutions-IAM5[Resource::<ModelBucket")
-    assert promote.endswith(".Arn>/models/*]")
+    promote = foundation["WaterMl-dev-Foundation/GitHubPromotePolicy"]
+    assert len(promote) == 2
+    for ack in promote:
+        assert ack.startswith("Annotation::AwsSolutions-IAM5[Resource::<ModelBucket")
+    assert sorted(ack.split(".Arn>", 1)[1] for ack in promote) == [
+        "/models/*/release.json]",
+        "/models/*]",
+    ]
     assert _acknowledged(dev.serving) == {
         "WaterMl-dev-Serving/AsyncFailures": ["Annotation::AwsSolutions-SQS3"]
     }

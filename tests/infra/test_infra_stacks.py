@@ -503,8 +503,13 @@ def test_promote_role_is_limited_to_the_models_prefix(templates):
     ]
     assert json.dumps(by_sid["ModelObjects"]["Resource"]).endswith('/models/*"]]}')
     assert by_sid["ListModelVersions"]["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
+    assert by_sid["UndoConflictingReleaseWrite"]["Action"] == "s3:DeleteObjectVersion"
+    assert json.dumps(by_sid["UndoConflictingReleaseWrite"]["Resource"]).endswith(
+        '/models/*/release.json"]]}'
+    )
     actions = {a for s in statements for a in _list(s["Action"])}
-    assert not any(a.startswith(("s3:Delete", "iam:", "lambda:", "ecr:")) for a in actions)
+    assert not any(a.startswith(("iam:", "lambda:", "ecr:")) for a in actions)
+    assert {a for a in actions if a.startswith("s3:Delete")} == {"s3:DeleteObjectVersion"}
 
 
 def _role_id(t: Template, name: str) -> str:
