@@ -100,7 +100,7 @@ invoke: venv ## Answer EVENT=path.json in-process against the local S3 release o
 
 .PHONY: bench
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
-	$(WITH_S3) $(PY) -m benchmarks.bench
+	@$(WITH_S3) $(PY) -m benchmarks.bench
 
 .PHONY: requirements
 requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock

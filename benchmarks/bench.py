@@ -81,7 +81,7 @@ def train_ours() -> tuple[Path, dict[str, Any]]:
     )
     params = {k: v for k, v in model.xgb_params(spec).items()}
     (WORK / "params.json").write_text(json.dumps(params))
-    bundle = next(out.glob("wqi-*.joblib"))
+    bundle = next(out.rglob("*.joblib"))  # out/wqi/model.joblib today
     return bundle, {
         "mlflow_version": result.version,
         "train_rows": len(parts.X_train),
@@ -120,7 +120,24 @@ def serving_set() -> tuple[Path, Path, Path]:
     for path in (serving, aws, task):
         shutil.rmtree(path, ignore_errors=True)
     py = ["--quiet", "--compile-bytecode", "--python", sys.executable, "--target"]
-    uv("pip", "install", *py, str(serving), "-r", str(REPO / "inference/requirements.txt"))
+    uv(
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        sys.executable,
+        "--target",
+        str(serving),
+        "-r",
+        str(REPO / "inference/requirements.txt"),
+    )
+    # As the image does: prune, then byte-compile.
+    subprocess.run(
+        [sys.executable, str(REPO / "inference/prune.py"), str(serving)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(serving)], check=True)
     from importlib import metadata
 
     uv("pip", "install", *py, str(aws), f"boto3=={metadata.version('boto3')}")
@@ -213,7 +230,7 @@ def main() -> int:
     reuse = WORK / "trained.json"
     if os.environ.get("BENCH_REUSE") == "1" and reuse.exists():  # iterating on serving only
         bundle, trained = (
-            next((WORK / "bundle").glob("wqi-*.joblib")),
+            next((WORK / "bundle").rglob("*.joblib")),
             json.loads(reuse.read_text()),
         )
     else:

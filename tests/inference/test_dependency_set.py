@@ -1,9 +1,10 @@
 """The image's dependency set, proven without Docker.
 
-Exactly inference/requirements.txt goes into an empty folder; boto3 (which the Lambda base
-image ships) into another. A fresh interpreter with no site-packages (-I -S) and only those
-folders plus a copy of the inference package answers a request, first fetching the bundle from
-the loopback S3, then from its /tmp cache without boto3 at all.
+Exactly inference/requirements.txt goes into an empty folder, pruned as the image prunes it;
+boto3 (which the Lambda base image ships) into another. A fresh interpreter with no
+site-packages (-I -S) and only those folders plus a copy of the inference package answers a
+request, first fetching the bundle from the loopback S3, then from its /tmp cache without
+boto3 at all.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def test_handler_runs_on_exactly_the_image_requirements(
 ) -> None:
     serving, aws, task = tmp_path / "serving", tmp_path / "boto3", tmp_path / "task"
     install(serving, "-r", str(REPO / "inference" / "requirements.txt"))
+    subprocess.run([sys.executable, str(REPO / "inference" / "prune.py"), str(serving)],
+                   check=True, capture_output=True)  # fmt: skip
     install(aws, f"boto3=={metadata.version('boto3')}")
     skip = shutil.ignore_patterns("__pycache__", "events", "*.md", "*.txt", "Dockerfile")
     shutil.copytree(REPO / "inference", task / "inference", ignore=skip)
