@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"registry: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("registry: error: interrupted; the previous release stays current", file=sys.stderr)
+        print("registry: error: interrupted; release.json says what is live (re-run to finish)",
+              file=sys.stderr)  # fmt: skip
         return errors.Interrupted.exit_code
     except Exception as exc:  # the contract: one line, never a traceback
         print(f"registry: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)

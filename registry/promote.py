@@ -13,7 +13,13 @@ from pathlib import Path
 
 from registry import approvals, gates, manifest
 from registry.commit import Log, commit, release_tags, sync_champion
-from registry.errors import ConcurrentUpdate, DigestMismatch, RolledBack, UnknownModel
+from registry.errors import (
+    ConcurrentUpdate,
+    DigestMismatch,
+    RolledBack,
+    UnknownModel,
+    VersionNotFound,
+)
 from registry.manifest import Release
 from registry.store import ReleaseStore, sha256_hex
 from registry.tracking import Tracking, VersionInfo
@@ -72,7 +78,7 @@ def promote(
             f" artifact_sha256 tag {sha}"
         )
     gates.check_thresholds(spec.gates, info)
-    champion = tracking.version(model, current.mlflow_version) if current else None
+    champion = _champion(tracking, current)
     note = gates.check_against_champion(spec.gates, info, champion, force, reason)
     log(f"{model} version {info.version} (approved by {approval.approved_by}): gates passed")
     if note:
@@ -105,6 +111,15 @@ def promote(
         if now is not None and now.mlflow_version == info.version and now.sha256 == sha:
             return _already_released(store, tracking, info, now, log)
         raise
+
+
+def _champion(tracking: Tracking, current: Release | None) -> VersionInfo | None:
+    if current is None:
+        return None
+    try:
+        return tracking.version(current.name, current.mlflow_version)
+    except VersionNotFound as exc:
+        raise VersionNotFound(f"the live release's version cannot be compared: {exc}") from exc
 
 
 def _already_released(
