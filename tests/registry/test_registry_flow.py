@@ -6,6 +6,7 @@ subprocess tests in test_registry_cli.py cover the same entry point as a separat
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -218,8 +219,9 @@ def test_tampered_s3_object_refused_on_rollback(
     run("promote", "wqi", "--approvals", str(approve(tmp_path / "a2.toml", wqi=v2)))
     store = ReleaseStore(bucket)
     current = store.current("wqi")
+    assert current.release is not None
     # Forge a release whose sha256 does not match the object it names.
-    forged = current.release.__class__(**{**current.release.__dict__, "sha256": "f" * 64})
+    forged = dataclasses.replace(current.release, sha256="f" * 64)
     store.write_manifest(forged, current)
     run("rollback", "wqi", "--to", r1["version_id"])  # the honest v1 release still rolls back
     run("rollback", "wqi", "--to", forged.version_id, rc=errors.DigestMismatch.exit_code)
