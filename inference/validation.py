@@ -76,7 +76,7 @@ class Validator:
             value = values.get(name, _MISSING)
             kind = type(value)
             # Fast path: a plain int/float in range (NaN fails both comparisons).
-            if (kind is float or (kind is int and not integer)) and lo <= value <= hi:
+            if ((kind is float and not integer) or kind is int) and lo <= value <= hi:
                 append(value)
                 continue
             if value is None and nullable:
@@ -143,6 +143,47 @@ class Validator:
                 [problem(path, f"holds {len(records)} records; at most {self.max_batch} allowed")],
                 "batch too large",
             )
+        devices: list[str | None] = []
+        rows: list[list[float]] = []
+        fast = self.fast_row
+        for record in records:
+            row = fast(record)
+            if row is None:  # something is off: the full pass below names every problem
+                return self._slow_batch(records, path)
+            devices.append(record.get("deviceId"))
+            rows.append(row)
+        return devices, rows
+
+    def fast_row(self, record: Any) -> list[float] | None:
+        """The row of a record that is valid in the common way (no nulls), else None.
+
+        No path strings, no error objects: 10,000 valid records validate in a few ms.
+        """
+        if type(record) is not dict:
+            return None
+        values = record.get("readings")
+        if type(values) is not dict or len(values) != len(self.rules):
+            return None
+        size = len(record)
+        if size == 2:
+            device = record.get("deviceId", _MISSING)
+            if device is not None and (type(device) is not str or len(device) > DEVICE_ID_MAX):
+                return None  # also when the second key is not deviceId (_MISSING)
+        elif size != 1:
+            return None
+        row: list[float] = []
+        for name, lo, hi, _nullable, integer in self.rules:
+            value: Any = values.get(name)
+            kind = type(value)
+            if ((kind is float and not integer) or kind is int) and lo <= value <= hi:
+                row.append(value)
+            else:
+                return None
+        return row
+
+    def _slow_batch(
+        self, records: list[Any], path: str
+    ) -> tuple[list[str | None], list[list[float]]]:
         errors: list[dict[str, str]] = []
         devices, rows = [], []
         for i, record in enumerate(records):

@@ -10,7 +10,7 @@ from serving_helpers import context
 from synthetic import GOOD_READING
 
 from inference import handler
-from inference.validation import Validator
+from inference.validation import ValidationError, Validator
 
 pytestmark = pytest.mark.usefixtures("served")
 
@@ -95,3 +95,29 @@ def test_malformed_json_body_over_http() -> None:
 
 def test_unrecognised_event() -> None:
     assert "event" in reasons({"hello": "world"})
+
+
+def test_batch_fast_path_and_full_pass_agree() -> None:
+    validator = Validator(
+        {
+            "fields": [
+                {"name": "ph", "nullable": True, "minimum": 0, "maximum": 14},
+                {"name": "n", "type": "integer"},
+            ]
+        },
+        10,
+    )
+    devices, rows = validator.batch([
+        {"deviceId": "a", "readings": {"ph": 7.0, "n": 3.0}},
+        {"readings": {"ph": None, "n": 2}},  # null where nullable: the full pass takes it
+    ])  # fmt: skip
+    assert devices == ["a", None]
+    assert rows[0] == [7.0, 3.0] and math.isnan(rows[1][0]) and rows[1][1] == 2
+    for bad, field in [
+        ({"readings": {"ph": 7.0, "n": 1}, "extra": 1}, "records[0].extra"),
+        ({"deviceId": 5, "readings": {"ph": 7.0, "n": 1}}, "records[0].deviceId"),
+        ({"readings": {"ph": 7.0, "n": 1.5}}, "records[0].readings.n"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            validator.batch([bad])
+        assert [d["field"] for d in info.value.details] == [field]
