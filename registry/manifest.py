@@ -65,9 +65,10 @@ class Release:
         del out["previous"]
         return out
 
-    def same_bytes(self, other: Release) -> bool:
-        mine, theirs = (self.key, self.version_id, self.sha256), (other.key, other.version_id)
-        return mine == (*theirs, other.sha256)
+    def same_target(self, other: Release) -> bool:
+        """Same bytes *and* same MLflow version: two versions can hold identical bundles."""
+        mine = (self.key, self.version_id, self.sha256, self.mlflow_version)
+        return mine == (other.key, other.version_id, other.sha256, other.mlflow_version)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Release:

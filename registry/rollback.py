@@ -27,7 +27,7 @@ def pick_target(
                 return entry.release
         raise NoRelease(f"no release of {current.name} has versionId {to}; see `releases`")
     promotions = [e.release for e in history if e.release.action == "promote"]
-    live = next((i for i, r in enumerate(promotions) if r.same_bytes(current)), None)
+    live = next((i for i, r in enumerate(promotions) if r.same_target(current)), None)
     if live is None:
         raise NoRelease(f"the live release of {current.name} is not in its promotion history")
     if live + steps >= len(promotions):
@@ -59,7 +59,7 @@ def rollback(
     target = pick_target(current, store.history(model), to, steps)
 
     tracking = tracking or Tracking()
-    if target.same_bytes(current):
+    if target.same_target(current):
         log(f"{model}: versionId {target.version_id} is already live; nothing to do")
         store.read_verified(current.key, current.version_id, current.sha256)
         sync_champion(store, tracking, model, current.mlflow_version)

@@ -305,3 +305,21 @@ def test_write_is_withdrawn_when_the_server_ignores_the_condition(s3_env: dict[s
         store.write_manifest(rel(4), first)  # stale: rel(3) replaced it
     assert store.current("wqi").release == rel(3)
     assert [e.release for e in store.history("wqi")] == [rel(3), rel(1)]
+
+
+def test_identical_bytes_are_reused_and_rollback_still_moves_champion(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    """A retrained version can be byte-identical (seeded training): no second upload, and
+    rolling back still moves `champion` to the earlier MLflow version."""
+    bucket = s3_env["bucket"]
+    v1, sha = versions.add(payload={"same": "bytes"})
+    v2, sha2 = versions.add(payload={"same": "bytes"})
+    assert sha == sha2
+    r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
+    r2 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a2.toml", wqi=v2)))
+    assert r2["version_id"] == r1["version_id"] and bundle_versions(bucket) == 1
+    assert versions.champion() == v2
+    back = run("rollback", "wqi")
+    assert back["mlflow_version"] == v1 and back["version_id"] == r1["version_id"]
+    assert versions.champion() == v1

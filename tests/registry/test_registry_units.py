@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,6 +125,10 @@ def test_rollback_steps_walk_back_through_promotions() -> None:
     with pytest.raises(NoRelease, match="1 earlier"):
         pick_target(back, history(back, p3, p2, p1), None, 2)
     assert pick_target(p3, history(p3, p2, p1), "v1", 1) == p1
+    # Two MLflow versions holding identical bytes (one S3 version): still distinct releases.
+    same = release("4", "v3")
+    same = dataclasses.replace(same, sha256=p3.sha256)
+    assert pick_target(same, history(same, p3, p2, p1), None, 1) == p3
     with pytest.raises(NoRelease, match="nope"):
         pick_target(p3, history(p3, p2, p1), "nope", 1)
 
