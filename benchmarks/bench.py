@@ -337,7 +337,7 @@ def main() -> int:
             "warm": "direct event through lambda_handler, incl. validation and logging",
             "batch": "10,000 records: ours through lambda_handler ({'records': [...]}, "
             "validated, one ONNX call); baseline one Pipeline.predict on the same rows",
-            "peak_rss": "ru_maxrss of the process after the warm and batch runs",
+            "peak_rss": "VmHWM of the serving process after the warm and batch runs",
         },
         "ours": ours,
         "baseline_seed": seed,
