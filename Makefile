@@ -52,10 +52,12 @@ test: venv ## Run the whole test suite (starts and stops its own loopback S3)
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 .PHONY: lint
-lint: venv ## ruff, mypy, hadolint and the workflow linters
+lint: venv lint-workflows ## ruff (lint + format), mypy, hadolint and the workflow linters
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy training inference registry tools
+	$(VENV)/bin/mypy training inference registry tools benchmarks
+	$(VENV)/bin/mypy infra/waterml_infra infra/app.py
+	$(VENV)/bin/hadolint inference/Dockerfile
 
 .PHONY: ui
 ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
