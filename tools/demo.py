@@ -4,19 +4,27 @@ train both models -> approve their candidates -> promote to the (loopback) S3 bu
 promote again (a no-op) -> answer every sample event through the Lambda handler ->
 train and promote a newer potability version -> release history -> roll back.
 
-Approvals go to `.local/demo-approved.toml`, never to the committed `registry/approved.toml`.
+Everything the demo writes is its own: a fresh MLflow store in `.local/demo/` (whatever
+MLFLOW_TRACKING_URI says), the private loopback S3 that `make demo` starts (whatever
+MODEL_BUCKET says), and approvals in `.local/demo/approved.toml`, never the committed
+`registry/approved.toml`. A team's registry and bucket are never touched.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
+from tools import local_s3
 from training.config import REPO
 
 PY = sys.executable
-APPROVALS = REPO / ".local" / "demo-approved.toml"
+DEMO_DIR = REPO / ".local" / "demo"
+APPROVALS = DEMO_DIR / "approved.toml"
+TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
 
 
@@ -26,7 +34,8 @@ def step(title: str) -> None:
 
 def run(*args: str, capture: bool = False) -> str:
     print(f"$ {' '.join(args)}", flush=True)
-    out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False,
+    env = os.environ | {"MLFLOW_TRACKING_URI": TRACKING_URI}
+    out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False, env=env,
                          stdout=subprocess.PIPE if capture else None)  # fmt: skip
     if out.returncode != 0:
         raise SystemExit(f"demo stopped: `{' '.join(args)}` exited {out.returncode}")
@@ -41,7 +50,6 @@ def train(*models: str) -> dict[str, str]:
 
 
 def approve(versions: dict[str, str]) -> None:
-    APPROVALS.parent.mkdir(exist_ok=True)
     APPROVALS.write_text("".join(
         f'[{name}]\nversion = "{version}"\napproved_by = "make demo"\n'
         f'reason = "demo: candidate version {version}"\n\n'
@@ -61,6 +69,12 @@ def promote(model: str) -> dict[str, object]:
 
 
 def main() -> int:
+    if not os.environ.get("AWS_ENDPOINT_URL_S3", "").startswith(f"http://{local_s3.HOST}:"):
+        raise SystemExit("demo stopped: run it with `make demo`, which starts a private local S3")
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(parents=True)
+    print(f"MLflow store for this demo: {TRACKING_URI}")
+
     step("1. train and register both models (make train)")
     versions = train()
     if set(versions) != {"wqi", "potability"}:
@@ -94,7 +108,10 @@ def main() -> int:
     run("registry", "releases", "potability", capture=True)
 
     step("done")
-    print("MLflow: `make ui` shows the runs, versions, tags and aliases.")
+    print(
+        f"MLflow: `MLFLOW_TRACKING_URI={TRACKING_URI} make ui` shows the demo's runs, "
+        "versions, tags and aliases (`make train` uses mlruns/)."
+    )
     return 0
 
 

@@ -6,7 +6,8 @@ nothing is started and commands talk to that endpoint (or to AWS) as configured.
     python -m tools.local_s3 up                 # start (or reuse) the shared server
     python -m tools.local_s3 down               # stop it
     python -m tools.local_s3 run -- CMD ...     # run CMD against the shared server
-    python -m tools.local_s3 run --fresh -- CMD # a private server, stopped when CMD ends
+    python -m tools.local_s3 run --fresh -- CMD # a private server, stopped when CMD ends,
+                                                # even when a real endpoint is configured
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ class LocalS3:
         return f"http://{HOST}:{self.port}"
 
     def env(self, bucket: str = DEFAULT_BUCKET) -> dict[str, str]:
-        env = {k: os.environ.get(k, v) for k, v in LOCAL_ENV.items()}
-        env |= {"AWS_ENDPOINT_URL_S3": self.endpoint, "MODEL_BUCKET": bucket}
-        return env
+        # Dummy credentials always: real ones must never be sent, even to loopback.
+        return LOCAL_ENV | {"AWS_ENDPOINT_URL_S3": self.endpoint, "MODEL_BUCKET": bucket}
 
 
 def external_endpoint_configured() -> bool:
@@ -74,6 +74,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _is_moto(pid: int) -> bool:
+    """Whether ``pid`` still is our server: after a reboot the recorded pid may be reused."""
+    try:
+        return b"moto_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return sys.platform != "linux"  # no /proc to ask: trust the port check
 
 
 def start(port: int | None = None, log: Path | None = None, timeout: float = 20.0) -> LocalS3:
@@ -134,7 +142,8 @@ def shared_server() -> LocalS3 | None:
         server = LocalS3(int(state["pid"]), int(state["port"]))
     except (OSError, ValueError, KeyError):
         return None
-    return server if _alive(server.pid) and _listening(server.port) else None
+    running = _alive(server.pid) and _is_moto(server.pid) and _listening(server.port)
+    return server if running else None
 
 
 def up() -> LocalS3:
@@ -169,11 +178,11 @@ def _run(command: list[str], fresh: bool) -> int:
     if not command:
         print("error: nothing to run; usage: run [--fresh] -- CMD ...", file=sys.stderr)
         return 2
-    if external_endpoint_configured():
-        return subprocess.call(command)
-    if fresh:
+    if fresh:  # tests and the demo: always a private server, whatever the environment says
         with private_server() as server:
             return subprocess.call(command, env=os.environ | server.env())
+    if external_endpoint_configured():
+        return subprocess.call(command)
     server = up()
     return subprocess.call(command, env=os.environ | server.env())
 
