@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -20,17 +21,33 @@ from training.spec import ModelSpec
 CALIBRATION_BINS = 10
 
 
-def evaluate(fitted: Fitted, parts: Split, spec: ModelSpec) -> dict[str, float]:
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    figures: dict[str, Figure]
+
+
+def evaluate(fitted: Fitted, parts: Split, spec: ModelSpec) -> Evaluation:
+    """Held-out metrics (model and baseline) and the plots, from one pass of predictions."""
     X, y = parts.X_test, parts.y_test.to_numpy()
+    figures = {"feature_importance.png": _importance(fitted, spec)}
     if spec.task == "binary":
-        out = _classification(y, fitted.model.predict_proba(X)[:, 1], "")
-        out |= _classification(y, fitted.baseline.predict_proba(X)[:, 1], "baseline_")
+        threshold = float(spec.output.get("threshold", 0.5))  # what serving will answer with
+        prob = fitted.model.predict_proba(X)[:, 1]
+        out = _classification(y, prob, threshold, "")
+        out |= _classification(y, fitted.baseline.predict_proba(X)[:, 1], threshold, "baseline_")
+        figures["confusion_matrix.png"] = _confusion(y, prob, threshold)
+        figures["roc.png"] = _roc(y, prob)
     else:
-        out = _regression(y, fitted.model.predict(X), "")
+        pred = fitted.model.predict(X)
+        out = _regression(y, pred, "")
         out |= _regression(y, fitted.baseline.predict(X), "baseline_")
+        figures["residuals.png"] = _residuals(y, pred)
         if fitted.error_model is not None:
-            out |= _band_confidence(fitted, parts, spec)
-    return {k: round(float(v), 6) for k, v in out.items()}
+            conf, correct = band_confidence(fitted, parts, spec)
+            out |= _calibration_metrics(conf, correct)
+            figures["confidence_calibration.png"] = _calibration(conf, correct)
+    return Evaluation({k: round(float(v), 6) for k, v in out.items()}, figures)
 
 
 def _regression(y: np.ndarray, pred: np.ndarray, prefix: str) -> dict[str, float]:
@@ -41,8 +58,10 @@ def _regression(y: np.ndarray, pred: np.ndarray, prefix: str) -> dict[str, float
     }
 
 
-def _classification(y: np.ndarray, prob: np.ndarray, prefix: str) -> dict[str, float]:
-    label = prob >= 0.5
+def _classification(
+    y: np.ndarray, prob: np.ndarray, threshold: float, prefix: str
+) -> dict[str, float]:
+    label = prob >= threshold
     return {
         f"{prefix}roc_auc": skm.roc_auc_score(y, prob),
         f"{prefix}accuracy": skm.accuracy_score(y, label),
@@ -52,26 +71,24 @@ def _classification(y: np.ndarray, prob: np.ndarray, prefix: str) -> dict[str, f
     }
 
 
-def band_confidence(fitted: Fitted, parts: Split, spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Per held-out row: the confidence served, and whether the served band was right."""
+def band_confidence(fitted: Fitted, parts: Split, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out row: the confidence served, and 1.0 where the served band was right."""
     assert fitted.error_model is not None
     output = BandedRegression(spec.output | {"sigma_scale": fitted.sigma_scale})
     X = parts.X_test
-    values = np.clip(fitted.model.predict(X).astype(np.float64), *output_clip(output))
+    values = np.clip(fitted.model.predict(X).astype(np.float64), output.lower, output.upper)
     conf = output.confidence(values, fitted.error_model.predict(X))
-    truth = np.clip(parts.y_test.to_numpy(), *output_clip(output))
+    truth = np.clip(parts.y_test.to_numpy(), output.lower, output.upper)
     correct = output.band_index(values) == output.band_index(truth)
-    return {"confidence": conf, "correct": correct.astype(float)}
+    return conf, correct.astype(float)
 
 
-def output_clip(output: BandedRegression) -> tuple[float, float]:
-    return output.lower, output.upper
+def _bins(conf: np.ndarray) -> np.ndarray:
+    return np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
 
 
-def _band_confidence(fitted: Fitted, parts: Split, spec: ModelSpec) -> dict[str, float]:
-    bc = band_confidence(fitted, parts, spec)
-    conf, correct = bc["confidence"], bc["correct"]
-    bins = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+def _calibration_metrics(conf: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    bins = _bins(conf)
     ece = sum(
         abs(conf[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean()
         for b in range(CALIBRATION_BINS)
@@ -83,20 +100,6 @@ def _band_confidence(fitted: Fitted, parts: Split, spec: ModelSpec) -> dict[str,
         "confidence_ece": ece,
         "confidence_brier": np.mean((conf - correct) ** 2),
     }
-
-
-def plots(fitted: Fitted, parts: Split, spec: ModelSpec) -> dict[str, Figure]:
-    figures = {"feature_importance.png": _importance(fitted, spec)}
-    X, y = parts.X_test, parts.y_test.to_numpy()
-    if spec.task == "binary":
-        prob = fitted.model.predict_proba(X)[:, 1]
-        figures["confusion_matrix.png"] = _confusion(y, prob)
-        figures["roc.png"] = _roc(y, prob)
-    else:
-        figures["residuals.png"] = _residuals(y, fitted.model.predict(X))
-        if fitted.error_model is not None:
-            figures["confidence_calibration.png"] = _calibration(fitted, parts, spec)
-    return figures
 
 
 def _importance(fitted: Fitted, spec: ModelSpec) -> Figure:
@@ -122,10 +125,10 @@ def _residuals(y: np.ndarray, pred: np.ndarray) -> Figure:
     return fig
 
 
-def _confusion(y: np.ndarray, prob: np.ndarray) -> Figure:
+def _confusion(y: np.ndarray, prob: np.ndarray, threshold: float) -> Figure:
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    skm.ConfusionMatrixDisplay.from_predictions(y, prob >= 0.5, ax=ax, colorbar=False)
-    ax.set_title("confusion matrix (threshold 0.5)")
+    skm.ConfusionMatrixDisplay.from_predictions(y, prob >= threshold, ax=ax, colorbar=False)
+    ax.set_title(f"confusion matrix (threshold {threshold:g})")
     fig.tight_layout()
     return fig
 
@@ -139,11 +142,9 @@ def _roc(y: np.ndarray, prob: np.ndarray) -> Figure:
     return fig
 
 
-def _calibration(fitted: Fitted, parts: Split, spec: ModelSpec) -> Figure:
-    bc = band_confidence(fitted, parts, spec)
-    conf, correct = bc["confidence"], bc["correct"]
+def _calibration(conf: np.ndarray, correct: np.ndarray) -> Figure:
+    idx = _bins(conf)
     edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
-    idx = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     xs = [conf[idx == b].mean() for b in range(CALIBRATION_BINS) if (idx == b).any()]
     ys = [correct[idx == b].mean() for b in range(CALIBRATION_BINS) if (idx == b).any()]
     fig, ax = plt.subplots(figsize=(4.5, 4))

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from training.spec import SpecError
+
 NUMERIC_TYPES = ["float64", "Float64", "float32", "int64", "Int64", "int32"]
 
 
@@ -46,7 +48,10 @@ def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[
             }
     unbounded = [c for c, r in out.items() if not r]
     if unbounded:
-        raise ValueError(f"the suite gives no value range for feature(s) {unbounded}")
+        raise SpecError(
+            f"the suite gives no value range for feature(s) {unbounded}: add "
+            "expect_column_values_to_be_between for each (serving enforces those ranges)"
+        )
     return out
 
 

@@ -66,6 +66,8 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         suite = expectations.load_suite(spec.data.expectations)
         report = expectations.validate(frame, suite)
         if not report.success:
+            # The failed result is evidence too: log it to a run of its own before stopping.
+            register.log_failed_validation(name, report.result, {"data_sha256": data_sha256})
             raise expectations.ValidationFailed(spec.data.path.name, report.failures)
         ranges = expectations.feature_ranges(suite, list(spec.features))
         note.append(f"{report.evaluated} expectations met")
@@ -78,8 +80,8 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped})")
 
     with stage("evaluate", name) as note:
-        metrics = evaluate.evaluate(fitted, parts, spec)
-        figures = evaluate.plots(fitted, parts, spec)
+        evaluation = evaluate.evaluate(fitted, parts, spec)
+        metrics, figures = evaluation.metrics, evaluation.figures
         metric = spec.gates.primary
         note.append(
             f"{metric} {metrics[metric]:.4f} vs baseline {metrics['baseline_' + metric]:.4f}"

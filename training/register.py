@@ -6,6 +6,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ def _mlflow() -> Any:
     return mlflow
 
 
+def _tool_versions() -> dict[str, str]:
+    """Versions of the tools around the model; the bundle records only what made its bytes."""
+    return {f"version.{name}": version(name) for name in ("mlflow", "great-expectations")}
+
+
 def experiment_id(mlflow: Any, name: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
@@ -48,6 +54,17 @@ def experiment_id(mlflow: Any, name: str) -> str:
     store = local_store_dir()
     location = (store / "artifacts" / name).as_uri() if store is not None else None
     return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def log_failed_validation(name: str, validation: dict[str, Any], tags: dict[str, str]) -> str:
+    """A run tagged ``validation_failed`` holding the great-expectations result; its id."""
+    mlflow = _mlflow()
+    with mlflow.start_run(
+        experiment_id=experiment_id(mlflow, name), run_name=f"{name}-validation-failed"
+    ) as run:
+        mlflow.set_tags(tags | {"validation_failed": "true"})
+        mlflow.log_dict(validation, "validation/result.json")
+    return str(run.info.run_id)
 
 
 def log_and_register(
@@ -69,7 +86,7 @@ def log_and_register(
     ) as run:
         mlflow.log_params({k: str(v) for k, v in params.items()})
         mlflow.log_metrics(metrics)
-        mlflow.set_tags(tags)
+        mlflow.set_tags(tags | _tool_versions())
         mlflow.log_dict(validation, "validation/result.json")
         for filename, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{filename}")

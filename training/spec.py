@@ -12,6 +12,13 @@ from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
 
 TASKS = ("regression", "binary")
 SPLITS = ("chronological", "stratified", "random")
+# The answer kind each task serves, and the held-out metrics training computes for it.
+OUTPUT_KIND = {"regression": "banded_regression", "binary": "binary_classification"}
+METRICS = {
+    "regression": ("rmse", "mae", "r2", "band_accuracy", "confidence_mean", "confidence_ece",
+                   "confidence_brier"),
+    "binary": ("roc_auc", "accuracy", "f1", "log_loss", "brier"),
+}  # fmt: skip
 
 
 class SpecError(Exception):
@@ -112,6 +119,13 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     split = {"method": "random", "test_size": 0.2, "seed": 42} | raw.get("split", {})
     if split["method"] not in SPLITS:
         raise ValueError(f"split.method must be one of {SPLITS}")
+    task = model["task"]
+    if raw["output"]["kind"] != OUTPUT_KIND[task]:
+        raise ValueError(f"[output] kind for a {task} model is {OUTPUT_KIND[task]!r}")
+    named = {gates["primary"], *gates.get("min", {}), *gates.get("max", {})}
+    if named - set(METRICS[task]):
+        raise ValueError(f"[gates] name unknown metric(s) {sorted(named - set(METRICS[task]))}; "
+                         f"a {task} model has {', '.join(METRICS[task])}")  # fmt: skip
     unknown = set(model.get("nullable_features", [])) - set(model["features"])
     if unknown:
         raise ValueError(f"nullable_features {sorted(unknown)} are not features")
@@ -128,6 +142,8 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         derive=tuple(Derivation(d["column"], d["expression"]) for d in data.get("derive", [])),
         sort_by=data.get("sort_by"),
     )
+    if not data_spec.expectations.is_file():
+        raise ValueError(f"expectation suite {data_spec.expectations} does not exist")
     return ModelSpec(
         name=model["name"],
         description=model.get("description", ""),

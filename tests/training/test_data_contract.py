@@ -14,6 +14,14 @@ from training.spec import load_spec
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Failed validations are logged to MLflow: keep them out of the checkout's store."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
 def broken_spec(tmp_path: Path, model: str, data: bytes) -> Path:
     """A copy of the model's spec that points at ``data`` (and pins its digest)."""
     spec = load_spec(model)
@@ -48,16 +56,28 @@ def test_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     code, err = run(tmp_path, potability_frame().drop(columns=["Sulfate"]), capsys)
     assert code == EXIT_VALIDATION
     assert "column 'Sulfate': expect_column_to_exist" in err
-    assert "training stopped" in err and "Traceback" not in err
+    assert "training of potability stopped" in err and "Traceback" not in err
 
 
-def test_ph_out_of_range_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ph_out_of_range_is_counted_and_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], private_store: str
+) -> None:
     frame = potability_frame()
     frame.loc[[3, 10, 20], "ph"] = 15.0
     code, err = run(tmp_path, frame, capsys)
     assert code == EXIT_VALIDATION
     assert "column 'ph': expect_column_values_to_be_between" in err
     assert "3 of 3276 rows unexpected" in err and "15.0" in err
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=private_store)
+    experiment = client.get_experiment_by_name("potability")
+    runs = client.search_runs([experiment.experiment_id], "tags.validation_failed = 'true'")
+    assert len(runs) == 1
+    result = client.download_artifacts(runs[0].info.run_id, "validation/result.json")
+    assert '"success": false' in Path(result).read_text()
+    assert client.search_registered_models() == []  # nothing was registered
 
 
 def test_wrong_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,6 +138,20 @@ def test_wqi_missing_source_column_is_reported_not_crashed(
     assert code == EXIT_VALIDATION
     assert "column 'conductance_ms_cm': expect_column_to_exist" in err
     assert "column 'tds': expect_column_to_exist" in err
+
+
+def test_every_model_is_tried_and_the_first_failure_is_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    without_sulfate = potability_frame().drop(columns=["Sulfate"]).to_csv(index=False).encode()
+    missing = broken_spec(tmp_path / "a", "potability", without_sulfate)
+    empty = broken_spec(tmp_path / "b", "potability", b"")
+    code = main(["--spec", str(missing), "--spec", str(empty)])
+    err = capsys.readouterr().err
+    assert code == EXIT_VALIDATION
+    assert "expect_column_to_exist" in err and "water_potability.csv is empty" in err
 
 
 def test_unknown_model_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

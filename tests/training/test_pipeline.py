@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> 
     data = load_spec(name).data
     assert version.tags["artifact_sha256"] == result.artifact_sha256
     assert version.tags["data_sha256"] == data.sha256
-    assert len(version.tags["git_sha"]) in (40, len("unknown"))
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", version.tags["git_sha"])
     assert str(mlflow.get_model_version_by_alias(name, "candidate").version) == result.version
     digest = contract.sha256_hex(trained["bundles"][name].read_bytes())
     assert digest == result.artifact_sha256
@@ -58,23 +59,34 @@ def test_run_logs_metrics_plots_validation_and_bundle(trained: dict[str, Any], n
     assert "bundle/model.joblib" in files
 
 
-def test_wqi_confidence_is_evaluated_on_held_out_data(trained: dict[str, Any]) -> None:
+def test_wqi_confidence_is_calibrated_on_held_out_data(trained: dict[str, Any]) -> None:
+    """The confidence means "probability that the band is right": on the held-out period it
+    must track how often the band was right (measured: ECE 0.10, mean 0.55 vs 0.62)."""
     metrics = trained["results"]["wqi"].metrics
-    assert 0.0 < metrics["confidence_mean"] < 1.0
-    assert 0.0 <= metrics["confidence_ece"] < 1.0
-    assert 0.0 < metrics["band_accuracy"] <= 1.0
+    assert metrics["confidence_ece"] < 0.2
+    assert abs(metrics["confidence_mean"] - metrics["band_accuracy"]) < 0.15
+    assert metrics["confidence_brier"] < 0.3
 
 
-def test_two_runs_give_byte_identical_bundles(
-    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_two_make_train_runs_give_byte_identical_bundles(
+    trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'again.db'}")
+    """A second training in a fresh interpreter (another hash seed) writes the same bytes."""
+    repo = Path(__file__).resolve().parents[2]
+    env = os.environ | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'again.db'}",
+        "PYTHONHASHSEED": "12345",
+        "PYTHONPATH": str(repo),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "training", "--bundle-dir", str(tmp_path), "--json"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
     for name, first in trained["results"].items():
-        again = pipeline.run(load_spec(name), tmp_path)
-        assert again.artifact_sha256 == first.artifact_sha256
-        assert (tmp_path / name / "model.joblib").read_bytes() == trained["bundles"][
-            name
-        ].read_bytes()
+        again = (tmp_path / name / "model.joblib").read_bytes()
+        assert again == trained["bundles"][name].read_bytes()
+        assert contract.sha256_hex(again) == first.artifact_sha256
 
 
 def test_gate_failure_registers_without_the_candidate_alias(

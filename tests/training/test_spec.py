@@ -39,3 +39,23 @@ def test_gates() -> None:
     assert len(gates.failures({"rmse": 11.0, "r2": 0.0})) == 2
     assert gates.failures({"rmse": 9.0}) == ["r2=None is below the minimum 0.1"]
     assert gates.better_or_equal(8.0, 9.0) and not gates.better_or_equal(9.5, 9.0)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('primary = "roc_auc"', 'primary = "rmse"', r"unknown metric\(s\) \['rmse'\]"),
+        ('kind = "binary_classification"', 'kind = "banded_regression"',
+         "kind for a binary model is 'binary_classification'"),
+        ('expectations = "potability.json"', 'expectations = "nope.json"', "nope.json does not"),
+    ],
+)  # fmt: skip
+def test_spec_mistakes_are_caught_before_training(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    text = load_spec("potability").source.read_text()
+    assert old in text
+    bad = tmp_path / "p.toml"
+    bad.write_text(text.replace(old, new))
+    with pytest.raises(SpecError, match=message):
+        load_spec_file(bad)
