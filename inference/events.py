@@ -2,7 +2,7 @@
 
 Detection looks only at keys, cheapest and most specific first; the direct invocation, the
 hot path, needs two dictionary look-ups. Powertools' event source data classes read the
-HTTP and SQS envelopes (base64 bodies, message ids); they are imported on first use.
+HTTP and SQS envelopes (base64 bodies, message ids); they are imported once, on first use.
 """
 
 from __future__ import annotations
@@ -45,28 +45,46 @@ def detect(event: Any) -> Kind:
         if "httpMethod" in event:
             return Kind.REST_V1
     records = event.get("Records")
-    if type(records) is list and records and records[0].get("eventSource") == "aws:sqs":
+    if (
+        type(records) is list
+        and records
+        and type(records[0]) is dict
+        and records[0].get("eventSource") == "aws:sqs"
+    ):
         return Kind.SQS
     if event.get("detail-type") == "Scheduled Event" and event.get("source") == "aws.events":
         return Kind.WARMUP
     return Kind.UNKNOWN
 
 
+_WRAPPERS: dict[Kind, Any] = {}  # Kind -> Powertools data class, filled on first use
+
+
+def wrappers() -> dict[Kind, Any]:
+    """Powertools' event data classes by kind, imported once, on the first HTTP or SQS event:
+    a function fed only direct invocations never pays for the import."""
+    if not _WRAPPERS:
+        from aws_lambda_powertools.utilities.data_classes import (
+            APIGatewayProxyEvent,
+            APIGatewayProxyEventV2,
+            LambdaFunctionUrlEvent,
+            SQSEvent,
+        )
+
+        _WRAPPERS.update(
+            {
+                Kind.REST_V1: APIGatewayProxyEvent,
+                Kind.HTTP_V2: APIGatewayProxyEventV2,
+                Kind.FUNCTION_URL: LambdaFunctionUrlEvent,
+                Kind.SQS: SQSEvent,
+            }
+        )
+    return _WRAPPERS
+
+
 def http_json(kind: Kind, event: dict[str, Any]) -> Any:
     """The request's JSON body (base64 decoded if flagged), or a ValidationError."""
-    # Imported on first use: a function fed only direct invocations never pays for them.
-    from aws_lambda_powertools.utilities.data_classes import (
-        APIGatewayProxyEvent,
-        APIGatewayProxyEventV2,
-        LambdaFunctionUrlEvent,
-    )
-
-    wrapper = {
-        Kind.REST_V1: APIGatewayProxyEvent,
-        Kind.HTTP_V2: APIGatewayProxyEventV2,
-        Kind.FUNCTION_URL: LambdaFunctionUrlEvent,
-    }[kind]
-    request = wrapper(event)
+    request = (_WRAPPERS or wrappers())[kind](event)
     try:
         text = request.decoded_body
     except (ValueError, UnicodeDecodeError):
@@ -88,10 +106,9 @@ def parse_json(text: str, field: str) -> Any:
 
 
 def sqs_messages(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(messageId, body) of each SQS record."""
-    from aws_lambda_powertools.utilities.data_classes import SQSEvent
-
-    return [(record.message_id, record.body or "") for record in SQSEvent(event).records]
+    """(messageId, body) of each SQS record; a record without a messageId raises."""
+    sqs = (_WRAPPERS or wrappers())[Kind.SQS](event)
+    return [(record.message_id, record.body or "") for record in sqs.records]
 
 
 def http_response(

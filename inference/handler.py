@@ -3,12 +3,14 @@
 Sections, in reading order: init (configuration and the model, loaded at import when the
 ``MODEL_*`` variables are set, so provisioned concurrency and warm-up pre-load it), the event
 dispatch, one function per event family, and the error mapping (400 VALIDATION_ERROR with
-field-level reasons; 500 INFERENCE_ERROR with the request id and no internals).
+field-level reasons; a fault is a 500/503 INFERENCE_ERROR in the HTTP kinds' own shape, and an
+``InferenceError`` carrying only the code and request id, raised, for every other kind).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from typing import Any
@@ -23,6 +25,7 @@ from inference.validation import ValidationError, Validator
 
 VALIDATION_ERROR = "VALIDATION_ERROR"
 INFERENCE_ERROR = "INFERENCE_ERROR"
+UNRECOGNISED = {"field": "event", "reason": "unrecognised event shape (see inference/README.md)"}
 
 
 class InitError(Exception):
@@ -92,10 +95,13 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
     if _cold:
         _cold = False
         _first_invocation(context)
-    kind = events.detect(event)
-    if kind is Kind.WARMUP:  # answer at once: the point is only to keep this environment warm
-        return {"statusCode": 200, "warm": True, "model": _identity()}
-    try:
+    kind = Kind.UNKNOWN
+    try:  # detection too: a malformed event is a 400, never a stack trace
+        kind = events.detect(event)
+        if kind is Kind.WARMUP:  # answer at once: the point is only to keep this env warm
+            return {"statusCode": 200, "warm": True, "model": _identity()}
+        if kind is Kind.UNKNOWN:
+            raise ValidationError([UNRECOGNISED], "unrecognised event")
         service = _service or init()
         if kind is Kind.DIRECT:
             return {
@@ -105,18 +111,13 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
             }
         if kind is Kind.BATCH:
             return {"statusCode": 200, "model": service.identity, **_batch(service, event)}
-        if kind in HTTP_KINDS:
-            return _http(service, kind, event, context)
         if kind is Kind.SQS:
             return _sqs(service, event, context)
-        raise ValidationError(
-            [{"field": "event", "reason": "unrecognised event shape (see inference/README.md)"}],
-            "unrecognised event",
-        )
+        return _http(service, kind, event, context)
     except ValidationError as exc:
-        return _validation_error(exc, context)
+        return _validation_error(kind, exc, context)
     except Exception:
-        return _fault(context)
+        return _fault(kind, context)
 
 
 def _first_invocation(context: Any) -> None:
@@ -150,19 +151,12 @@ def _batch(service: Service, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request_id = _request_id(context)
-    try:
-        body = events.http_json(kind, event)
-        if type(body) is dict and "records" in body:
-            payload = {"model": service.identity, **_batch(service, body)}
-        else:
-            payload = {"model": service.identity, "prediction": _one(service, body)}
-    except ValidationError as exc:
-        count_error(VALIDATION_ERROR)
-        return events.http_response(kind, 400, _validation_payload(exc), request_id)
-    except Exception:
-        return events.http_response(kind, 500, _fault_payload(request_id), request_id)
-    return events.http_response(kind, 200, payload, request_id)
+    body = events.http_json(kind, event)
+    if type(body) is dict and "records" in body:
+        payload = {"model": service.identity, **_batch(service, body)}
+    else:
+        payload = {"model": service.identity, "prediction": _one(service, body)}
+    return events.http_response(kind, 200, payload, _request_id(context))
 
 
 def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -176,6 +170,14 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
             logger.warning(
                 "invalid SQS message", extra={"messageId": message_id, "details": exc.details}
             )
+            failures.append({"itemIdentifier": message_id})
+            continue
+        except Exception:  # a fault reading this one message: SQS retries it alone
+            logger.exception(
+                "SQS message failed",
+                extra={"messageId": message_id, "requestId": _request_id(context)},
+            )
+            count_error(INFERENCE_ERROR)
             failures.append({"itemIdentifier": message_id})
             continue
         ids.append(message_id)
@@ -204,6 +206,19 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
 
 
 # ---- errors -----------------------------------------------------------------------------------
+class InferenceError(Exception):
+    """A fault answering a direct, batch or SQS invocation: raised so Lambda counts it failed.
+
+    Async invokes are then retried and finally reach the on-failure destination, SQS returns
+    the whole batch to the queue, and the Errors metric counts it. The message carries only
+    the code and the request id; the cause is logged under that id.
+    """
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"{INFERENCE_ERROR} requestId={request_id}")
+        self.request_id = request_id
+
+
 def _request_id(context: Any) -> str:
     return getattr(context, "aws_request_id", None) or f"local-{uuid.uuid4()}"
 
@@ -219,20 +234,34 @@ def _validation_payload(exc: ValidationError) -> dict[str, Any]:
     return {"error": error, "model": _identity()}
 
 
-def _validation_error(exc: ValidationError, context: Any) -> dict[str, Any]:
+def _validation_error(kind: Kind, exc: ValidationError, context: Any) -> dict[str, Any]:
+    """A 400 in the event's own shape. Direct and batch answer it too (not raised): an invalid
+    async event is not retried, because retrying cannot make it valid."""
+    if kind is Kind.SQS:  # per-message problems never get here: a whole-batch problem is a fault
+        return _fault(kind, context)
     count_error(VALIDATION_ERROR)
+    if kind in HTTP_KINDS:
+        request_id = _request_id(context)
+        return events.http_response(kind, 400, _validation_payload(exc), request_id)
     return {"statusCode": 400, **_validation_payload(exc)}
 
 
-def _fault_payload(request_id: str) -> dict[str, Any]:
+def _fault(kind: Kind, context: Any) -> dict[str, Any]:
+    """Call from an ``except`` block. HTTP kinds answer 500 (503 when the model cannot load) in
+    their proxy shape; every other kind raises InferenceError so the invocation fails."""
+    request_id = _request_id(context)
     # The cause goes to the log under this request id; the caller learns nothing internal.
-    logger.exception("inference failed", extra={"requestId": request_id})
+    logger.exception("inference failed", extra={"requestId": request_id, "kind": str(kind)})
     count_error(INFERENCE_ERROR)
-    return {
-        "error": {"code": INFERENCE_ERROR, "message": "inference failed", "requestId": request_id},
+    if kind not in HTTP_KINDS:
+        raise InferenceError(request_id) from None
+    unavailable = isinstance(sys.exc_info()[1], InitError)
+    payload = {
+        "error": {
+            "code": INFERENCE_ERROR,
+            "message": "model unavailable" if unavailable else "inference failed",
+            "requestId": request_id,
+        },
         "model": _identity(),
     }
-
-
-def _fault(context: Any) -> dict[str, Any]:
-    return {"statusCode": 500, **_fault_payload(_request_id(context))}
+    return events.http_response(kind, 503 if unavailable else 500, payload, request_id)

@@ -132,27 +132,126 @@ def test_warmup_returns_at_once_without_predicting(monkeypatch: pytest.MonkeyPat
     carries_model(response)
 
 
-def test_fault_is_a_500_with_request_id_and_no_internals(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def boom(*args: Any) -> Any:
+    raise RuntimeError("secret internal path /var/task/model.joblib")
+
+
+@pytest.mark.parametrize("name", ["direct", "batch"])
+def test_fault_fails_the_invocation_with_only_code_and_request_id(
+    name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A returned {"statusCode": 500} would count as success: no async retry, nothing reaches
+    # the on-failure destination, the Errors alarm never fires.
+    service = handler._service
+    assert service is not None
+    monkeypatch.setattr(service, "predict_rows", boom)
+    with pytest.raises(handler.InferenceError) as info:
+        handler.lambda_handler(sample(name), context("req-500"))
+    assert str(info.value) == "INFERENCE_ERROR requestId=req-500"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "secret internal path" in caplog.text  # the cause is in the log
+
+
+@pytest.mark.parametrize("name", ["apigw-rest-v1", "http-api-v2", "function-url"])
+def test_http_fault_is_a_500_in_its_own_shape(
+    name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = handler._service
     assert service is not None
-
-    def boom(rows: Any) -> Any:
-        raise RuntimeError("secret internal path /var/task/model.joblib")
-
     monkeypatch.setattr(service, "predict_rows", boom)
-    response = handler.lambda_handler(sample("direct"), context("req-500"))
-    assert response["statusCode"] == 500
-    assert response["error"] == {
-        "code": "INFERENCE_ERROR", "message": "inference failed", "requestId": "req-500"
-    }  # fmt: skip
-    assert "secret" not in json.dumps(response)
-    http = handler.lambda_handler(sample("http-api-v2"), context("req-501"))
+    http = handler.lambda_handler(sample(name), context("req-501"))
     assert http["statusCode"] == 500
-    assert body(http)["error"]["requestId"] == "req-501"
+    assert isinstance(http["body"], str) and http["headers"]["X-Request-Id"] == "req-501"
+    assert ("multiValueHeaders" in http) is (name == "apigw-rest-v1")
+    assert body(http)["error"] == {
+        "code": "INFERENCE_ERROR", "message": "inference failed", "requestId": "req-501"
+    }  # fmt: skip
     assert "secret" not in http["body"]
-    assert "secret internal path" in caplog.text  # the cause is in the log
+    assert "secret internal path" in caplog.text
+
+
+def _unloadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model in memory and none configured: init fails at request time."""
+    handler.reset()
+    monkeypatch.delenv("MODEL_SHA256", raising=False)
+
+
+@pytest.mark.parametrize("name", ["apigw-rest-v1", "http-api-v2", "function-url"])
+def test_http_init_failure_is_a_503_in_its_own_shape(
+    name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _unloadable(monkeypatch)
+    http = handler.lambda_handler(sample(name), context("req-503"))
+    assert http["statusCode"] == 503
+    assert isinstance(http["body"], str) and http["headers"]["X-Request-Id"] == "req-503"
+    assert body(http)["error"]["requestId"] == "req-503"
+    assert "MODEL_SHA256" not in http["body"]
+    assert "missing environment variable" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["direct", "batch", "sqs"])
+def test_init_failure_fails_non_http_invocations(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # For SQS a returned answer without batchItemFailures would delete the whole batch.
+    _unloadable(monkeypatch)
+    with pytest.raises(handler.InferenceError, match=r"^INFERENCE_ERROR requestId=req-init$"):
+        handler.lambda_handler(sample(name), context("req-init"))
+
+
+def test_sqs_record_without_message_id_fails_the_invocation() -> None:
+    event = sample("sqs")
+    del event["Records"][1]["messageId"]  # cannot be reported alone: the batch is retried
+    with pytest.raises(handler.InferenceError):
+        handler.lambda_handler(event, context())
+
+
+def test_sqs_fault_on_one_message_reports_that_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = handler._service
+    assert service is not None
+    original = service.validator.single
+
+    def flaky(record: Any) -> Any:
+        if record.get("deviceId") == "buoy-02":
+            raise RuntimeError("secret")
+        return original(record)
+
+    monkeypatch.setattr(service.validator, "single", flaky)
+    event = sample("sqs")
+    assert json.loads(event["Records"][1]["body"])["deviceId"] == "buoy-02"
+    reported = {f["itemIdentifier"] for f in handler.lambda_handler(event, context())[
+        "batchItemFailures"]}  # fmt: skip
+    assert event["Records"][1]["messageId"] in reported
+    assert event["Records"][0]["messageId"] not in reported
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [1]},
+        {"Records": []},
+        {"Records": "x"},
+        {"requestContext": 5},
+        {},
+        "text",
+        [1, 2],
+        None,
+        7,
+        {"detail-type": "Scheduled Event"},
+    ],
+)
+def test_malformed_event_is_a_validation_error(event: Any) -> None:
+    response = handler.lambda_handler(event, context())
+    assert response["statusCode"] == 400
+    assert response["error"]["code"] == "VALIDATION_ERROR"
+    assert response["error"]["details"][0]["field"] == "event"
+
+
+def test_detect_survives_non_dict_records() -> None:
+    from inference import events
+
+    assert events.detect({"Records": [1]}) is events.Kind.UNKNOWN
+    assert events.detect({"Records": [None, {"eventSource": "aws:sqs"}]}) is events.Kind.UNKNOWN
 
 
 def test_every_sample_event_is_tested() -> None:

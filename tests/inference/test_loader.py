@@ -142,13 +142,12 @@ def test_missing_variable_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.sha256 == "a" * 64 and config.cache_path == Path("/x") / f"{'a' * 64}.joblib"
 
 
-def test_missing_variable_at_request_time_is_a_500_that_logs_why(
+def test_missing_variable_at_request_time_fails_the_invocation_and_logs_why(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("MODEL_SHA256", raising=False)
-    response = handler.lambda_handler({"readings": synthetic.GOOD_READING}, None)
-    assert response["statusCode"] == 500
-    assert response["error"]["code"] == "INFERENCE_ERROR"
+    with pytest.raises(handler.InferenceError, match=r"^INFERENCE_ERROR requestId=local-"):
+        handler.lambda_handler({"readings": synthetic.GOOD_READING}, None)
     assert "missing environment variable" in caplog.text
 
 

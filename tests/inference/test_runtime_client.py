@@ -82,6 +82,10 @@ def test_event_shapes_through_awslambdaric(
             posted[answer.request_id] = answer.body
         runtime_api.invoke("req-bad", {"readings": {"pH": "acid"}})
         bad = runtime_api.wait(timeout=30)
+        broken = json.loads((EVENTS / "sqs.json").read_text())
+        del broken["Records"][0]["messageId"]  # a whole-batch fault: the invocation must fail
+        runtime_api.invoke("req-fault", broken)
+        fault = runtime_api.wait(timeout=30)
     finally:
         log = stop(process)
     direct, batch, rest, v2, furl, sqs, warm = (posted[f"req-{i}"] for i in range(len(names)))
@@ -95,6 +99,9 @@ def test_event_shapes_through_awslambdaric(
     assert sqs["batchItemFailures"] == [{"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975749003"}]
     assert warm["warm"] is True
     assert bad.kind == "response" and bad.body["statusCode"] == 400
+    assert fault.kind == "error", fault  # Lambda counts it failed: SQS keeps the batch
+    assert fault.body["errorType"] == "InferenceError"
+    assert fault.body["errorMessage"] == "INFERENCE_ERROR requestId=req-fault"
     assert '"message":"model loaded"' in log and '"ColdStart":[1.0]' in log
 
 
