@@ -1,8 +1,9 @@
 """Finds the pinned bundle's bytes, proves them, and only then unpickles them.
 
 Lookup: the in-memory cache, then ``/tmp/<sha256>.joblib``, then S3 GetObject with the pinned
-VersionId. The SHA-256 is checked on every path before ``bundle.loads``: a stale or corrupt
-/tmp file is deleted and re-fetched, never read as a bundle.
+VersionId. The SHA-256 of the bytes to unpickle is checked exactly once, on every path, before
+``bundle.loads``: a stale or corrupt /tmp file is deleted and re-fetched, never read as a
+bundle. The memory cache holds verified content by SHA-256; identity is per load.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference import s3_get, sanity
-from inference.bundle import BundleError, DigestMismatch, loads, sha256_hex, verify_digest
+from inference.bundle import BundleError, DigestMismatch, loads, verify_digest
 from inference.config import Config
 from inference.predictor import Predictor
 
@@ -69,7 +70,17 @@ class Model:
         }
 
 
-_MEMORY: dict[str, Model] = {}
+@dataclass(frozen=True)
+class _Verified:
+    """What the memory cache holds: content only. Identity (VersionId, MLflow version) and
+    source belong to each load's own Model, so byte-identical releases never share them."""
+
+    bundle: dict[str, Any]
+    predictor: Predictor
+    timings_ms: dict[str, float]
+
+
+_MEMORY: dict[str, _Verified] = {}  # sha256 -> the verified, sanity-checked content
 
 
 def clear_memory() -> None:
@@ -150,10 +161,12 @@ def fetch_verified(config: Config, client: Any = None) -> tuple[bytes, str]:
         log.warning("cannot read cached bundle %s: %s", path, exc)
         data = None
     if data is not None:
-        if sha256_hex(data) == config.sha256:
+        try:
+            verify_digest(data, config.sha256, str(path))
             return data, "tmp"
-        log.warning("cached bundle %s fails its digest; fetching it again", path)
-        path.unlink(missing_ok=True)
+        except DigestMismatch:
+            log.warning("cached bundle %s fails its digest; fetching it again", path)
+            path.unlink(missing_ok=True)
     data = fetch_s3(config, client)
     verify_digest(data, config.sha256, config.uri)  # raises DigestMismatch before any unpickle
     try:
@@ -164,36 +177,43 @@ def fetch_verified(config: Config, client: Any = None) -> tuple[bytes, str]:
 
 
 def load(config: Config, client: Any = None) -> Model:
-    """The served model for ``config``: cached in memory after the first successful load."""
+    """The served model for ``config``. Verified content is kept in memory by SHA-256; every
+    call returns its own Model carrying this config's VersionId and version."""
     cached = _MEMORY.get(config.sha256)
     if cached is not None:
-        cached.source = "memory"
-        return cached
+        return _model(config, cached, "memory")
     started = time.perf_counter()
-    data, source = fetch_verified(config, client)
+    data, source = fetch_verified(config, client)  # the one digest check of these bytes
     fetched = time.perf_counter()
     # Warnings are errors from here on: a bundle that loads "with a warning" does not serve.
     with sanity.strict_warnings():
-        verify_digest(data, config.sha256, source)  # belt and braces: the bytes we unpickle
         bundle = loads(data)
         predictor = Predictor(bundle)
         sanity.check(bundle, predictor)
     done = time.perf_counter()
-    model = Model(
+    verified = _Verified(
         bundle=bundle,
         predictor=predictor,
-        sha256=config.sha256,
-        version_id=config.version_id,
-        source=source,
-        configured_version=config.model_version,
         timings_ms={
             "fetch": round((fetched - started) * 1000, 2),
             "verify_load_check": round((done - fetched) * 1000, 2),
             "total": round((done - started) * 1000, 2),
         },
     )
-    _MEMORY[config.sha256] = model
-    return model
+    _MEMORY[config.sha256] = verified
+    return _model(config, verified, source)
+
+
+def _model(config: Config, verified: _Verified, source: str) -> Model:
+    return Model(
+        bundle=verified.bundle,
+        predictor=verified.predictor,
+        sha256=config.sha256,
+        version_id=config.version_id,
+        source=source,
+        configured_version=config.model_version,
+        timings_ms=dict(verified.timings_ms) if source != "memory" else {},
+    )
 
 
 __all__ = [

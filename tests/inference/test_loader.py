@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import types
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import synthetic
 from serving_helpers import KEY, local_config, s3_config, upload
 
+from inference import bundle as bundle_mod
 from inference import config as config_mod
 from inference import handler, loader
 from inference.bundle import DigestMismatch, sha256_hex
@@ -42,13 +45,50 @@ def no_s3(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@pytest.fixture
+def digest_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes every SHA-256 computed by the bundle contract was computed over."""
+    checked: list[bytes] = []
+
+    def sha256(data: bytes) -> Any:
+        checked.append(bytes(data))
+        return hashlib.sha256(data)
+
+    monkeypatch.setattr(bundle_mod, "hashlib", types.SimpleNamespace(sha256=sha256))
+    return checked
+
+
 def test_memory_cache_is_first(wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]) -> None:
     config = local_config(wqi_bytes, cache_dir)
     first = loader.load(config)
     config.cache_path.unlink()  # the second load must not even look at /tmp
     second = loader.load(config)
-    assert second is first and second.source == "memory"
+    assert second.predictor is first.predictor and second.source == "memory"
+    assert first.source == "tmp"  # the first load's Model is not rewritten by the second
     assert len(unpickles) == 1
+
+
+def test_byte_identical_releases_keep_their_own_identity(
+    wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
+) -> None:
+    # Two S3 versions holding the same bytes (a re-promotion): same SHA-256, different pins.
+    first = loader.load(local_config(wqi_bytes, cache_dir, model_version="3"))
+    second = loader.load(
+        local_config(wqi_bytes, cache_dir, version_id="v-second", model_version="4")
+    )
+    assert second.identity["s3VersionId"] == "v-second" and second.identity["version"] == "4"
+    assert first.identity["s3VersionId"] == "v-local" and first.identity["version"] == "3"
+    assert first.source == "tmp" and second.source == "memory"
+    assert len(unpickles) == 1  # the verified content is shared, the identity is not
+
+
+def test_tmp_path_checks_the_digest_exactly_once(
+    wqi_bytes: bytes, cache_dir: Path, unpickles: list[int], digest_checks: list[bytes]
+) -> None:
+    config = local_config(wqi_bytes, cache_dir)
+    digest_checks.clear()  # only the loader's own checks count
+    loader.load(config)
+    assert digest_checks == [wqi_bytes] and unpickles == [len(wqi_bytes)]
 
 
 def test_tmp_hit_needs_no_s3(
@@ -61,13 +101,19 @@ def test_tmp_hit_needs_no_s3(
 
 @pytest.mark.integration
 def test_s3_get_object_with_the_pinned_version(
-    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
+    s3_env: dict[str, str],
+    wqi_bytes: bytes,
+    cache_dir: Path,
+    unpickles: list[int],
+    digest_checks: list[bytes],
 ) -> None:
     version = upload(s3_env, wqi_bytes)
     upload(s3_env, b"a newer object at the same key")  # the pin, not the key, decides
     config = s3_config(s3_env, version, sha256_hex(wqi_bytes), cache_dir)
+    digest_checks.clear()  # only the loader's own checks count
     model = loader.load(config)
     assert model.source == "s3" and model.version_id == version
+    assert digest_checks == [wqi_bytes]  # one check of the bytes unpickled, not two
     assert config.cache_path.read_bytes() == wqi_bytes  # cached for the next cold start
     assert [p.name for p in cache_dir.iterdir()] == [config.cache_path.name]  # no .part left
     loader.clear_memory()
@@ -77,13 +123,20 @@ def test_s3_get_object_with_the_pinned_version(
 
 @pytest.mark.integration
 def test_corrupt_tmp_file_is_refetched_never_loaded(
-    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
+    s3_env: dict[str, str],
+    wqi_bytes: bytes,
+    cache_dir: Path,
+    unpickles: list[int],
+    digest_checks: list[bytes],
 ) -> None:
     version = upload(s3_env, wqi_bytes)
     config = s3_config(s3_env, version, sha256_hex(wqi_bytes), cache_dir)
-    config.cache_path.write_bytes(wqi_bytes[:-10] + b"0123456789")  # stale / corrupt
+    corrupt = wqi_bytes[:-10] + b"0123456789"  # stale / corrupt
+    config.cache_path.write_bytes(corrupt)
+    digest_checks.clear()  # only the loader's own checks count
     model = loader.load(config)
     assert model.source == "s3"
+    assert digest_checks == [corrupt, wqi_bytes]  # each candidate checked once
     assert config.cache_path.read_bytes() == wqi_bytes
     assert unpickles == [len(wqi_bytes)]  # only the verified bytes were read as a bundle
 
