@@ -1,10 +1,12 @@
 """Load-time checks: a bundle serves only if this runtime answers exactly as training recorded.
 
-1. Runtime versions: the bundle records the Python, numpy and onnxruntime it was exported and
-   checked with; serving needs the same major.minor of each (a patch release may differ).
+1. Runtime versions: the bundle must record the Python, numpy and onnxruntime it was exported
+   and checked with (a bundle missing any is refused); serving needs the same major.minor of
+   each (a patch release may differ).
 2. Golden samples: the bundle's recorded inputs go through this predictor; every raw output
    must match what the trained model gave within the bundle's own rtol/atol, and the answers
-   built from them must agree (labels exactly, numbers to the answer's rounding).
+   built from them must agree (labels exactly, numbers to the answer's rounding), one answer
+   per input. ``check_golden`` is public: training runs the same check before it writes.
 Any warning raised while loading counts as a failure (the class of scikit-learn's
 InconsistentVersionWarning): ``strict_warnings`` turns them into errors.
 """
@@ -12,6 +14,7 @@ InconsistentVersionWarning): ``strict_warnings`` turns them into errors.
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import warnings
 from collections.abc import Iterator
@@ -21,12 +24,27 @@ from typing import Any
 import numpy as np
 
 from inference.bundle import BundleError
+from inference.predictor import Predictor
 
 ANSWER_ATOL = 0.011  # answers are rounded to 2-4 decimals; one rounding step apart is equal
 
 
+RUNTIME = ("python", "numpy", "onnxruntime")  # what every bundle must record
+
+
 class SanityError(BundleError):
     """The bundle loaded but must not serve; the message says why."""
+
+
+class GoldenMismatch(SanityError):
+    """The predictor does not answer the golden inputs as recorded.
+
+    ``output`` names the raw output (``"margin"``) or answer field (``"answers[1].quality"``)
+    that differs, ``worst`` the largest absolute difference (NaN for a label or a shape)."""
+
+    def __init__(self, message: str, output: str, worst: float) -> None:
+        super().__init__(message)
+        self.output, self.worst = output, worst
 
 
 @contextlib.contextmanager
@@ -54,64 +72,100 @@ def check_runtime(bundle: dict[str, Any], installed: dict[str, str] | None = Non
     recorded = bundle.get("metadata", {}).get("runtime")
     if not isinstance(recorded, dict) or not recorded:
         raise SanityError("bundle metadata records no runtime versions; refusing to guess")
+    absent = [name for name in RUNTIME if not recorded.get(name)]
+    if absent:
+        raise SanityError(
+            f"bundle metadata.runtime lacks {', '.join(absent)} (it must record "
+            f"{', '.join(RUNTIME)}); refusing to guess"
+        )
     installed = installed or installed_versions()
     problems = [
-        f"{name} {want} recorded, {installed.get(name, 'missing')} installed"
-        for name, want in sorted(recorded.items())
-        if name in ("python", "numpy", "onnxruntime")
-        and _major_minor(str(want)) != _major_minor(installed.get(name, "missing"))
+        f"{name} {recorded[name]} recorded, {installed.get(name, 'missing')} installed"
+        for name in RUNTIME
+        if _major_minor(str(recorded[name])) != _major_minor(installed.get(name, "missing"))
     ]
     if problems:
         raise SanityError("runtime version mismatch: " + "; ".join(problems))
 
 
-def _answers_agree(got: dict[str, Any], want: dict[str, Any]) -> bool:
+def _answer_difference(got: dict[str, Any], want: dict[str, Any]) -> tuple[str, float] | None:
+    """The first field where two answers disagree, and by how much (NaN: not a number)."""
     if got.keys() != want.keys():
-        return False
+        return "keys", math.nan
     for key, value in want.items():
         other = got[key]
         if isinstance(value, (bool, str)) or value is None:
             if other != value:
-                return False
-        elif abs(float(other) - float(value)) > ANSWER_ATOL + 1e-6 * abs(float(value)):
-            return False
-    return True
+                return key, math.nan
+        else:
+            diff = abs(float(other) - float(value))
+            if diff > ANSWER_ATOL + 1e-6 * abs(float(value)):
+                return key, diff
+    return None
 
 
-def check_golden(bundle: dict[str, Any], predictor: Any) -> None:
+def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> None:
+    """The golden check, the one copy training and serving share.
+
+    Re-predicts the bundle's golden inputs (with ``predictor``, or a new Predictor of the
+    bundle) and compares every recorded raw output within the bundle's rtol/atol, then, when
+    recorded, the answers built from them. Raises GoldenMismatch naming the output and its
+    worst difference, or SanityError when the golden section itself is incomplete.
+    """
     golden = bundle.get("golden") or {}
     inputs = golden.get("inputs") or []
     if not inputs:
         raise SanityError("bundle has no golden samples; refusing to serve an unchecked model")
+    recorded_raw = golden.get("raw") or {}
+    if not recorded_raw:
+        raise SanityError("bundle golden samples record no raw outputs")
     rtol, atol = float(golden.get("rtol", 1e-4)), float(golden.get("atol", 1e-3))
-    features = np.asarray(inputs, dtype=np.float32)
-    raw = predictor.raw(features)
-    for name, expected in (golden.get("raw") or {}).items():
+    predictor = predictor or Predictor(bundle)
+    raw = predictor.raw(np.asarray(inputs, dtype=np.float32))
+    for name, expected in recorded_raw.items():
         if name not in raw:
             raise SanityError(f"golden output {name!r} is not produced by the predictor")
         want = np.asarray(expected, dtype=np.float64)
         got = raw[name].astype(np.float64)
-        if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol):
-            worst = int(np.argmax(np.abs(got - want))) if got.shape == want.shape else -1
-            detail = (
-                f"row {worst}: got {got[worst]:.6g}, recorded {want[worst]:.6g}"
-                if worst >= 0
-                else f"shape {got.shape} vs {want.shape}"
+        if got.shape != want.shape:
+            raise GoldenMismatch(
+                f"golden check failed for {name!r}: shape {got.shape} vs recorded {want.shape}",
+                name,
+                math.nan,
             )
-            raise SanityError(
-                f"golden check failed for {name!r} (rtol={rtol}, atol={atol}): {detail}"
+        if not np.allclose(got, want, rtol=rtol, atol=atol):
+            diffs = np.abs(got - want)
+            row = int(np.nanargmax(diffs)) if not np.isnan(diffs).all() else 0
+            worst = float(diffs[row])
+            raise GoldenMismatch(
+                f"golden check failed for {name!r} (rtol={rtol}, atol={atol}): worst "
+                f"difference {worst:.6g} at row {row}: got {got[row]:.6g}, recorded "
+                f"{want[row]:.6g}",
+                name,
+                worst,
             )
-    if not golden.get("raw"):
-        raise SanityError("bundle golden samples record no raw outputs")
     expected_answers = golden.get("answers")
-    if expected_answers:
-        got_answers = predictor.output.answers(raw)
-        for i, (got, want) in enumerate(zip(got_answers, expected_answers, strict=False)):
-            if not _answers_agree(got, want):
-                raise SanityError(f"golden answer {i} differs: got {got}, recorded {want}")
+    if expected_answers is None:  # training checks the raw outputs before recording answers
+        return
+    got_answers = predictor.output.answers(raw)
+    if len(expected_answers) != len(got_answers):
+        raise GoldenMismatch(
+            f"golden records {len(expected_answers)} answers for {len(got_answers)} inputs",
+            "answers",
+            math.nan,
+        )
+    for i, (got_answer, want_answer) in enumerate(zip(got_answers, expected_answers, strict=True)):
+        difference = _answer_difference(got_answer, want_answer)
+        if difference is not None:
+            field, worst = difference
+            raise GoldenMismatch(
+                f"golden answer {i} differs in {field!r}: got {got_answer}, recorded {want_answer}",
+                f"answers[{i}].{field}",
+                worst,
+            )
 
 
-def check(bundle: dict[str, Any], predictor: Any) -> None:
+def check(bundle: dict[str, Any], predictor: Predictor) -> None:
     """Both checks; raises SanityError with the reason. Call inside ``strict_warnings``."""
     check_runtime(bundle)
     check_golden(bundle, predictor)

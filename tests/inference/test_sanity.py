@@ -110,3 +110,51 @@ def test_nullable_golden_inputs_go_through(cache_dir: Path) -> None:
     assert response["statusCode"] == 200
     assert response["prediction"]["potable"] is False
     assert service.identity["name"] == "potability"
+
+
+def test_fewer_recorded_answers_than_inputs_refuses(cache_dir: Path) -> None:
+    bundle = synthetic.wqi_bundle()
+    bundle["golden"]["answers"] = bundle["golden"]["answers"][:2]  # 3 inputs, 2 answers
+    assert "golden records 2 answers for 3 inputs" in refused(bundle, cache_dir)
+
+
+def test_no_recorded_answers_at_all_refuses(cache_dir: Path) -> None:
+    bundle = synthetic.wqi_bundle()
+    bundle["golden"]["answers"] = []
+    assert "golden records 0 answers for 3 inputs" in refused(bundle, cache_dir)
+
+
+@pytest.mark.parametrize("name", ["python", "numpy", "onnxruntime"])
+def test_runtime_must_record_every_serving_version(cache_dir: Path, name: str) -> None:
+    bundle = synthetic.wqi_bundle()
+    del bundle["metadata"]["runtime"][name]
+    message = refused(bundle, cache_dir)
+    assert f"metadata.runtime lacks {name}" in message
+
+
+def test_check_golden_is_public_and_builds_its_own_predictor() -> None:
+    bundle = synthetic.wqi_bundle()
+    sanity.check_golden(bundle)  # no predictor given: one is made from the bundle
+    sanity.check_golden(bundle, Predictor(bundle))
+    del bundle["golden"]["answers"]  # training checks the raw outputs before recording answers
+    sanity.check_golden(bundle)
+
+
+def test_check_golden_names_the_output_and_the_worst_difference() -> None:
+    bundle = synthetic.wqi_bundle()
+    bundle["golden"]["raw"]["margin"][2] -= 0.25
+    bundle["golden"]["raw"]["margin"][1] += 0.5
+    with pytest.raises(sanity.GoldenMismatch) as info:
+        sanity.check_golden(bundle)
+    assert isinstance(info.value, sanity.SanityError)
+    assert info.value.output == "margin"
+    assert info.value.worst == pytest.approx(0.5, abs=1e-6)
+    assert "'margin'" in str(info.value) and "worst difference 0.5 at row 1" in str(info.value)
+
+
+def test_check_golden_names_the_differing_answer_field() -> None:
+    bundle = synthetic.wqi_bundle()
+    bundle["golden"]["answers"][1]["quality"] = "Excellent"
+    with pytest.raises(sanity.GoldenMismatch) as info:
+        sanity.check_golden(bundle)
+    assert info.value.output == "answers[1].quality"
