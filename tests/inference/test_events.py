@@ -258,3 +258,25 @@ def test_every_sample_event_is_tested() -> None:
     assert {p.stem for p in EVENTS.glob("*.json")} == {
         "direct", "batch", "apigw-rest-v1", "http-api-v2", "function-url", "sqs", "warmup",
     }  # fmt: skip
+
+
+def test_powertools_classes_are_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from inference import events
+
+    http, sqs = sample("http-api-v2"), sample("sqs")
+    events.http_json(events.Kind.HTTP_V2, http)  # the first use imports them
+    events.sqs_messages(sqs)
+    imported: list[str] = []
+    original = builtins.__import__
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        imported.append(name)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", spy)
+    events.http_json(events.Kind.HTTP_V2, http)
+    events.sqs_messages(sqs)
+    events.http_json(events.Kind.REST_V1, sample("apigw-rest-v1"))
+    assert not [n for n in imported if n.startswith("aws_lambda_powertools")]

@@ -40,3 +40,24 @@ def test_pooled_session_answers_as_the_single_thread_one(monkeypatch: pytest.Mon
               for k in pooled}  # fmt: skip
     for name in pooled:
         np.testing.assert_array_equal(pooled[name], single[name])
+
+
+@pytest.mark.parametrize(("threads", "prebuilt"), [("2", True), ("1", False)])
+def test_pooled_session_is_built_at_init(
+    threads: str, prebuilt: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Built when the model loads (provisioned concurrency and warm-up pay for it), not by the
+    # first large batch; a single vCPU never gets a pool.
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", threads)
+    served = predictor.Predictor(synthetic.wqi_bundle())
+    assert (served._batch_session is not None) is prebuilt
+
+
+def test_pooled_session_is_still_made_lazily_when_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
+    served = predictor.Predictor(synthetic.wqi_bundle())
+    served._batch_session = None
+    served.raw(np.zeros((predictor.BATCH_ROWS, 4), dtype=np.float32))
+    assert served._batch_session is not None
