@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import types
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,23 @@ from inference.bundle import sha256_hex
 from inference.config import Config
 
 KEY = "models/wqi/model.joblib"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def uv() -> str:
+    """The uv binary: `.tools/bin/uv` (bootstrapped by `make venv`), else uv on PATH.
+
+    Never a skip: a test that quietly skips hides the check it stands for."""
+    import pytest
+
+    local = REPO / ".tools" / "bin" / "uv"
+    found = str(local) if local.exists() else shutil.which("uv")
+    if not found:
+        pytest.fail(
+            f"uv not found at {local} nor on PATH: run `make venv` (it bootstraps uv) or "
+            "install uv; the image's dependency checks cannot run without it"
+        )
+    return found
 
 
 def local_config(data: bytes, cache_dir: Path, **overrides: Any) -> Config:

@@ -19,17 +19,13 @@ from pathlib import Path
 
 import pytest
 import synthetic
-from serving_helpers import upload
+from serving_helpers import upload, uv
 
 from inference.bundle import sha256_hex
 
 REPO = Path(__file__).resolve().parents[2]
-UV = REPO / ".tools" / "bin" / "uv"
 ABSENT = ("pandas", "sklearn", "xgboost", "joblib", "scipy")
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not UV.exists(), reason="uv is bootstrapped by `make venv`"),
-]
+pytestmark = pytest.mark.integration
 
 PROBE = """
 import importlib.util, json, sys
@@ -50,7 +46,7 @@ print(json.dumps({
 
 def install(target: Path, *args: str) -> None:
     subprocess.run(
-        [str(UV), "pip", "install", "--quiet", "--python", sys.executable, "--target",
+        [uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target",
          str(target), *args],
         check=True, cwd=REPO, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
     )  # fmt: skip

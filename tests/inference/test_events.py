@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from serving_helpers import body, context
 
-from inference import handler
+from inference import events, handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "inference" / "events"
 MODEL = {"name": "wqi", "version": "7", "s3VersionId": "v-local"}
@@ -248,22 +249,58 @@ def test_malformed_event_is_a_validation_error(event: Any) -> None:
 
 
 def test_detect_survives_non_dict_records() -> None:
-    from inference import events
-
     assert events.detect({"Records": [1]}) is events.Kind.UNKNOWN
     assert events.detect({"Records": [None, {"eventSource": "aws:sqs"}]}) is events.Kind.UNKNOWN
 
 
-def test_every_sample_event_is_tested() -> None:
-    assert {p.stem for p in EVENTS.glob("*.json")} == {
-        "direct", "batch", "apigw-rest-v1", "http-api-v2", "function-url", "sqs", "warmup",
-    }  # fmt: skip
+def request_body(event: dict[str, Any]) -> Any:
+    text = event["body"]
+    return json.loads(base64.b64decode(text) if event.get("isBase64Encoded") else text)
+
+
+def check_shape(kind: events.Kind, event: dict[str, Any], response: dict[str, Any]) -> None:
+    """The reply a sample event of ``kind`` must get: that kind's own success shape."""
+    if kind is events.Kind.SQS:
+        assert set(response) == {"batchItemFailures"}
+        ids = {r["messageId"] for r in event["Records"]}
+        assert all(f["itemIdentifier"] in ids for f in response["batchItemFailures"])
+        assert len(response["batchItemFailures"]) < len(ids)  # some were answered
+        return
+    if kind in events.HTTP_KINDS:
+        assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"} | (
+            {"multiValueHeaders"} if kind is events.Kind.REST_V1 else set()
+        )
+        assert response["statusCode"] == 200 and response["isBase64Encoded"] is False
+        assert response["headers"]["X-Request-Id"] == "req-sample"
+        payload = body(response)
+    else:
+        payload = response
+        assert payload["statusCode"] == 200
+    carries_model(payload)
+    if kind is events.Kind.WARMUP:
+        assert payload["warm"] is True and "prediction" not in payload
+    elif "predictions" in payload:  # a batch, directly or in an HTTP body
+        sent = event if kind is events.Kind.BATCH else request_body(event)
+        assert len(payload["predictions"]) == len(sent["records"])
+    else:
+        assert set(payload["prediction"]) >= {"deviceId", "wqi", "quality", "confidence"}
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.stem)
+def test_every_sample_event_gets_its_kinds_reply(path: Path) -> None:
+    event = json.loads(path.read_text())
+    kind = events.detect(event)
+    assert kind is not events.Kind.UNKNOWN, f"{path.name} is not a recognised event shape"
+    check_shape(kind, event, handler.lambda_handler(copy.deepcopy(event), context("req-sample")))
+
+
+def test_the_samples_cover_every_kind() -> None:
+    kinds = {events.detect(json.loads(p.read_text())) for p in EVENTS.glob("*.json")}
+    assert kinds == set(events.Kind) - {events.Kind.UNKNOWN}
 
 
 def test_powertools_classes_are_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
-
-    from inference import events
 
     http, sqs = sample("http-api-v2"), sample("sqs")
     events.http_json(events.Kind.HTTP_V2, http)  # the first use imports them

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from serving_helpers import uv
 
 REPO = Path(__file__).resolve().parents[2]
-UV = REPO / ".tools" / "bin" / "uv"
 # The command that wrote the file; the image installs it with --require-hashes semantics.
 EXPORT = [
     "export", "--frozen", "--no-dev", "--no-default-groups", "--group", "serving",
@@ -22,10 +22,9 @@ def pinned(text: str) -> set[str]:
     return {line.split("==")[0] for line in text.splitlines() if "==" in line}
 
 
-@pytest.mark.skipif(not UV.exists(), reason="uv is bootstrapped by `make venv`")
 def test_requirements_equal_a_fresh_export() -> None:
     fresh = subprocess.run(
-        [str(UV), *EXPORT], cwd=REPO, check=True, capture_output=True, text=True
+        [uv(), *EXPORT], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout
     committed = (REPO / "inference" / "requirements.txt").read_text()
     assert committed == fresh, "inference/requirements.txt drifted: re-run `make requirements`"
@@ -37,3 +36,12 @@ def test_requirements_hold_serving_packages_only() -> None:
     assert names >= SERVING
     assert not names & NEVER
     assert "--hash=sha256:" in text
+
+
+def test_missing_uv_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving_helpers
+
+    monkeypatch.setattr(serving_helpers, "REPO", Path("/nonexistent"))
+    monkeypatch.setattr(serving_helpers.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="uv not found"):
+        serving_helpers.uv()
