@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(pipeline: Any, spec: specs.ModelSpec, args: argparse.Namespace) -> int:
     """Train one model; a failure is one clear message and an exit code, not a traceback."""
-    from training.bundle import GoldenMismatch
+    from inference.sanity import GoldenMismatch
 
     try:
         result = pipeline.run(spec, args.bundle_dir)

@@ -18,6 +18,7 @@ import xgboost as xgb
 from inference import bundle as contract
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
+from inference.sanity import check_golden
 from training.config import REPO
 from training.model import Fitted, Split
 from training.onnx_export import INPUT, to_onnx
@@ -30,10 +31,6 @@ GOLDEN_RTOL, GOLDEN_ATOL = 1e-4, 1e-3  # float32 tree sums in a different order
 # bumping them does not change the bundle.
 SERVING_LIBRARIES = ("numpy", "onnxruntime")
 TRAINING_LIBRARIES = ("xgboost", "xgboost-cpu", "scikit-learn", "onnx", "joblib")
-
-
-class GoldenMismatch(Exception):
-    """The exported graph does not answer as the trained booster does."""
 
 
 def git_sha() -> str:
@@ -133,19 +130,11 @@ def build(
             "libraries": _versions(SERVING_LIBRARIES + TRAINING_LIBRARIES),
         },
     }
-    check_golden(bundle)
-    bundle["golden"]["answers"] = Predictor(bundle).answers(rows)
+    # The same check serving runs at load: the graph must answer as the booster did.
+    predictor = Predictor(bundle)
+    check_golden(bundle, predictor)
+    bundle["golden"]["answers"] = predictor.answers(rows)
     return bundle
-
-
-def check_golden(bundle: dict[str, Any]) -> None:
-    golden = bundle["golden"]
-    rows = np.asarray(golden["inputs"], dtype=np.float32)
-    got = Predictor(bundle).raw(rows)
-    for name, want in golden["raw"].items():
-        if not np.allclose(got[name], want, rtol=golden["rtol"], atol=golden["atol"]):
-            worst = float(np.max(np.abs(got[name] - np.asarray(want))))
-            raise GoldenMismatch(f"ONNX output {name!r} differs from the booster by {worst:.3g}")
 
 
 def write(bundle: dict[str, Any], path: Path) -> str:
