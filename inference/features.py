@@ -1,8 +1,9 @@
-"""Feature matrix from the bundle's schema: the one place both training and serving build it."""
+"""Feature matrix from the bundle's schema, for training (serving builds its rows while
+validating, in schema order: ``validation.Validator``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,3 @@ def matrix_from_columns(columns: Mapping[str, Any], schema: Mapping[str, Any]) -
     return np.column_stack(
         [np.asarray(columns[name], dtype=np.float32) for name in field_names(schema)]
     ).astype(np.float32, copy=False)
-
-
-def matrix_from_records(
-    records: Sequence[Mapping[str, float]], schema: Mapping[str, Any]
-) -> np.ndarray:
-    """Validated records (dicts of readings) to the float32 matrix the model reads."""
-    names = field_names(schema)
-    return np.array([[record[n] for n in names] for record in records], dtype=np.float32)

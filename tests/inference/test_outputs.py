@@ -21,3 +21,13 @@ def test_single_row_answers_equal_batch_answers() -> None:
         for i in range(len(margin))
     ]
     assert single == batch
+
+
+def test_features_module_keeps_only_what_training_uses() -> None:
+    from inference import features
+
+    assert not hasattr(features, "matrix_from_records")  # dead: serving builds rows itself
+    schema = {"fields": [{"name": "a"}, {"name": "b"}]}
+    assert features.field_names(schema) == ["a", "b"]
+    matrix = features.matrix_from_columns({"b": [3, 4], "a": [1, 2]}, schema)
+    assert matrix.dtype.name == "float32" and matrix.tolist() == [[1, 3], [2, 4]]
