@@ -142,11 +142,11 @@ def _reuse_or_upload(
     """An earlier release with the same bytes is re-pointed to, never uploaded twice."""
     sha = sha256_hex(data)
     for entry in store.history(model):
-        for old in (entry.release.to_dict(), entry.release.previous or {}):
-            if old.get("sha256") == sha and old.get("key") == manifest.bundle_key(model):
-                store.read_verified(old["key"], old["version_id"], sha)
-                log(f"bytes already in S3 (versionId {old['version_id']}); not uploading again")
-                return str(old["version_id"])
+        for old in (entry.release, entry.release.previous):
+            if old and old.sha256 == sha and old.key == manifest.bundle_key(model):
+                store.read_verified(old.key, old.version_id, sha)
+                log(f"bytes already in S3 (versionId {old.version_id}); not uploading again")
+                return old.version_id
     version_id = store.upload_bundle(model, data, sha, info.version, info.git_sha)
     store.read_verified(manifest.bundle_key(model), version_id, sha)
     log(f"uploaded s3://{store.bucket}/{manifest.bundle_key(model)} versionId {version_id}")

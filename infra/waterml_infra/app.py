@@ -20,6 +20,7 @@ from typing import Any
 
 from aws_cdk import App, Environment, Tags
 
+from registry.manifest import ManifestError, Release, parse_release
 from waterml_infra import nag
 from waterml_infra.config import (
     CDK_JSON,
@@ -30,7 +31,6 @@ from waterml_infra.config import (
     resolve,
 )
 from waterml_infra.foundation import FoundationStack
-from waterml_infra.manifest import ManifestError, Release, parse_release
 from waterml_infra.serving import ServingStack
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
@@ -47,11 +47,13 @@ class EnvStacks:
 def placeholder_release(cfg: EnvConfig) -> Release:
     return Release(
         name=cfg.model_name,
+        mlflow_version="0",
         bucket=cfg.bucket_name,
         key=cfg.model_key,
         version_id=PLACEHOLDER_VERSION_ID,
         sha256="0" * 64,
-        mlflow_version="0",
+        git_sha="",
+        released_at="",
     )
 
 
@@ -62,7 +64,8 @@ def _overrides(context: Mapping[str, Any], env_name: str) -> dict[str, Any]:
 
 def _release(value: Any) -> Release:
     data = json.loads(value) if isinstance(value, str) else value
-    return parse_release(data)
+    # The context form (Release.to_context): no git_sha or released_at.
+    return parse_release(data, complete=False)
 
 
 def cdk_json_context() -> dict[str, Any]:

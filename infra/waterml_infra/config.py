@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from registry.manifest import bundle_key, manifest_key
+
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 CONTEXT_KEY = "waterml"
 # Offline synth needs an account and region; nothing is looked up with them.
@@ -134,11 +136,11 @@ class EnvConfig:
 
     @property
     def model_key(self) -> str:
-        return f"models/{self.model_name}/model.joblib"
+        return bundle_key(self.model_name)
 
     @property
     def release_key(self) -> str:
-        return f"models/{self.model_name}/release.json"
+        return manifest_key(self.model_name)
 
     @property
     def deploy_role_name(self) -> str:

@@ -30,14 +30,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from waterml_infra.manifest import ManifestError, Release, loads
+from registry.manifest import ManifestError, Release, loads, manifest_key
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def fetch_release(s3: Any, bucket: str, model: str) -> Release:
     """Read and validate `models/<model>/release.json` from the bucket."""
-    key = f"models/{model}/release.json"
+    key = manifest_key(model)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
@@ -47,7 +47,7 @@ def fetch_release(s3: Any, bucket: str, model: str) -> Release:
             " (promote a model before deploying)" if code in {"NoSuchKey", "AccessDenied"} else ""
         )
         raise ManifestError(f"cannot read s3://{bucket}/{key}: {code}{hint}") from exc
-    release = loads(body)
+    release = loads(body, complete=False)
     if release.name != model:
         raise ManifestError(f"s3://{bucket}/{key} is a release of {release.name!r}")
     if release.bucket != bucket:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.manifest:
-            release = loads(args.manifest.read_bytes())
+            release = loads(args.manifest.read_bytes(), complete=False)
             if release.name != args.model:
                 raise ManifestError(f"{args.manifest} is a release of {release.name!r}")
         else:

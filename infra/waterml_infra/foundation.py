@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from registry.manifest import manifest_key
 from waterml_infra.config import EnvConfig
 from waterml_infra.nag import acknowledge
 
@@ -186,7 +187,7 @@ class FoundationStack(Stack):
             max_session_duration=Duration.hours(1),
         )
         models_prefix = bucket.arn_for_objects("models/*")
-        release_manifests = bucket.arn_for_objects("models/*/release.json")
+        release_manifests = bucket.arn_for_objects(manifest_key("*"))
         bucket_ref = f"<{self.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
         policy = iam.Policy(
             self,
@@ -226,7 +227,7 @@ class FoundationStack(Stack):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS>]",
-            resource=f"{bucket_ref}/models/*/release.json",
+            resource=f"{bucket_ref}/{manifest_key('*')}",
         )
         return role
 

@@ -19,9 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from waterml_infra.manifest import ManifestError, Release, parse_release
-
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+from registry.manifest import MODEL_NAME, ManifestError, Release, parse_release
 
 
 def approved_models(text: str) -> list[str]:
@@ -37,7 +35,7 @@ def approved_models(text: str) -> list[str]:
         names = [str(entry["name"]) for entry in models if isinstance(entry, dict)]
     else:
         names = [k for k, v in models.items() if isinstance(v, dict)]
-    bad = [n for n in names if not _NAME.match(n)]
+    bad = [n for n in names if not MODEL_NAME.match(n)]
     if bad:
         raise ValueError(f"invalid model names in the approval file: {bad}")
     return sorted(set(names))
@@ -62,7 +60,7 @@ def last_release_object(output: str) -> dict[str, Any]:
 def extract_release(output: str) -> tuple[Release, dict[str, Any]]:
     """The release a promotion printed: validated, plus every field the registry wrote."""
     raw = last_release_object(output)
-    return parse_release(raw), raw
+    return parse_release(raw, complete=False), raw
 
 
 def main(argv: list[str] | None = None) -> int:

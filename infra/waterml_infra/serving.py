@@ -18,8 +18,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from registry.manifest import ManifestError, Release
 from waterml_infra.config import EnvConfig
-from waterml_infra.manifest import ManifestError, Release
 from waterml_infra.nag import acknowledge
 
 LIVE_ALIAS = "live"

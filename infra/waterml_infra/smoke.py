@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from waterml_infra.manifest import loads
+from registry.manifest import loads
 
 SAMPLE_EVENT: dict[str, Any] = {
     "deviceId": "smoke",
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     expect_version, expect_s3 = args.expect_version, None
     if args.release:
-        release = loads(args.release.read_bytes())
+        # deploy_context --release-out: the context form, without git_sha or released_at.
+        release = loads(args.release.read_bytes(), complete=False)
         expect_version = expect_version or release.mlflow_version or None
         expect_s3 = release.version_id
 

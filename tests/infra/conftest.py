@@ -57,7 +57,8 @@ def pinned_app():
     non-default settings given as context overrides."""
     from waterml_infra.app import build, make_app
     from waterml_infra.deploy_context import context_args
-    from waterml_infra.manifest import parse_release
+
+    from registry.manifest import parse_release
 
     # Exactly what deploy.yml passes to `cdk deploy` (waterml_infra.deploy_context's output).
     args = context_args("dev", DIGEST, parse_release(RELEASE), "7")

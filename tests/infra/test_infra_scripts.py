@@ -12,7 +12,8 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from waterml_infra import alias, deploy_context, image, outputs, promotion, smoke
 from waterml_infra.config import ConfigError, load_settings, resolve
-from waterml_infra.manifest import ManifestError, loads, parse_release
+
+from registry.manifest import ManifestError, loads, parse_release
 
 SHA = "5" * 64
 BUCKET = "waterml-dev-models-111111111111-eu-west-1"

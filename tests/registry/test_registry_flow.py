@@ -16,8 +16,12 @@ import boto3
 import pytest
 
 from registry import cli, errors
+from registry.manifest import bundle_key
 from registry.store import ReleaseStore
 from tests.registry.registry_helpers import Versions, approve
+
+# The store reads every manifest back through the strict parser: a release names its bundle key.
+KEY = bundle_key("wqi")
 
 pytestmark = pytest.mark.integration
 
@@ -259,7 +263,7 @@ def test_stale_conditional_write_is_refused_by_the_server(s3_env: dict[str, str]
     store = ReleaseStore(s3_env["bucket"])
 
     def rel(n: int) -> Release:
-        return Release("wqi", "1", s3_env["bucket"], "k", "v", "a" * 64, "g", f"t{n}")
+        return Release("wqi", "1", s3_env["bucket"], KEY, "v", "a" * 64, "g", f"t{n}")
 
     empty = store.current("wqi")
     store.write_manifest(rel(1), empty)
@@ -293,7 +297,7 @@ def test_write_is_withdrawn_when_the_server_ignores_the_condition(s3_env: dict[s
     store = ReleaseStore(bucket, client=IgnoresConditions())
 
     def rel(n: int) -> Release:
-        return Release("wqi", str(n), bucket, "k", f"v{n}", "a" * 64, "g", f"t{n}")
+        return Release("wqi", str(n), bucket, KEY, f"v{n}", "a" * 64, "g", f"t{n}")
 
     empty = store.current("wqi")
     store.write_manifest(rel(1), empty)

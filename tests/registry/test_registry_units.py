@@ -104,6 +104,27 @@ def test_manifest_missing_field_refused() -> None:
         manifest.loads(b"[]")
 
 
+def test_manifest_strict_refusals_keep_the_storage_exit_code() -> None:
+    """The registry reads release.json through the same strict parser infra deploys with."""
+    raw = release("1", "v1").to_dict()
+    for bad in ({"sha256": "ABC"}, {"key": "k"}, {"version_id": "null"}):
+        with pytest.raises(manifest.ManifestError) as caught:
+            manifest.loads(json.dumps(raw | bad).encode())
+        assert isinstance(caught.value, errors.StorageError) and caught.value.exit_code == 16
+
+
+def test_manifest_context_form_needs_complete_false() -> None:
+    """`to_context` (the CDK `-c release=` form) lacks git_sha and released_at."""
+    first = release("1", "v1")
+    context = first.to_context()
+    assert set(context) == set(manifest.CONTEXT_FIELDS)
+    with pytest.raises(errors.StorageError, match="lacks field 'git_sha'"):
+        manifest.parse_release(context)
+    parsed = manifest.parse_release(context, complete=False)
+    assert parsed.same_target(first) and parsed.environment() == first.environment()
+    assert (parsed.git_sha, parsed.released_at) == ("", "")
+
+
 def test_utc_timestamp_ends_with_z() -> None:
     assert manifest.utc_now().endswith("Z") and "T" in manifest.utc_now()
 
