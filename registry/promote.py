@@ -54,6 +54,12 @@ def promote(
     tracking = tracking or Tracking()
     info = tracking.version(model, approval.version)
     sha = info.artifact_sha256
+    if approval.sha256 != sha.lower():
+        raise DigestMismatch(
+            f"{model} version {info.version}: approved sha256 {approval.sha256} differs from its"
+            f" artifact_sha256 tag {sha}; the version changed after approval, or the approval"
+            " names other bytes"
+        )
     base = store.current(model)
     current = base.release
 

@@ -44,16 +44,22 @@ def run(*args: str, capture: bool = False) -> str:
     return out.stdout or ""
 
 
-def train(*models: str) -> dict[str, str]:
+def train(*models: str) -> dict[str, tuple[str, str]]:
+    """Candidates by name: (MLflow version, artifact_sha256), as `make train` prints them."""
     lines = run("training", *models, "--json", capture=True).splitlines()
-    return {r["name"]: r["version"] for r in map(json.loads, lines) if r["candidate"]}
+    return {
+        r["name"]: (r["version"], r["artifact_sha256"])
+        for r in map(json.loads, lines)
+        if r["candidate"]
+    }
 
 
-def approve(versions: dict[str, str]) -> None:
+def approve(versions: dict[str, tuple[str, str]]) -> None:
+    """The reviewer's edit: the version, and the sha256 of the bytes they approved."""
     APPROVALS.write_text("".join(
-        f'[{name}]\nversion = "{version}"\napproved_by = "make demo"\n'
+        f'[{name}]\nversion = "{version}"\nsha256 = "{sha}"\napproved_by = "make demo"\n'
         f'reason = "demo: candidate version {version}"\n\n'
-        for name, version in sorted(versions.items())
+        for name, (version, sha) in sorted(versions.items())
     ))  # fmt: skip
     print(APPROVALS.read_text(), end="")
 

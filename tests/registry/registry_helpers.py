@@ -76,12 +76,29 @@ class Versions:
         return dict(self.client.get_model_version(name, version).tags)
 
 
-def approve(path: Path, **entries: str) -> Path:
-    """Write an approval file: approve(path, wqi="2")."""
-    text = "".join(
-        f'[{name}]\nversion = "{version}"\napproved_by = "tester"\nreason = "test"\n\n'
-        for name, version in entries.items()
-    )
+def approved_sha(name: str, version: str) -> str:
+    """What a reviewer copies into the approval: the version's artifact_sha256 tag (all zeros
+    when there is no such version, or no MLflow store configured for the test)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        from mlflow import MlflowClient
+
+        with contextlib.suppress(Exception):
+            tag = MlflowClient(tracking_uri=uri).get_model_version(name, version).tags
+            return str(tag.get("artifact_sha256") or "0" * 64)
+    return "0" * 64
+
+
+def approve(path: Path, **entries: str | tuple[str, str]) -> Path:
+    """Write an approval file: approve(path, wqi="2") approves version 2 with the sha256 its
+    artifact_sha256 tag names; approve(path, wqi=("2", sha)) approves explicit bytes."""
+    text = ""
+    for name, entry in entries.items():
+        version, sha = entry if isinstance(entry, tuple) else (entry, approved_sha(name, entry))
+        text += (
+            f'[{name}]\nversion = "{version}"\nsha256 = "{sha}"\n'
+            'approved_by = "tester"\nreason = "test"\n\n'
+        )
     path.write_text(text)
     return path
 

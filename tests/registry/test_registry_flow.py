@@ -327,3 +327,28 @@ def test_identical_bytes_are_reused_and_rollback_still_moves_champion(
     back = run("rollback", "wqi")
     assert back["mlflow_version"] == v1 and back["version_id"] == r1["version_id"]
     assert versions.champion() == v1
+
+
+def test_approval_pins_the_bytes_even_if_artifact_and_tag_are_edited(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    """After the merge, someone swaps the artifact in MLflow and rewrites artifact_sha256 to
+    match: tag == bytes, but not what was approved. Refused, nothing written."""
+    bucket = s3_env["bucket"]
+    v1, sha1 = versions.add()
+    approvals = str(approve(tmp_path / "a.toml", wqi=(v1, sha1)))
+    for path in versions.root.glob("wqi/*/artifacts/bundle/model.joblib"):
+        path.write_bytes(path.read_bytes() + b"swapped")
+        new_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    versions.client.set_model_version_tag("wqi", v1, "artifact_sha256", new_sha)
+
+    err = run("promote", "wqi", "--approvals", approvals, rc=errors.DigestMismatch.exit_code)
+    assert f"approved sha256 {sha1}" in err and new_sha in err
+    assert (bundle_versions(bucket), manifest_versions(bucket)) == (0, 0)
+
+    # An entry without sha256 is not a proper approval: exit 4, naming the field.
+    (tmp_path / "old.toml").write_text(
+        f'[wqi]\nversion = "{v1}"\napproved_by = "tester"\nreason = "test"\n'
+    )
+    err = run("promote", "wqi", "--approvals", str(tmp_path / "old.toml"), rc=4)
+    assert "lacks sha256" in err

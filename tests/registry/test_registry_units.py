@@ -37,9 +37,23 @@ def release(version: str, vid: str, action: str = "promote", **extra: str) -> Re
 
 def test_approvals_read_versions_as_strings(tmp_path: Path) -> None:
     path = tmp_path / "a.toml"
-    path.write_text('[wqi]\nversion = 3\napproved_by = "jane"\nreason = "better rmse"\n')
+    path.write_text(
+        f'[wqi]\nversion = 3\nsha256 = "{"AB" * 32}"\n'
+        'approved_by = "jane"\nreason = "better rmse"\n'
+    )
     got = approvals.approved("wqi", path)
     assert (got.version, got.approved_by, got.reason) == ("3", "jane", "better rmse")
+    assert got.sha256 == "ab" * 32
+
+
+def test_approval_without_sha256_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('[wqi]\nversion = "3"\napproved_by = "jane"\nreason = "better rmse"\n')
+    with pytest.raises(NotApproved, match="not approved properly: it lacks sha256"):
+        approvals.approved("wqi", path)
+    path.write_text('[wqi]\nversion = "3"\nsha256 = "abc"\napproved_by = "j"\nreason = "r"\n')
+    with pytest.raises(NotApproved, match="sha256 must be 64 hex digits"):
+        approvals.approved("wqi", path)
 
 
 def test_unapproved_model_and_incomplete_entries_refused(tmp_path: Path) -> None:
@@ -47,7 +61,7 @@ def test_unapproved_model_and_incomplete_entries_refused(tmp_path: Path) -> None
     with pytest.raises(NotApproved, match="no approved version"):
         approvals.approved("wqi", path)
     path.write_text('[wqi]\nversion = "1"\n')
-    with pytest.raises(NotApproved, match="approved_by, reason"):
+    with pytest.raises(NotApproved, match="sha256, approved_by, reason"):
         approvals.approved("wqi", path)
     with pytest.raises(NotApproved, match="does not exist"):
         approvals.approved("wqi", tmp_path / "missing.toml")
