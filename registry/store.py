@@ -225,7 +225,14 @@ class ReleaseStore:
         )
         version_id = str(resp.get("VersionId"))
         older = self._version_before(key, version_id)
-        if older != base.version_id:
+        # With no release read (never written, or deleted), the entry before ours must be
+        # nothing or a delete marker; otherwise it must be the version we read.
+        expected_before = (
+            (older is None or older.get("IsDeleteMarker"))
+            if base.version_id is None
+            else (older is not None and older["VersionId"] == base.version_id)
+        )
+        if not expected_before:
             self._call(
                 f"remove the conflicting write s3://{self.bucket}/{key}?versionId={version_id}",
                 self.s3.delete_object,
@@ -243,24 +250,43 @@ class ReleaseStore:
             )
         return version_id
 
-    def _version_before(self, key: str, version_id: str) -> str | None:
-        versions = [v["VersionId"] for v in self._versions(key)]
-        if version_id not in versions:
+    def _version_before(self, key: str, version_id: str) -> dict[str, Any] | None:
+        """The entry (object version or delete marker) just older than ``version_id``."""
+        entries = self._versions(key, markers=True)
+        ids = [v["VersionId"] for v in entries]
+        if version_id not in ids:
             raise ConcurrentUpdate(f"the manifest version just written ({version_id}) is gone")
-        i = versions.index(version_id)
-        return versions[i + 1] if i + 1 < len(versions) else None
+        i = ids.index(version_id)
+        return entries[i + 1] if i + 1 < len(entries) else None
 
-    def _versions(self, key: str) -> list[dict[str, Any]]:
-        """Object versions of ``key`` (not delete markers), newest first."""
+    def _versions(self, key: str, markers: bool = False) -> list[dict[str, Any]]:
+        """Object versions of ``key``, newest first; with ``markers``, delete markers too
+        (flagged ``IsDeleteMarker``), merged into the same newest-first order."""
         out: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"Prefix": key}
         while True:
             page = self._call(f"list versions of {key}", self.s3.list_object_versions, **kwargs)
             out += [v for v in page.get("Versions", []) if v["Key"] == key]
+            if markers:
+                out += [
+                    v | {"IsDeleteMarker": True}
+                    for v in page.get("DeleteMarkers", [])
+                    if v["Key"] == key
+                ]
             if not page.get("IsTruncated"):
                 break
             kwargs.update(
                 KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"]
+            )
+        if markers:
+            # S3 lists each kind newest first; merge by time, the latest entry first. On a
+            # timestamp tie a delete marker counts as the newer (a delete follows the write).
+            out.sort(
+                key=lambda v: (
+                    not v.get("IsLatest"),
+                    -v["LastModified"].timestamp(),
+                    not v.get("IsDeleteMarker"),
+                )
             )
         return out
 

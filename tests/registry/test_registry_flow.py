@@ -352,3 +352,21 @@ def test_approval_pins_the_bytes_even_if_artifact_and_tag_are_edited(
     )
     err = run("promote", "wqi", "--approvals", str(tmp_path / "old.toml"), rc=4)
     assert "lacks sha256" in err
+
+
+def test_promote_after_the_manifest_was_deleted(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    """A plain delete on a versioned bucket leaves a delete marker: no release is current, and
+    the next promotion must succeed (the marker, not the older real version, precedes it)."""
+    bucket = s3_env["bucket"]
+    v1, _ = versions.add()
+    approvals = str(approve(tmp_path / "a.toml", wqi=v1))
+    run("promote", "wqi", "--approvals", approvals)
+    boto3.client("s3").delete_object(Bucket=bucket, Key="models/wqi/release.json")
+    assert ReleaseStore(bucket).current("wqi").release is None
+
+    again = run("promote", "wqi", "--approvals", approvals)
+    assert again["mlflow_version"] == v1 and again["previous"] is None
+    assert run("current", "wqi", "--verify") == again
+    assert manifest_versions(bucket) == 2
