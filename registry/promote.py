@@ -90,7 +90,7 @@ def promote(
     if note:
         log(note)
 
-    version_id = _reuse_or_upload(store, model, data, info, log)
+    version_id = _reuse_or_upload(store, model, data, info, current, log)
     release = Release(
         name=model,
         mlflow_version=info.version,
@@ -143,16 +143,26 @@ def _already_released(
 
 
 def _reuse_or_upload(
-    store: ReleaseStore, model: str, data: bytes, info: VersionInfo, log: Log
+    store: ReleaseStore,
+    model: str,
+    data: bytes,
+    info: VersionInfo,
+    current: Release | None,
+    log: Log,
 ) -> str:
-    """An earlier release with the same bytes is re-pointed to, never uploaded twice."""
+    """Bytes already in S3 are re-pointed to, never uploaded twice. The live release and its
+    predecessor are checked first (no request); then the bundle's object versions by their
+    ``sha256`` metadata (HEAD requests; no manifest version is read). Whatever is reused is
+    read back and verified before it is released."""
     sha = sha256_hex(data)
-    for entry in store.history(model):
-        for old in (entry.release, entry.release.previous):
-            if old and old.sha256 == sha and old.key == manifest.bundle_key(model):
-                store.read_verified(old.key, old.version_id, sha)
-                log(f"bytes already in S3 (versionId {old.version_id}); not uploading again")
-                return old.version_id
+    key = manifest.bundle_key(model)
+    known = [r for r in (current, current.previous if current else None) if r is not None]
+    reuse = next((r.version_id for r in known if r.sha256 == sha and r.key == key), None)
+    reuse = reuse or store.find_bundle(model, sha)
+    if reuse is not None:
+        store.read_verified(key, reuse, sha)
+        log(f"bytes already in S3 (versionId {reuse}); not uploading again")
+        return reuse
     version_id = store.upload_bundle(model, data, sha, info.version, info.git_sha)
     store.read_verified(manifest.bundle_key(model), version_id, sha)
     log(f"uploaded s3://{store.bucket}/{manifest.bundle_key(model)} versionId {version_id}")

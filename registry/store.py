@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ _CREDENTIAL_CODES = {
     "UnrecognizedClientException",
 }
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def _warn(msg: str) -> None:
+    print(f"registry: {msg}", file=sys.stderr, flush=True)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -175,6 +180,21 @@ class ReleaseStore:
             raise DigestMismatch(f"{where} carries sha256 metadata {stored}, expected {sha256}")
         return data
 
+    def find_bundle(self, name: str, sha256: str) -> str | None:
+        """The VersionId of an uploaded bundle with these bytes, by its ``sha256`` metadata:
+        one listing plus a HEAD per bundle version until a match, never a manifest GET."""
+        key = manifest.bundle_key(name)
+        for v in self._versions(key):
+            head = self._call(
+                f"read the metadata of s3://{self.bucket}/{key}?versionId={v['VersionId']}",
+                self.s3.head_object,
+                Key=key,
+                VersionId=v["VersionId"],
+            )
+            if head.get("Metadata", {}).get("sha256", "").lower() == sha256.lower():
+                return str(v["VersionId"])
+        return None
+
     # -- manifest ----------------------------------------------------------------------------
 
     def _read_manifest(self, name: str, version_id: str | None) -> tuple[Release, str, str]:
@@ -290,11 +310,24 @@ class ReleaseStore:
             )
         return out
 
-    def history(self, name: str) -> list[ManifestVersion]:
-        """Every manifest version, newest first, each digest-checked."""
+    def history(
+        self, name: str, warn: Callable[[str], None] | None = None
+    ) -> list[ManifestVersion]:
+        """Every readable manifest version, newest first, each digest-checked. A version that
+        cannot be read (corrupt body, digest mismatch, gone) is skipped with a warning on
+        stderr: one bad old version must not block promote, rollback or `releases`."""
+        warn = warn or _warn
         out = []
-        for v in self._versions(manifest.manifest_key(name)):
-            release, _, _ = self._read_manifest(name, v["VersionId"])
+        key = manifest.manifest_key(name)
+        for v in self._versions(key):
+            try:
+                release, _, _ = self._read_manifest(name, v["VersionId"])
+            except (DigestMismatch, NoRelease, StorageError) as exc:
+                if isinstance(exc, BucketMissing | NoCredentials):
+                    raise
+                warn(f"warning: skipping unreadable s3://{self.bucket}/{key}"
+                     f"?versionId={v['VersionId']}: {exc}")  # fmt: skip
+                continue
             out.append(
                 ManifestVersion(
                     version_id=v["VersionId"],

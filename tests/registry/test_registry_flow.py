@@ -370,3 +370,68 @@ def test_promote_after_the_manifest_was_deleted(
     assert again["mlflow_version"] == v1 and again["previous"] is None
     assert run("current", "wqi", "--verify") == again
     assert manifest_versions(bucket) == 2
+
+
+def test_an_unreadable_old_manifest_version_is_skipped_with_a_warning(
+    versions: Versions,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    run: Cli,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bucket = s3_env["bucket"]
+    s3 = boto3.client("s3")
+    mkey = "models/wqi/release.json"
+    v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
+    v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
+    r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
+    good = s3.get_object(Bucket=bucket, Key=mkey)
+    body, meta = good["Body"].read(), good["Metadata"]
+    # A corrupt version in the middle of the history, then the good manifest again on top.
+    bad = s3.put_object(Bucket=bucket, Key=mkey, Body=b"{not json", Metadata={"sha256": "0" * 64})
+    s3.put_object(Bucket=bucket, Key=mkey, Body=body, Metadata=meta)
+
+    r2 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a2.toml", wqi=v2)))
+    assert r2["previous"]["version_id"] == r1["version_id"]
+    history = run("releases", "wqi", "--json")
+    assert [h["mlflow_version"] for h in history] == [v2, v1, v1]
+    back = run("rollback", "wqi")
+    assert back["mlflow_version"] == v1 and back["version_id"] == r1["version_id"]
+    cli.main(["releases", "wqi"])
+    err = capsys.readouterr().err
+    assert "warning: skipping unreadable" in err and bad["VersionId"] in err
+
+
+def test_promotion_reuses_bytes_without_reading_every_past_release(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli, monkeypatch: Any
+) -> None:
+    bucket = s3_env["bucket"]
+    releases = []
+    for i in range(4):
+        v, _ = versions.add(metrics={"rmse": 6.0 - i * 0.1, "r2": 0.7})
+        releases.append(
+            run("promote", "wqi", "--approvals", str(approve(tmp_path / f"{i}.toml", wqi=v)))
+        )
+    same, _ = versions.add(payload={"same": "bytes"}, metrics={"rmse": 5.0, "r2": 0.8})
+    run("promote", "wqi", "--approvals", str(approve(tmp_path / "s.toml", wqi=same)))
+    twin, _ = versions.add(payload={"same": "bytes"}, metrics={"rmse": 4.0, "r2": 0.8})
+    run("rollback", "wqi")
+    run("rollback", "wqi")  # the identical bytes are neither the live release nor its previous
+    live = run("current", "wqi")
+    assert live["mlflow_version"] == releases[2]["mlflow_version"]
+    assert live["previous"]["mlflow_version"] == releases[3]["mlflow_version"]
+
+    reads: list[str | None] = []
+    real = ReleaseStore._read_manifest
+
+    def counting(self: ReleaseStore, name: str, version_id: str | None) -> Any:
+        reads.append(version_id)
+        return real(self, name, version_id)
+
+    monkeypatch.setattr(ReleaseStore, "_read_manifest", counting)
+    before = bundle_versions(bucket)
+    rel = run("promote", "wqi", "--approvals", str(approve(tmp_path / "t.toml", wqi=twin)))
+    assert bundle_versions(bucket) == before  # reused, not uploaded again
+    assert rel["mlflow_version"] == twin
+    # Only the write's own read-back names a manifest version; no per-release GETs.
+    assert len([r for r in reads if r is not None]) == 1
