@@ -39,6 +39,28 @@ class VersionInfo:
         return self.tags.get("git_sha", "unknown")
 
 
+_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "404", "NoSuchKey", "NotFound"}
+_NOT_FOUND_TEXT = ("No such artifact", "NoSuchKey", "(404)", "404 Client Error", "Not Found")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Only a missing artifact means "no bundle"; credential, network and server failures are
+    storage errors, reported with their cause."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    code = getattr(exc, "error_code", None)  # MlflowException
+    if code is None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):  # botocore ClientError
+            code = response.get("Error", {}).get("Code")
+        elif getattr(response, "status_code", None) == 404:  # requests HTTPError
+            return True
+    if code is not None and str(code) in _NOT_FOUND_CODES:
+        return True
+    # MLflow wraps a failed download as INTERNAL_ERROR and keeps the cause in the message.
+    return code in (None, "INTERNAL_ERROR") and any(t in str(exc) for t in _NOT_FOUND_TEXT)
+
+
 class Tracking:
     def __init__(self, uri: str | None = None) -> None:
         warnings.filterwarnings("ignore", module="mlflow")
@@ -93,8 +115,17 @@ class Tracking:
                         **where, dst_path=tmp, tracking_uri=self.uri
                     )
                     return Path(local).read_bytes()
-                except Exception:  # any failure means "not there": try the next
-                    continue
+                except Exception as exc:
+                    if is_not_found(exc):  # not there: try the next place
+                        continue
+                    place = where.get("artifact_uri") or (
+                        f"runs:/{where['run_id']}/{where['artifact_path']}"
+                    )
+                    cause = " ".join(str(exc).split())[:300]
+                    raise StorageError(
+                        f"could not download the bundle of {info.name} version {info.version}"
+                        f" from {place}: {type(exc).__name__}: {cause}"
+                    ) from exc
         raise BundleMissing(
             f"{info.name} version {info.version} has no {BUNDLE_ARTIFACT_DIR}/{BUNDLE_FILENAME}"
             f" (source {info.source or 'unset'}, run {info.run_id or 'unset'})"

@@ -435,3 +435,36 @@ def test_promotion_reuses_bytes_without_reading_every_past_release(
     assert rel["mlflow_version"] == twin
     # Only the write's own read-back names a manifest version; no per-release GETs.
     assert len([r for r in reads if r is not None]) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionError("connection refused by mlflow.example:443"),
+        PermissionError("AccessDenied reading s3://artifacts/bundle/model.joblib"),
+    ],
+)
+def test_bundle_download_failures_are_storage_errors_not_missing_bundles(
+    versions: Versions,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    run: Cli,
+    monkeypatch: Any,
+    failure: Exception,
+) -> None:
+    import mlflow.artifacts
+
+    v1, _ = versions.add()
+    approvals = str(approve(tmp_path / "a.toml", wqi=v1))
+
+    def broken(**_: Any) -> str:
+        raise failure
+
+    with monkeypatch.context() as m:
+        m.setattr(mlflow.artifacts, "download_artifacts", broken)
+        err = run("promote", "wqi", "--approvals", approvals, rc=errors.StorageError.exit_code)
+    assert str(failure) in err and type(failure).__name__ in err
+    # A bundle that is really not there is still "missing" (exit 6).
+    bundleless, _ = versions.add(with_bundle=False)
+    approvals = str(approve(tmp_path / "b.toml", wqi=bundleless))
+    run("promote", "wqi", "--approvals", approvals, rc=errors.BundleMissing.exit_code)

@@ -202,3 +202,14 @@ def test_cli_refusals_before_any_io(
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.count("\n") == 1 and captured.err.startswith("registry: error:")
+
+
+def test_only_missing_artifacts_count_as_not_found() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from registry.tracking import is_not_found
+
+    missing = MlflowException("No such artifact: 'model.joblib'", "RESOURCE_DOES_NOT_EXIST")
+    assert is_not_found(missing) and is_not_found(FileNotFoundError("model.joblib"))
+    assert not is_not_found(MlflowException("Connection refused", "INTERNAL_ERROR"))
+    assert not is_not_found(ConnectionError("timed out"))
