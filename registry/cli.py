@@ -42,7 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("model", metavar="MODEL")
     which = r.add_mutually_exclusive_group()
     which.add_argument(
-        "--to", metavar="VERSION_ID", help="S3 VersionId of the bundle to go back to"
+        "--to",
+        metavar="VERSION_ID",
+        help="S3 VersionId of the bundle to go back to (refused if several MLflow versions"
+        " share it: use --to-version)",
+    )
+    which.add_argument(
+        "--to-version",
+        metavar="MLFLOW_VERSION",
+        help="MLflow model version to go back to (its newest release)",
     )
     which.add_argument("--steps", type=int, default=1, help="promotions to go back (default 1)")
     r.add_argument("--reason", help="recorded in the release")
@@ -70,7 +78,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "rollback":
         from registry.rollback import rollback
 
-        release = rollback(args.model, to=args.to, steps=args.steps, reason=args.reason)
+        release = rollback(
+            args.model,
+            to=args.to,
+            steps=args.steps,
+            reason=args.reason,
+            to_version=args.to_version,
+        )
         print(manifest.one_line(release))
     elif args.command == "current":
         from registry.errors import NoRelease

@@ -17,15 +17,37 @@ from registry.tracking import Tracking
 
 
 def pick_target(
-    current: Release, history: list[ManifestVersion], to: str | None, steps: int
+    current: Release,
+    history: list[ManifestVersion],
+    to: str | None,
+    steps: int,
+    to_version: str | None = None,
 ) -> Release:
-    """``--to``: the release with that bundle VersionId. ``--steps N``: walk back N promotions
-    from the one now live, so repeated rollbacks keep going back instead of bouncing."""
-    if to is not None:
+    """``--to``: the release with that bundle VersionId (refused when releases of several MLflow
+    versions share it: identical bytes are reused). ``--to-version``: the newest release of that
+    MLflow version. ``--steps N``: walk back N promotions from the one now live, so repeated
+    rollbacks keep going back instead of bouncing."""
+    if to is not None and to_version is not None:
+        raise UsageError("--to and --to-version are mutually exclusive")
+    if to_version is not None:
         for entry in history:
-            if entry.release.version_id == to:
+            if entry.release.mlflow_version == to_version:
                 return entry.release
-        raise NoRelease(f"no release of {current.name} has versionId {to}; see `releases`")
+        raise NoRelease(
+            f"no release of {current.name} is MLflow version {to_version}; see `releases`"
+        )
+    if to is not None:
+        matches = [e.release for e in history if e.release.version_id == to]
+        if not matches:
+            raise NoRelease(f"no release of {current.name} has versionId {to}; see `releases`")
+        mlflow_versions = sorted({r.mlflow_version for r in matches}, key=_numeric)
+        if len(mlflow_versions) > 1:
+            raise UsageError(
+                f"versionId {to} holds the bytes of {current.name} MLflow versions"
+                f" {', '.join(mlflow_versions)}; say which with --to-version"
+                f" {' or --to-version '.join(mlflow_versions)}"
+            )
+        return matches[0]
     promotions = [e.release for e in history if e.release.action == "promote"]
     live = next((i for i, r in enumerate(promotions) if r.same_target(current)), None)
     if live is None:
@@ -38,6 +60,10 @@ def pick_target(
     return promotions[live + steps]
 
 
+def _numeric(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (0, version)
+
+
 def rollback(
     model: str,
     to: str | None = None,
@@ -46,6 +72,7 @@ def rollback(
     store: ReleaseStore | None = None,
     tracking: Tracking | None = None,
     log: Log = stderr,
+    to_version: str | None = None,
 ) -> Release:
     spec_for(model)
     if steps < 1:
@@ -56,7 +83,7 @@ def rollback(
     current = base.release
     if current is None:
         raise NoRelease(f"{model} has no release in s3://{store.bucket}; nothing to roll back")
-    target = pick_target(current, store.history(model), to, steps)
+    target = pick_target(current, store.history(model), to, steps, to_version)
 
     tracking = tracking or Tracking()
     if target.same_target(current):

@@ -327,6 +327,12 @@ def test_identical_bytes_are_reused_and_rollback_still_moves_champion(
     back = run("rollback", "wqi")
     assert back["mlflow_version"] == v1 and back["version_id"] == r1["version_id"]
     assert versions.champion() == v1
+    # One VersionId, two MLflow versions: --to is ambiguous, --to-version is not.
+    err = run("rollback", "wqi", "--to", r1["version_id"], rc=errors.UsageError.exit_code)
+    assert "--to-version" in err
+    forward = run("rollback", "wqi", "--to-version", v2)
+    assert forward["mlflow_version"] == v2 and forward["version_id"] == r1["version_id"]
+    assert versions.champion() == v2
 
 
 def test_approval_pins_the_bytes_even_if_artifact_and_tag_are_edited(

@@ -168,6 +168,30 @@ def test_rollback_steps_walk_back_through_promotions() -> None:
         pick_target(p3, history(p3, p2, p1), "nope", 1)
 
 
+def test_rollback_to_a_shared_version_id_needs_the_mlflow_version() -> None:
+    """Reused bytes: MLflow versions 1 and 2 are both releases of S3 VersionId v1."""
+    p1, p3 = release("1", "v1"), release("3", "v3")
+    p2 = dataclasses.replace(release("2", "v1"), sha256=p1.sha256)
+    hist = history(p3, p2, p1)
+    with pytest.raises(UsageError, match="MLflow versions 1, 2; say which with --to-version"):
+        pick_target(p3, hist, "v1", 1)
+    assert pick_target(p3, hist, None, 1, to_version="1") == p1
+    assert pick_target(p3, hist, None, 1, to_version="2") == p2
+    with pytest.raises(NoRelease, match="MLflow version 9"):
+        pick_target(p3, hist, None, 1, to_version="9")
+    assert pick_target(p3, hist, "v3", 1) == p3  # unambiguous VersionIds still work
+
+
+def test_rollback_target_options_are_mutually_exclusive(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["--to", "v1", "--to-version", "1"], ["--to-version", "1", "--steps", "2"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["rollback", "wqi", *argv])
+        assert exc.value.code == UsageError.exit_code
+        assert "not allowed with argument" in capsys.readouterr().err
+
+
 # -- exit codes and the CLI -----------------------------------------------------------------
 
 
