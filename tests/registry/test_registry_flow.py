@@ -474,3 +474,22 @@ def test_bundle_download_failures_are_storage_errors_not_missing_bundles(
     bundleless, _ = versions.add(with_bundle=False)
     approvals = str(approve(tmp_path / "b.toml", wqi=bundleless))
     run("promote", "wqi", "--approvals", approvals, rc=errors.BundleMissing.exit_code)
+
+
+def test_manifest_digest_catches_corruption_and_the_readme_says_only_that(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
+) -> None:
+    bucket = s3_env["bucket"]
+    v1, _ = versions.add()
+    run("promote", "wqi", "--approvals", str(approve(tmp_path / "a.toml", wqi=v1)))
+    s3 = boto3.client("s3")
+    good = s3.get_object(Bucket=bucket, Key="models/wqi/release.json")
+    body, meta = good["Body"].read(), good["Metadata"]
+    # Corruption: the body changes, the digest written with it does not -> refused (exit 7).
+    s3.put_object(Bucket=bucket, Key="models/wqi/release.json", Body=body[:-5], Metadata=meta)
+    err = run("current", "wqi", rc=errors.DigestMismatch.exit_code)
+    assert "SHA-256 mismatch" in err
+    # The check is kept, and documented for what it is: corruption, not tampering.
+    readme = (Path(__file__).resolve().parents[2] / "registry" / "README.md").read_text()
+    digests = " ".join(readme.split("**Digests.**")[1].split("\n\n")[0].split())
+    assert "detects corruption only" in digests and "not tampering" in digests
