@@ -119,7 +119,7 @@ promote: venv ## Release the approved version of MODEL=name (ARGS='--force --rea
 	$(WITH_S3) $(RUN) registry promote $(MODEL) $(ARGS)
 
 .PHONY: rollback
-rollback: venv ## Re-point MODEL's release at an earlier one (ARGS="--steps N" or "--to VERSION_ID")
+rollback: venv ## Re-point MODEL's release at an earlier one (ARGS="--steps N", "--to VERSION_ID" or "--to-version N")
 	$(need-model)
 	$(WITH_S3) $(RUN) registry rollback $(MODEL) $(ARGS)
 
