@@ -309,6 +309,10 @@ def main() -> int:
         "warm_p50": round(ours["warm_p50_us"] / seed["warm_p50_us"], 3),
         "warm_p99": round(ours["warm_p99_us"] / seed["warm_p99_us"], 3),
         "batch_rows_per_s": round(ours["batch_rows_per_s"] / seed["batch_rows_per_s"], 3),
+        # Like for like: both engines predicting the same 10,000-row matrix, no JSON records.
+        "batch_model_only_rows_per_s": round(
+            ours["model_only_rows_per_s"] / seed["model_only_rows_per_s"], 3
+        ),
         "peak_rss": round(ours["peak_rss_mb"] / seed["peak_rss_mb"], 3),
         "size_without_boto3": round(
             sizes["serving_without_boto3_mb"] / sizes["baseline_seed_pins_mb"], 3
@@ -318,7 +322,9 @@ def main() -> int:
         "cold_start_at_most_0.35x_baseline": ratios["cold_start"] <= 0.35,
         "warm_p50_at_most_100us": ours["warm_p50_us"] <= 100,
         "warm_p99_at_most_300us": ours["warm_p99_us"] <= 300,
-        "batch_at_least_baseline": ratios["batch_rows_per_s"] >= 1.0,
+        # Ours validates every JSON record and builds every answer; the baseline only predicts.
+        "batch_through_handler_at_least_baseline": ratios["batch_rows_per_s"] >= 1.0,
+        "batch_model_only_at_least_baseline": ratios["batch_model_only_rows_per_s"] >= 1.0,
         "peak_rss_at_most_100mb": ours["peak_rss_mb"] <= 100,
         "serving_deps_under_150mb_without_boto3": sizes["serving_without_boto3_mb"] < 150,
     }
