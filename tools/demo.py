@@ -101,8 +101,11 @@ def main() -> int:
         print(f"\n--- {event.name}")
         run("inference.local", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
 
-    step("6. train a newer potability version, approve and promote it")
-    versions |= train("potability")
+    step("6. tune potability (min_child_weight 3 -> 1), train, approve and promote it")
+    tuned = DEMO_DIR / "potability.toml"
+    spec = (REPO / "training" / "specs" / "potability.toml").read_text()
+    tuned.write_text(spec.replace("min_child_weight = 3", "min_child_weight = 1"))
+    versions |= train("--spec", str(tuned))
     approve(versions)
     promote("potability")
 
