@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from inference.bundle import sha256_hex
 from registry import approvals, gates, manifest
 from registry.commit import Log, commit, release_tags, sync_champion
 from registry.errors import (
@@ -21,7 +22,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.manifest import Release
-from registry.store import ReleaseStore, sha256_hex
+from registry.store import ReleaseStore
 from registry.tracking import Tracking, VersionInfo
 from training.spec import ModelSpec, SpecError, load_spec
 

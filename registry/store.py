@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from inference.bundle import sha256_hex
 from registry import manifest
 from registry.errors import (
     BucketMissing,
@@ -39,12 +40,6 @@ _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 def _warn(msg: str) -> None:
     print(f"registry: {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_hex(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def verify(data: bytes, expected: str, where: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 
@@ -13,10 +12,6 @@ from training.spec import DataSpec
 
 class DataError(Exception):
     """The dataset cannot be read as the spec describes it (missing, empty, wrong encoding)."""
-
-
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_bytes(spec: DataSpec) -> bytes:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from inference.bundle import sha256_hex
 from training import bundle, data, evaluate, expectations, labels, model, register
 from training.config import BUNDLE_FILENAME
 from training.spec import ModelSpec
@@ -53,7 +54,7 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
     name = spec.name
     with stage("load", name) as note:
         raw = data.read_bytes(spec.data)
-        data_sha256 = data.file_sha256(raw)
+        data_sha256 = sha256_hex(raw)
         if data_sha256 != spec.data.sha256:
             raise DataChanged(
                 f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
