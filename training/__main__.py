@@ -77,8 +77,8 @@ def _train(pipeline: Any, spec: specs.ModelSpec, args: argparse.Namespace) -> in
     else:
         flag = "" if result.candidate else "  (below its gates: not a candidate)"
         size = f"{result.bundle_bytes / 1024:.0f} KiB"
-        print(f"{result.name}: registered version {result.version} ({size}, "
-              f"{result.seconds:.1f} s){flag}")  # fmt: skip
+        print(f"{result.name}: registered version {result.version}, sha256 "
+              f"{result.artifact_sha256} ({size}, {result.seconds:.1f} s){flag}")  # fmt: skip
     return EXIT_OK
 
 
