@@ -96,21 +96,29 @@ def fit_error_model(
     parts: Split, params: dict[str, Any], output: dict[str, Any]
 ) -> tuple[xgb.XGBRegressor, float]:
     """Learn |residual| from out-of-fold residuals, then pick the scale that turns it into the
-    normal sigma whose band probabilities best match how often the band was right
-    (lowest Brier score over the out-of-fold rows)."""
+    normal sigma whose band probabilities best match how often the band was right (lowest
+    Brier score). Both the residuals and the error predictions the scale is chosen on are
+    out of fold, so neither model grades its own training rows."""
     X, y = parts.X_train, parts.y_train.to_numpy()
+    folds = list(KFold(ERROR_MODEL_FOLDS).split(X))  # contiguous blocks: no shuffle
+    error_params = params | ERROR_MODEL_PARAMS
     oof = np.empty(len(y))
-    for train_idx, val_idx in KFold(ERROR_MODEL_FOLDS).split(X):  # contiguous folds: no shuffle
+    for train_idx, val_idx in folds:
         fold = xgb.XGBRegressor(**params).fit(X.iloc[train_idx], y[train_idx])
         oof[val_idx] = fold.predict(X.iloc[val_idx])
-    error_model = xgb.XGBRegressor(**(params | ERROR_MODEL_PARAMS)).fit(X, np.abs(y - oof))
-    predicted_error = error_model.predict(X)
+    abs_residual = np.abs(y - oof)
+    oof_error = np.empty(len(y))
+    for train_idx, val_idx in folds:
+        fold = xgb.XGBRegressor(**error_params).fit(X.iloc[train_idx], abs_residual[train_idx])
+        oof_error[val_idx] = fold.predict(X.iloc[val_idx])
+    error_model = xgb.XGBRegressor(**error_params).fit(X, abs_residual)
+
     bands = BandedRegression(output | {"sigma_scale": 1.0})
     values, truth = np.clip(oof, bands.lower, bands.upper), np.clip(y, bands.lower, bands.upper)
     correct = bands.band_index(values) == bands.band_index(truth)
 
     def brier(scale: float) -> float:
-        conf = bands.confidence(values, predicted_error * scale)
+        conf = bands.confidence(values, oof_error * scale)
         return float(np.mean((conf - correct) ** 2))
 
     return error_model, min(SIGMA_SCALES, key=brier)
