@@ -180,55 +180,53 @@ class ServingStack(Stack):
     def _alarms(self) -> dict[str, cloudwatch.Alarm]:
         cfg = self.config
         period = Duration.minutes(5)
-        not_breaching = cloudwatch.TreatMissingData.NOT_BREACHING
-        over = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        live = f"{cfg.function_name}:{LIVE_ALIAS}"
         return {
-            "errors": cloudwatch.Alarm(
-                self,
-                "ErrorsAlarm",
-                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} returned errors",
-                metric=self.alias.metric_errors(period=period, statistic="Sum"),
-                threshold=cfg.errors_threshold,
-                comparison_operator=over,
-                evaluation_periods=1,
-                treat_missing_data=not_breaching,
+            "errors": self._alarm(
+                "ErrorsAlarm", f"{live} returned errors",
+                self.alias.metric_errors(period=period, statistic="Sum"), cfg.errors_threshold,
             ),
-            "throttles": cloudwatch.Alarm(
-                self,
-                "ThrottlesAlarm",
-                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} was throttled",
-                metric=self.alias.metric_throttles(period=period, statistic="Sum"),
-                threshold=cfg.throttles_threshold,
-                comparison_operator=over,
-                evaluation_periods=1,
-                treat_missing_data=not_breaching,
+            "throttles": self._alarm(
+                "ThrottlesAlarm", f"{live} was throttled",
+                self.alias.metric_throttles(period=period, statistic="Sum"),
+                cfg.throttles_threshold,
             ),
-            "duration_p99": cloudwatch.Alarm(
-                self,
-                "DurationP99Alarm",
-                alarm_description=f"{cfg.function_name}:{LIVE_ALIAS} p99 duration is high",
-                metric=self.alias.metric_duration(period=period, statistic="p99"),
-                threshold=cfg.p99_duration_threshold_ms,
-                comparison_operator=over,
-                evaluation_periods=3,
-                datapoints_to_alarm=2,
-                treat_missing_data=not_breaching,
+            "duration_p99": self._alarm(
+                "DurationP99Alarm", f"{live} p99 duration is high",
+                self.alias.metric_duration(period=period, statistic="p99"),
+                cfg.p99_duration_threshold_ms, evaluation_periods=3, datapoints_to_alarm=2,
             ),
-            "failure_queue": cloudwatch.Alarm(
-                self,
+            "failure_queue": self._alarm(
                 "AsyncFailuresAlarm",
-                alarm_description=(
-                    f"asynchronous invocations of {cfg.function_name} failed after retries"
-                ),
-                metric=self.failure_queue.metric_approximate_number_of_messages_visible(
+                f"asynchronous invocations of {cfg.function_name} failed after retries",
+                self.failure_queue.metric_approximate_number_of_messages_visible(
                     period=period, statistic="Maximum"
                 ),
-                threshold=1,
-                comparison_operator=over,
-                evaluation_periods=1,
-                treat_missing_data=not_breaching,
+                1,
             ),
-        }
+        }  # fmt: skip
+
+    def _alarm(
+        self,
+        construct_id: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+    ) -> cloudwatch.Alarm:
+        """An alarm at or above ``threshold``; no data (no traffic) is not a breach."""
+        return cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
 
 _RETENTION = {
