@@ -41,8 +41,42 @@ class Service:
         self.validator = Validator(model.bundle["schema"], max_batch)
         self.identity = model.identity
 
-    def predict_rows(self, rows: list[list[float]]) -> list[dict[str, Any]]:
-        return self.predictor.answers(np.array(rows, dtype=np.float32))
+    def predict(
+        self, features: np.ndarray | list[list[float]], devices: list[str | None]
+    ) -> list[dict[str, Any]]:
+        """One answer per row, led by its deviceId."""
+        return self.predictor.answers(as_float32(features), devices)
+
+    def answer_batch(self, records: Any) -> list[dict[str, Any]]:
+        """A batch's answers, or ValidationError listing every problem (all or nothing).
+
+        Row blocks are validated on this thread and predicted and answered on their own
+        (inference/blocks.py), so validating one block overlaps predicting another. A block
+        that is not plainly valid sends the whole batch through the full pass.
+        """
+        validator, predictor = self.validator, self.predictor
+        validator.check_batch(records)
+
+        def prepare(lo: int, hi: int) -> tuple[np.ndarray, list[str | None]] | None:
+            block = validator.fast_batch(records[lo:hi])
+            # Converted here, not in the block's thread: numpy releases the GIL while it
+            # copies, and the caller would take it back before the block reached the model.
+            return None if block is None else (as_float32(block[1]), block[0])
+
+        def answer(block: tuple[np.ndarray, list[str | None]] | None) -> list[Any] | None:
+            return None if block is None else predictor.answers_here(*block)
+
+        parts = predictor.blocks.map(len(records), prepare, answer)
+        if any(part is None for part in parts):
+            devices, matrix = validator.batch(records)  # raises, or is valid (e.g. with nulls)
+            return self.predict(matrix, devices)
+        return [a for part in parts for a in part]  # type: ignore[union-attr]
+
+
+def as_float32(features: np.ndarray | list[list[float]]) -> np.ndarray:
+    """The model's input. Every path goes float64 -> float32 here, so a reading gets the same
+    answer alone, in a batch or from SQS."""
+    return np.asarray(features, dtype=np.float64).astype(np.float32, order="C")
 
 
 # ---- init -------------------------------------------------------------------------------------
@@ -135,19 +169,17 @@ def _identity() -> dict[str, Any] | None:
 # ---- event families ---------------------------------------------------------------------------
 def _one(service: Service, record: Any) -> dict[str, Any]:
     device, row = service.validator.single(record)
-    answer = service.predict_rows([row])[0]
+    answer = service.predict([row], [device])[0]
     if _DEBUG:
-        logger.debug("prediction", extra={"deviceId": device, "answer": answer})
-    return {"deviceId": device, **answer}
+        logger.debug("prediction", extra={"answer": answer})
+    return answer
 
 
 def _batch(service: Service, body: dict[str, Any]) -> dict[str, Any]:
     if len(body) != 1:
         extra = sorted(str(k) for k in body if k != "records")
         raise ValidationError([{"field": k, "reason": "unknown field"} for k in extra])
-    devices, rows = service.validator.batch(body["records"])
-    answers = service.predict_rows(rows)  # one vectorised call for the whole batch
-    return {"predictions": [{"deviceId": d, **a} for d, a in zip(devices, answers, strict=True)]}
+    return {"predictions": service.answer_batch(body["records"])}
 
 
 def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -185,7 +217,7 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
         rows.append(row)
     if rows:
         try:
-            answers = service.predict_rows(rows)
+            answers = service.predict(rows, devices)
         except Exception:
             logger.exception(
                 "SQS batch inference failed", extra={"requestId": _request_id(context)}
@@ -196,10 +228,7 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
         logger.info(
             "sqs predictions",
             extra={
-                "predictions": [
-                    {"messageId": i, "deviceId": d, **a}
-                    for i, d, a in zip(ids, devices, answers, strict=True)
-                ]
+                "predictions": [{"messageId": i, **a} for i, a in zip(ids, answers, strict=True)]
             },
         )
     return {"batchItemFailures": failures}

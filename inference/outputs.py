@@ -10,15 +10,42 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from inference.bundle import BundleError
 
+Devices = Sequence[str | None] | None
+
 
 class Output(Protocol):
-    def answers(self, raw: dict[str, np.ndarray]) -> list[dict[str, Any]]: ...
+    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
+        """One answer per row; led by ``deviceId`` when ``devices`` is given."""
+        ...
+
+
+def rounded(values: np.ndarray, digits: int) -> list[float]:
+    """Half-to-even at ``digits`` decimals, as plain floats: ten times cheaper than ``round``
+    per element, and ``round_one`` gives the same float for one value."""
+    scale = 10.0**digits
+    return (np.rint(values * scale) / scale).tolist()
+
+
+def round_one(value: float, digits: int) -> float:
+    scale = 10.0**digits
+    return round(value * scale) / scale
+
+
+def rows(
+    names: tuple[str, str, str], columns: tuple[list[Any], list[Any], list[Any]], devices: Devices
+) -> list[dict[str, Any]]:
+    """Answer dicts from three columns, built in one comprehension (the batch hot path)."""
+    a, b, c = names
+    if devices is None:
+        return [{a: x, b: y, c: z} for x, y, z in zip(*columns, strict=True)]
+    return [{"deviceId": d, a: x, b: y, c: z} for d, x, y, z in zip(devices, *columns, strict=True)]
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -58,6 +85,7 @@ class BandedRegression:
         self.band_mins = np.array([b["min"] for b in bands], dtype=np.float64)
         self.band_mins_list: list[float] = self.band_mins.tolist()
         self.sigma_scale = float(spec["sigma_scale"])
+        self.names = (self.value_name, self.band_name, "confidence")
 
     def band_index(self, values: np.ndarray) -> np.ndarray:
         # Index of the first (highest) band whose minimum the value reaches; the last band
@@ -73,7 +101,7 @@ class BandedRegression:
         sigma = np.maximum(abs_error.astype(np.float64) * self.sigma_scale, 1e-6)
         return normal_cdf((hi - values) / sigma) - normal_cdf((lo - values) / sigma)
 
-    def _answer_one(self, value: float, abs_error: float) -> dict[str, Any]:
+    def _one(self, value: float, abs_error: float) -> tuple[float, str, float]:
         """The vectorised path's answer for one row, in plain floats (the request hot path)."""
         value = min(max(value, self.lower), self.upper)
         mins = self.band_mins_list
@@ -84,30 +112,18 @@ class BandedRegression:
         sigma = max(abs_error * self.sigma_scale, 1e-6)
         up = 1.0 if hi == math.inf else normal_cdf_scalar((hi - value) / sigma)
         down = 0.0 if lo == -math.inf else normal_cdf_scalar((lo - value) / sigma)
-        return {
-            self.value_name: round(value, 2),
-            self.band_name: self.band_labels[i],
-            "confidence": round(up - down, 4),
-        }
+        return round_one(value, 2), self.band_labels[i], round_one(up - down, 4)
 
-    def answers(self, raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        if len(raw["margin"]) <= SMALL:
-            return [
-                self._answer_one(v, e)
-                for v, e in zip(
-                    raw["margin"].astype(np.float64).tolist(),
-                    raw["abs_error"].astype(np.float64).tolist(),
-                    strict=True,
-                )
-            ]
-        values = np.clip(raw["margin"].astype(np.float64), self.lower, self.upper)
-        conf = self.confidence(values, raw["abs_error"])
-        idx = self.band_index(values)
-        labels = self.band_labels
-        return [
-            {self.value_name: round(v, 2), self.band_name: labels[i], "confidence": round(c, 4)}
-            for v, i, c in zip(values.tolist(), idx.tolist(), conf.tolist(), strict=True)
-        ]
+    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
+        margin, abs_error = raw["margin"].astype(np.float64), raw["abs_error"].astype(np.float64)
+        if 0 < len(margin) <= SMALL:
+            one = map(self._one, margin.tolist(), abs_error.tolist())
+            value, band, confidence = map(list, zip(*one, strict=True))
+            return rows(self.names, (value, band, confidence), devices)
+        values = np.clip(margin, self.lower, self.upper)
+        conf = self.confidence(values, abs_error)
+        labels = list(map(self.band_labels.__getitem__, self.band_index(values).tolist()))
+        return rows(self.names, (rounded(values, 2), labels, rounded(conf, 4)), devices)
 
 
 class BinaryClassification:
@@ -115,16 +131,12 @@ class BinaryClassification:
         self.label_name: str = spec["label_name"]
         self.threshold = float(spec["threshold"])
 
-    def answers(self, raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
         prob = sigmoid(raw["margin"].astype(np.float64))
-        return [
-            {
-                self.label_name: p >= self.threshold,
-                "probability": round(p, 4),
-                "confidence": round(p if p >= self.threshold else 1.0 - p, 4),
-            }
-            for p in prob.tolist()
-        ]
+        positive = prob >= self.threshold
+        conf = np.where(positive, prob, 1.0 - prob)
+        names = (self.label_name, "probability", "confidence")
+        return rows(names, (positive.tolist(), rounded(prob, 4), rounded(conf, 4)), devices)
 
 
 KINDS: dict[str, type[BandedRegression] | type[BinaryClassification]] = {

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any, NamedTuple
+
+import numpy as np
 
 MAX_DETAILS = 50
 DEVICE_ID_MAX = 128
 RECORD_KEYS = frozenset({"deviceId", "readings"})
 _BIG = 1.7976931348623157e308  # float max: "no bound" that still excludes infinities
 _MISSING = object()
+_READINGS = itemgetter("readings")
+_DEVICE_ID = itemgetter("deviceId")
+_NUMBERS = frozenset({int, float})  # JSON numbers; bool is excluded by type, not isinstance
 
 
 class ValidationError(Exception):
@@ -64,6 +70,11 @@ class Validator:
         )
         self.names = frozenset(r.name for r in self.rules)
         self.max_batch = max_batch
+        # The batch fast path's view of the same rules: one getter, bound vectors.
+        self._getters = [itemgetter(r.name) for r in self.rules]
+        self._lo = np.array([r.lo for r in self.rules], dtype=np.float64)
+        self._hi = np.array([r.hi for r in self.rules], dtype=np.float64)
+        self._integer = np.array([r.integer for r in self.rules], dtype=bool)
 
     def readings(self, values: Any, path: str, errors: list[dict[str, str]]) -> list[float]:
         """One feature row. Appends to ``errors`` (and returns a partial row) when invalid."""
@@ -100,9 +111,9 @@ class Validator:
             return "must not be null"
         if type(value) not in (int, float):  # bool is an int subclass: excluded here too
             return f"must be a number, not {_json_type(value)}"
-        if not math.isfinite(value):
+        if type(value) is float and not math.isfinite(value):  # ints are exact: 10**400 too
             return "must be finite (NaN and Infinity are not accepted)"
-        if integer and not float(value).is_integer():
+        if integer and type(value) is float and not value.is_integer():
             return "must be an integer"
         if not lo <= value <= hi:
             return f"out of range: must be between {_fmt(lo)} and {_fmt(hi)}"
@@ -130,10 +141,18 @@ class Validator:
                 errors.append(problem(_join(path, extra), "unknown field"))
         return device, row
 
-    def batch(
-        self, records: Any, path: str = "records"
-    ) -> tuple[list[str | None], list[list[float]]]:
-        """All rows of a batch, or ValidationError listing every problem."""
+    def batch(self, records: Any, path: str = "records") -> tuple[list[str | None], np.ndarray]:
+        """(deviceIds, float64 feature matrix) of a batch, or ValidationError listing every
+        problem."""
+        self.check_batch(records, path)
+        fast = self.fast_batch(records)
+        if fast is not None:
+            return fast
+        devices, rows = self._slow_batch(records, path)  # names every problem, or all is well
+        return devices, np.array(rows, dtype=np.float64).reshape(len(rows), len(self.rules))
+
+    def check_batch(self, records: Any, path: str = "records") -> None:
+        """The batch as a whole: an array of 1..max_batch records."""
         if type(records) is not list:
             raise ValidationError([problem(path, f"must be an array, not {_json_type(records)}")])
         if not records:
@@ -143,43 +162,49 @@ class Validator:
                 [problem(path, f"holds {len(records)} records; at most {self.max_batch} allowed")],
                 "batch too large",
             )
-        devices: list[str | None] = []
-        rows: list[list[float]] = []
-        fast = self.fast_row
-        for record in records:
-            row = fast(record)
-            if row is None:  # something is off: the full pass below names every problem
-                return self._slow_batch(records, path)
-            devices.append(record.get("deviceId"))
-            rows.append(row)
-        return devices, rows
 
-    def fast_row(self, record: Any) -> list[float] | None:
-        """The row of a record that is valid in the common way (no nulls), else None.
-
-        No path strings, no error objects: 10,000 valid records validate in a few ms.
+    def fast_batch(self, records: list[Any]) -> tuple[list[str | None], np.ndarray] | None:
+        """The batch at C speed (map, set and numpy, no per-record Python) when it is valid
+        without nulls; None when any record might not be, and the record-by-record pass then
+        decides and names the problems. It accepts nothing that pass refuses (a test holds it
+        to that), so it changes only the speed: 10,000 records in about 3.5 ms.
         """
-        if type(record) is not dict:
+        n, k = len(records), len(self.rules)
+        try:  # a record or readings that is not an object fails these lookups (TypeError)
+            readings = list(map(_READINGS, records))  # KeyError: a record without readings
+            if set(map(len, readings)) != {k}:
+                return None  # with every field present (below), k keys means no unknown ones
+            columns = [list(map(get, readings)) for get in self._getters]  # KeyError: missing
+        except (KeyError, TypeError):
             return None
-        values = record.get("readings")
-        if type(values) is not dict or len(values) != len(self.rules):
+        try:
+            devices: list[Any] = list(map(_DEVICE_ID, records))
+            absent = 0
+        except KeyError:  # some records have no deviceId
+            devices = [r.get("deviceId", _MISSING) for r in records]
+            absent = devices.count(_MISSING)
+        if sum(map(len, records)) != 2 * n - absent:  # readings, deviceId where given: no more
             return None
-        size = len(record)
-        if size == 2:
-            device = record.get("deviceId", _MISSING)
-            if device is not None and (type(device) is not str or len(device) > DEVICE_ID_MAX):
-                return None  # also when the second key is not deviceId (_MISSING)
-        elif size != 1:
-            return None
-        row: list[float] = []
-        for name, lo, hi, _nullable, integer in self.rules:
-            value: Any = values.get(name)
-            kind = type(value)
-            if ((kind is float and not integer) or kind is int) and lo <= value <= hi:
-                row.append(value)
-            else:
+        kinds = set(map(type, devices))
+        if kinds != {str}:
+            if not kinds <= {str, type(None), object}:  # object: _MISSING
                 return None
-        return row
+            devices = [None if d is _MISSING else d for d in devices]
+        if max(map(len, filter(None, devices)), default=0) > DEVICE_ID_MAX:
+            return None
+        if not set().union(*(map(type, c) for c in columns)) <= _NUMBERS:
+            return None  # a null, bool, string...: the full pass decides
+        try:
+            matrix = np.array(columns, dtype=np.float64).T
+        except OverflowError:  # an integer beyond float range
+            return None
+        if not ((matrix >= self._lo) & (matrix <= self._hi)).all():  # NaN fails both
+            return None
+        if self._integer.any():
+            whole = matrix[:, self._integer]
+            if not (whole == np.trunc(whole)).all():
+                return None
+        return devices, matrix
 
     def _slow_batch(
         self, records: list[Any], path: str

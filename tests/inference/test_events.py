@@ -41,8 +41,8 @@ def test_batch_is_one_predict_call(monkeypatch: pytest.MonkeyPatch) -> None:
     service = handler._service
     assert service is not None
     calls: list[int] = []
-    original = service.predictor.answers
-    monkeypatch.setattr(service.predictor, "answers", lambda X: calls.append(len(X)) or original(X))
+    original = service.predictor._run
+    monkeypatch.setattr(service.predictor, "_run", lambda X: calls.append(len(X)) or original(X))
     response = handler.lambda_handler(sample("batch"), context())
     assert response["statusCode"] == 200
     carries_model(response)
@@ -96,8 +96,8 @@ def test_sqs_reports_only_the_bad_message(monkeypatch: pytest.MonkeyPatch) -> No
     service = handler._service
     assert service is not None
     calls: list[int] = []
-    original = service.predictor.answers
-    monkeypatch.setattr(service.predictor, "answers", lambda X: calls.append(len(X)) or original(X))
+    original = service.predictor._run
+    monkeypatch.setattr(service.predictor, "_run", lambda X: calls.append(len(X)) or original(X))
     event = sample("sqs")
     event["Records"].append({**event["Records"][0], "messageId": "bad-json", "body": "{oops"})
     response = handler.lambda_handler(event, context())
@@ -119,7 +119,7 @@ def test_sqs_all_valid_reports_no_failure() -> None:
 def test_sqs_inference_fault_fails_the_valid_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     service = handler._service
     assert service is not None
-    monkeypatch.setattr(service, "predict_rows", lambda rows: 1 / 0)
+    monkeypatch.setattr(service.predictor, "_run", lambda X: 1 / 0)
     response = handler.lambda_handler(sample("sqs"), context())
     assert len(response["batchItemFailures"]) == 3
 
@@ -127,7 +127,7 @@ def test_sqs_inference_fault_fails_the_valid_messages(monkeypatch: pytest.Monkey
 def test_warmup_returns_at_once_without_predicting(monkeypatch: pytest.MonkeyPatch) -> None:
     service = handler._service
     assert service is not None
-    monkeypatch.setattr(service, "predict_rows", lambda rows: pytest.fail("predicted"))
+    monkeypatch.setattr(service.predictor, "_run", lambda X: pytest.fail("predicted"))
     response = handler.lambda_handler(sample("warmup"), context())
     assert response["statusCode"] == 200 and response["warm"] is True
     carries_model(response)
@@ -145,7 +145,7 @@ def test_fault_fails_the_invocation_with_only_code_and_request_id(
     # the on-failure destination, the Errors alarm never fires.
     service = handler._service
     assert service is not None
-    monkeypatch.setattr(service, "predict_rows", boom)
+    monkeypatch.setattr(service.predictor, "_run", boom)  # onnxruntime fails, on any path
     with pytest.raises(handler.InferenceError) as info:
         handler.lambda_handler(sample(name), context("req-500"))
     assert str(info.value) == "INFERENCE_ERROR requestId=req-500"
@@ -159,7 +159,7 @@ def test_http_fault_is_a_500_in_its_own_shape(
 ) -> None:
     service = handler._service
     assert service is not None
-    monkeypatch.setattr(service, "predict_rows", boom)
+    monkeypatch.setattr(service.predictor, "_run", boom)  # onnxruntime fails, on any path
     http = handler.lambda_handler(sample(name), context("req-501"))
     assert http["statusCode"] == 500
     assert isinstance(http["body"], str) and http["headers"]["X-Request-Id"] == "req-501"

@@ -1,12 +1,16 @@
-"""Large batches run on a pooled session sized to the function's vCPUs; single rows never do."""
+"""Large batches are split by rows across one thread per vCPU; single rows never are, and a
+reading gets the very same answer either way."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
 import synthetic
 
-from inference import predictor
+from inference import blocks, predictor
 
 
 @pytest.mark.parametrize(
@@ -20,44 +24,99 @@ from inference import predictor
 def test_batch_threads(env: dict[str, str], expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INFERENCE_BATCH_THREADS", raising=False)
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
-    monkeypatch.setattr(predictor.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    monkeypatch.setattr(blocks.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert predictor.batch_threads() == expected
+    assert blocks.threads_available() == expected
 
 
-def test_pooled_session_answers_as_the_single_thread_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
-    served = predictor.Predictor(synthetic.wqi_bundle())
-    rows = (
-        np.random.default_rng(0)
-        .uniform([6, 0, 0, 10], [9, 50, 40000, 30], size=(predictor.BATCH_ROWS * 4, 4))
-        .astype(np.float32)
-    )
-    pooled = served.raw(rows)
-    assert served._batch_session is not None  # the batch went through the pool
-    single = {k: np.concatenate([served.raw(rows[i : i + 1])[k] for i in range(len(rows))])
-              for k in pooled}  # fmt: skip
-    for name in pooled:
-        np.testing.assert_array_equal(pooled[name], single[name])
+def rows(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform([6, 0, 0, 10], [9, 50, 40000, 30], size=(n, 4)).astype(np.float32)
 
 
-@pytest.mark.parametrize(("threads", "prebuilt"), [("2", True), ("1", False)])
-def test_pooled_session_is_built_at_init(
-    threads: str, prebuilt: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_split_batch_answers_exactly_as_single_rows(
+    threads: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Built when the model loads (provisioned concurrency and warm-up pay for it), not by the
-    # first large batch; a single vCPU never gets a pool.
     monkeypatch.setenv("INFERENCE_BATCH_THREADS", threads)
     served = predictor.Predictor(synthetic.wqi_bundle())
-    assert (served._batch_session is not None) is prebuilt
+    seen: list[tuple[str, int]] = []
+    run = served._run
+    monkeypatch.setattr(
+        served,
+        "_run",
+        lambda block: seen.append((threading.current_thread().name, len(block))) or run(block),
+    )
+    X = rows(blocks.MIN_ROWS * 4 + 3)  # not a multiple of the thread count
+    split = served.raw(X)
+    # One block per thread; the caller's a little smaller (it also prepares the others).
+    caller = threading.current_thread().name
+    assert len(seen) == int(threads) and sum(n for _, n in seen) == len(X)
+    mine = [n for name, n in seen if name == caller]
+    assert mine == [round(len(X) / int(threads) * blocks.CALLER_SHARE)]
+    others = [n for name, n in seen if name != caller]
+    assert len(others) == int(threads) - 1 and max(others) - min(others) <= 1
+    single = {k: np.concatenate([served.raw(X[i : i + 1])[k] for i in range(len(X))])
+              for k in split}  # fmt: skip
+    for name in split:
+        np.testing.assert_array_equal(split[name], single[name])
 
 
-def test_pooled_session_is_still_made_lazily_when_missing(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("threads", "pooled"), [("2", True), ("1", False)])
+def test_small_batches_and_single_vcpus_stay_on_the_calling_thread(
+    threads: str, pooled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", threads)
+    served = predictor.Predictor(synthetic.wqi_bundle())
+    assert (served.blocks._pool is not None) is pooled
+    callers: set[str] = set()
+    run = served._run
+    monkeypatch.setattr(
+        served, "_run", lambda block: callers.add(threading.current_thread().name) or run(block)
+    )
+    served.raw(rows(blocks.MIN_ROWS - 1))
+    assert callers == {threading.current_thread().name}
+
+
+def test_a_failing_block_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
     served = predictor.Predictor(synthetic.wqi_bundle())
-    served._batch_session = None
-    served.raw(np.zeros((predictor.BATCH_ROWS, 4), dtype=np.float32))
-    assert served._batch_session is not None
+    main = threading.current_thread().name
+    run = served._run
+
+    def fail_off_main(block: np.ndarray) -> list[np.ndarray]:
+        if threading.current_thread().name != main:
+            raise RuntimeError("worker block failed")
+        return run(block)
+
+    monkeypatch.setattr(served, "_run", fail_off_main)
+    with pytest.raises(RuntimeError, match="worker block failed"):
+        served.raw(rows(blocks.MIN_ROWS * 2))
+
+
+def test_a_block_is_predicting_before_the_caller_prepares_the_next() -> None:
+    # The GIL handover: without it the pool thread would wait for the caller to release the
+    # GIL, i.e. until the caller had prepared (validated) its own block too.
+    runner = blocks.Blocks(threads=2)
+    events: list[str] = []
+
+    def prepare(lo: int, hi: int) -> int:
+        events.append(f"prepare {lo}")
+        return lo
+
+    def finish(lo: int) -> int:
+        events.append(f"finish {lo}")
+        time.sleep(0.02)  # releases the GIL, as onnxruntime does
+        return lo
+
+    assert runner.map(1000, prepare, finish) == [0, 480]
+    assert events[:3] == ["prepare 480", "finish 480", "prepare 0"]
+
+
+def test_split_answers_equal_single_thread_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
+    served = predictor.Predictor(synthetic.wqi_bundle())
+    X = rows(blocks.MIN_ROWS * 3)
+    devices = [f"d{i}" for i in range(len(X))]
+    assert served.answers(X, devices) == served.answers_here(X, devices)

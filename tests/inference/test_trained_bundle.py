@@ -5,6 +5,7 @@ reading a release manifest."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,32 @@ def test_trained_wqi_bundle_serves_every_shape(
     assert len(sqs["batchItemFailures"]) == 1  # the pH 15.2 reading is out of the contract
 
 
+def test_trained_wqi_large_batch_answers_each_reading_as_alone(
+    trained: dict[str, Any], s3_env: dict[str, str], cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Row blocks on two threads (inference/blocks.py), the real 300-tree model: every answer
+    # is exactly the one the same reading gets as a direct invocation.
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
+    data = Path(trained["bundles"]["wqi"]).read_bytes()
+    handler.init(s3_config(s3_env, upload(s3_env, data), sha256_hex(data), cache_dir))
+    assert handler._service is not None and handler._service.predictor.blocks.threads == 2
+    rng = random.Random(3)
+    records = [
+        {"deviceId": f"d{i}", "readings": {"pH": rng.uniform(6.5, 9), "turbidity":
+         rng.uniform(0, 40), "tds": rng.uniform(100, 30000), "temperature": rng.uniform(15, 30)}}
+        for i in range(1200)
+    ]  # fmt: skip
+    batch = handler.lambda_handler({"records": records}, context())
+    assert batch["statusCode"] == 200
+    alone = [handler.lambda_handler(r, context())["prediction"] for r in records]
+    assert batch["predictions"] == alone
+    records[1100]["readings"]["pH"] = 99  # in the second block
+    response = handler.lambda_handler({"records": records}, context())
+    assert response["statusCode"] == 400
+    assert [d["field"] for d in response["error"]["details"]] == ["records[1100].readings.pH"]
+
+
 def test_trained_potability_bundle_accepts_null_where_nullable(
     trained: dict[str, Any], cache_dir: Path, s3_env: dict[str, str]
 ) -> None:
@@ -52,6 +79,11 @@ def test_trained_potability_bundle_accepts_null_where_nullable(
     response = handler.lambda_handler({"deviceId": "lab-1", "readings": readings}, context())
     assert response["statusCode"] == 200, response
     assert isinstance(response["prediction"]["potable"], bool)
+    # A large batch with a null takes the full validation pass, and answers it the same.
+    records = [{"deviceId": f"lab-{i}", "readings": readings} for i in range(600)]
+    batch = handler.lambda_handler({"records": records}, context())
+    assert batch["statusCode"] == 200, batch
+    assert batch["predictions"][599] == {**response["prediction"], "deviceId": "lab-599"}
 
 
 def test_local_invoke_reads_the_release_manifest(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 from serving_helpers import context
 from synthetic import GOOD_READING
@@ -42,9 +44,13 @@ def test_nan_and_infinity(value: float) -> None:
     assert "finite" in reasons(with_reading(turbidity=value))["readings.turbidity"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("pH", 14.01), ("pH", -0.1), ("temperature", 60)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("pH", 14.01), ("pH", -0.1), ("temperature", 60), ("tds", 10**400)]
+)
 def test_out_of_range(field: str, value: float) -> None:
     assert reasons(with_reading(**{field: value}))[f"readings.{field}"].startswith("out of range")
+    batch = {"records": [with_reading(), with_reading(**{field: value})]}  # the batch path too
+    assert reasons(batch)[f"records[1].readings.{field}"].startswith("out of range")
 
 
 def test_unknown_field_is_rejected() -> None:
@@ -97,22 +103,85 @@ def test_unrecognised_event() -> None:
     assert "event" in reasons({"hello": "world"})
 
 
-def test_batch_fast_path_and_full_pass_agree() -> None:
-    validator = Validator(
-        {
-            "fields": [
-                {"name": "ph", "nullable": True, "minimum": 0, "maximum": 14},
-                {"name": "n", "type": "integer"},
-            ]
-        },
-        10,
-    )
-    devices, rows = validator.batch([
+MIXED_SCHEMA = {
+    "fields": [
+        {"name": "ph", "nullable": True, "minimum": 0, "maximum": 14},
+        {"name": "n", "type": "integer", "minimum": -5},
+    ]
+}
+# Every way a value, a reading set or a record can be off, or fine.
+VALUES = [7.0, 0, 14, 3, 2.5, -1.0, 14.5, None, True, "7", math.nan, math.inf, -math.inf, 10**400]
+DEVICES = ["a", "", "x" * 128, "x" * 129, None, 5, ["a"], ...]  # ...: no deviceId key
+
+
+def random_record(rng: random.Random) -> Any:
+    roll = rng.random()
+    if roll < 0.02:
+        return rng.choice([None, [], "record", 3])
+    readings: Any = {"ph": rng.choice(VALUES), "n": rng.choice(VALUES)}
+    if roll < 0.06:
+        readings.pop(rng.choice(["ph", "n"]))
+    elif roll < 0.09:
+        readings["extra"] = 1.0
+    elif roll < 0.11:
+        readings = rng.choice([None, [7.0, 1], "readings"])
+    record: dict[str, Any] = {"readings": readings}
+    device = rng.choice(DEVICES)
+    if device is not ...:
+        record["deviceId"] = device
+    if roll > 0.98:
+        record["extra"] = 1
+    elif roll > 0.96:
+        record.pop("readings")
+    return record
+
+
+def test_batch_fast_path_accepts_only_what_the_full_pass_accepts() -> None:
+    """The vectorised path is a shortcut, never a second opinion: on thousands of random
+    batches it either steps aside or returns exactly what the record-by-record pass returns."""
+    validator = Validator(MIXED_SCHEMA, 10)
+    rng = random.Random(11)
+    taken = 0
+    for _ in range(4000):
+        batch = [random_record(rng) for _ in range(rng.randint(1, 3))]
+        fast = validator.fast_batch(batch)
+        try:
+            devices, rows = validator._slow_batch(batch, "records")
+        except ValidationError:
+            assert fast is None, batch
+            continue
+        if fast is None:
+            continue
+        taken += 1
+        assert fast[0] == devices, batch
+        assert fast[1].tolist() == rows, batch  # no NaN here: nulls are left to the full pass
+    assert taken > 100  # the shortcut really is taken on valid batches
+
+
+def test_batch_fast_path_takes_every_valid_batch_without_nulls() -> None:
+    validator = Validator(MIXED_SCHEMA, 10_000)
+    records = [
+        {"deviceId": f"d{i}", "readings": {"ph": 7.0 + (i % 7) / 10, "n": i % 4}}
+        for i in range(10_000)
+    ]
+    records[5] = {"readings": {"ph": 7, "n": 2.0}}  # no deviceId; ints and whole floats
+    records[6]["deviceId"] = None
+    fast = validator.fast_batch(records)
+    assert fast is not None
+    devices, matrix = fast
+    assert devices[:7] == ["d0", "d1", "d2", "d3", "d4", None, None]
+    assert matrix.dtype == np.float64 and matrix.shape == (10_000, 2)
+    assert matrix[5].tolist() == [7.0, 2.0]
+
+
+def test_batch_with_nulls_goes_through_the_full_pass() -> None:
+    validator = Validator(MIXED_SCHEMA, 10)
+    devices, matrix = validator.batch([
         {"deviceId": "a", "readings": {"ph": 7.0, "n": 3.0}},
         {"readings": {"ph": None, "n": 2}},  # null where nullable: the full pass takes it
     ])  # fmt: skip
     assert devices == ["a", None]
-    assert rows[0] == [7.0, 3.0] and math.isnan(rows[1][0]) and rows[1][1] == 2
+    assert matrix[0].tolist() == [7.0, 3.0] and math.isnan(matrix[1, 0]) and matrix[1, 1] == 2
     for bad, field in [
         ({"readings": {"ph": 7.0, "n": 1}, "extra": 1}, "records[0].extra"),
         ({"deviceId": 5, "readings": {"ph": 7.0, "n": 1}}, "records[0].deviceId"),
