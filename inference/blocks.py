@@ -24,7 +24,7 @@ T = TypeVar("T")
 FULL_VCPU_MB = 1769
 MIN_ROWS = 256  # from here on a batch is split (a single row never is)
 # The caller prepares every block and finishes its own last, so its block is a little smaller
-# (measured best on 2 vCPUs with 10,000 rows: 47/53).
+# (2 vCPUs, 10,000 rows: 48/52; anything from 0.88 to 0.96 measured the same within noise).
 CALLER_SHARE = 0.96
 
 
@@ -38,6 +38,14 @@ def threads_available() -> int:
     if memory is not None:
         cpus = min(cpus or 1, max(1, int(memory) // FULL_VCPU_MB))
     return max(1, cpus or 1)
+
+
+def joined(parts: list[list[T]]) -> list[T]:
+    """The blocks' lists as one list in row order (the first extended in place, at C speed)."""
+    whole = parts[0]
+    for part in parts[1:]:
+        whole += part
+    return whole
 
 
 class Blocks:

@@ -19,6 +19,7 @@ import numpy as np
 
 from inference import config as config_mod
 from inference import events, loader
+from inference.blocks import joined
 from inference.events import HTTP_KINDS, Kind
 from inference.observability import count_error, debug_enabled, logger, publish_cold_start
 from inference.validation import ValidationError, Validator
@@ -70,7 +71,7 @@ class Service:
         if any(part is None for part in parts):
             devices, matrix = validator.batch(records)  # raises, or is valid (e.g. with nulls)
             return self.predict(matrix, devices)
-        return [a for part in parts for a in part]  # type: ignore[union-attr]
+        return joined(parts)  # type: ignore[arg-type]
 
 
 def as_float32(features: np.ndarray | list[list[float]]) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from inference.blocks import Blocks
+from inference.blocks import Blocks, joined
 from inference.bundle import BundleError
 from inference.outputs import Devices, Output, make_output
 
@@ -63,7 +63,7 @@ class Predictor:
             return features[lo:hi], None if devices is None else devices[lo:hi]
 
         parts = self.blocks.map(len(features), prepare, lambda block: self.answers_here(*block))
-        return parts[0] if len(parts) == 1 else [a for part in parts for a in part]
+        return joined(parts)
 
     def answers_here(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
         """Answers computed on the calling thread alone."""
