@@ -49,7 +49,8 @@ def joined(parts: list[list[T]]) -> list[T]:
 
 
 class Blocks:
-    """Runs ``work(lo, hi)`` over the row blocks of a batch and returns the results in order."""
+    """A batch's row blocks side by side: each prepared on the calling thread, then finished
+    on a thread of its own (the caller finishes the first block itself)."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or threads_available()
