@@ -64,7 +64,7 @@ class Blocks:
         """``finish(prepare(lo, hi))`` for each row block, results in row order. Every prepare
         runs on the calling thread; the first block is finished there too, after the others
         have started on the pool. An exception in any block propagates."""
-        if self._pool is None or rows < MIN_ROWS:
+        if not self.splits(rows):
             return [finish(prepare(0, rows))]
         first = round(rows / self.threads * CALLER_SHARE)
         size, extra = divmod(rows - first, self.threads - 1)
@@ -72,6 +72,10 @@ class Blocks:
         spans = list(pairwise(edges))
         pending = [self._start(finish, prepare(lo, hi)) for lo, hi in spans[1:]]
         return [finish(prepare(*spans[0])), *(f.result() for f in pending)]
+
+    def splits(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` is split into blocks."""
+        return self._pool is not None and rows >= MIN_ROWS
 
     def _start(self, finish: Callable[[P], T], prepared: P) -> Future[T]:
         assert self._pool is not None

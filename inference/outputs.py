@@ -39,7 +39,9 @@ def round_one(value: float, digits: int) -> float:
 
 
 def rows(
-    names: tuple[str, str, str], columns: tuple[list[Any], list[Any], list[Any]], devices: Devices
+    names: tuple[str, str, str],
+    columns: tuple[Sequence[Any], Sequence[Any], Sequence[Any]],
+    devices: Devices,
 ) -> list[dict[str, Any]]:
     """Answer dicts from three columns, built in one comprehension (the batch hot path)."""
     a, b, c = names
@@ -118,7 +120,7 @@ class BandedRegression:
         margin, abs_error = raw["margin"].astype(np.float64), raw["abs_error"].astype(np.float64)
         if 0 < len(margin) <= SMALL:
             one = map(self._one, margin.tolist(), abs_error.tolist())
-            value, band, confidence = map(list, zip(*one, strict=True))
+            value, band, confidence = zip(*one, strict=True)
             return rows(self.names, (value, band, confidence), devices)
         values = np.clip(margin, self.lower, self.upper)
         conf = self.confidence(values, abs_error)

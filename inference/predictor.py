@@ -58,6 +58,8 @@ class Predictor:
 
     def answers(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
         """Answers, each block's built on the thread that predicted it."""
+        if not self.blocks.splits(len(features)):  # a single row: the request hot path
+            return self.answers_here(features, devices)
 
         def prepare(lo: int, hi: int) -> tuple[np.ndarray, Devices]:
             return features[lo:hi], None if devices is None else devices[lo:hi]
