@@ -70,7 +70,7 @@ class Validator:
         )
         self.names = frozenset(r.name for r in self.rules)
         self.max_batch = max_batch
-        # The batch fast path's view of the same rules: one getter, bound vectors.
+        # The batch fast path's view of the same rules: a getter per field, bound vectors.
         self._getters = [itemgetter(r.name) for r in self.rules]
         self._lo = np.array([r.lo for r in self.rules], dtype=np.float64)
         self._hi = np.array([r.hi for r in self.rules], dtype=np.float64)
