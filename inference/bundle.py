@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 from typing import Any
 
 FORMAT = "waterml-bundle/1"
@@ -26,6 +27,33 @@ class DigestMismatch(BundleError):
     def __init__(self, expected: str, actual: str, where: str) -> None:
         super().__init__(f"SHA-256 mismatch for {where}: expected {expected}, got {actual}")
         self.expected, self.actual = expected, actual
+
+
+# The names a model may have: a spec file, an MLflow registered model, an S3 prefix and a
+# function name are all derived from it, so nothing that walks paths or needs quoting.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# A SHA-256 as people paste it; digests are compared and stored in lowercase.
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def is_model_name(name: object) -> bool:
+    return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
+
+
+def model_name_problem(name: str) -> str:
+    """Why ``name`` is not a model name (for a one-line error)."""
+    return (
+        f"invalid model name {name!r}: use lowercase letters, digits, '-' or '_', starting"
+        " with a letter (at most 63 characters)"
+    )
+
+
+def normalize_sha256(text: object) -> str | None:
+    """The digest in canonical (lowercase) form, or None when ``text`` is not 64 hex digits.
+    A digest pasted in upper case names the same bytes, so it compares equal."""
+    if not isinstance(text, str) or not SHA256_HEX.fullmatch(text.strip()):
+        return None
+    return text.strip().lower()
 
 
 def sha256_hex(data: bytes) -> str:

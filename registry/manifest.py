@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from registry.errors import StorageError
+from inference.bundle import MODEL_NAME, sha256_hex
+from registry.errors import DigestMismatch, StorageError
 
 # Field names are a contract with infra/ and inference/: keep them.
 CORE_FIELDS = (
@@ -37,8 +38,9 @@ REQUIRED = ("name", "bucket", "key", "version_id", "sha256")
 # The fields the CDK app needs (`-c release=<json>`, see Release.to_context).
 CONTEXT_FIELDS = ("name", "bucket", "key", "version_id", "sha256", "mlflow_version")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # also what an approval file may name
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")  # stored digests are canonical: lowercase
+# The S3 user-metadata key holding the SHA-256 of release.json's own bytes.
+DIGEST_METADATA = "sha256"
 # S3 VersionIds are opaque URL-safe strings of up to 1024 characters; "null" is what S3 returns
 # for an object written while versioning was off, which a release must never point at.
 _VERSION_ID = re.compile(r"^[A-Za-z0-9._+/=-]{1,1024}$")
@@ -49,6 +51,11 @@ class ManifestError(StorageError, ValueError):
 
     A StorageError, so the registry CLI exits with StorageError's code; a ValueError for
     infra's scripts, which know nothing of the registry's error classes."""
+
+
+class ManifestDigestError(DigestMismatch, ValueError):
+    """The stored manifest's bytes do not match the digest stored beside them (corruption, a
+    truncated body, a hand edit that did not update the metadata)."""
 
 
 def bundle_key(name: str) -> str:
@@ -190,6 +197,29 @@ def loads(data: str | bytes, *, complete: bool = True) -> Release:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"release manifest is not JSON: {exc}") from exc
     return parse_release(raw, complete=complete)
+
+
+def read_stored(
+    body: bytes, metadata: Mapping[str, str] | None, where: str, *, complete: bool = True
+) -> Release:
+    """Parse ``release.json`` as read from S3: its bytes must match the ``sha256`` user
+    metadata written with them. Every reader goes through here (the registry, ``make invoke``,
+    the deploy scripts), so a damaged or hand-edited manifest is refused the same way."""
+    stored = (metadata or {}).get(DIGEST_METADATA)
+    if not stored:
+        raise ManifestDigestError(f"{where} has no {DIGEST_METADATA} metadata")
+    actual = sha256_hex(body)
+    if actual != stored.strip().lower():
+        raise ManifestDigestError(
+            f"SHA-256 mismatch for {where}: its {DIGEST_METADATA} metadata says {stored},"
+            f" its bytes hash to {actual}"
+        )
+    return loads(body, complete=complete)
+
+
+def stored_metadata(body: bytes) -> dict[str, str]:
+    """The user metadata a manifest is written with (see ``read_stored``)."""
+    return {DIGEST_METADATA: sha256_hex(body)}
 
 
 def one_line(release: Release) -> str:

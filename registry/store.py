@@ -206,11 +206,9 @@ class ReleaseStore:
                 raise
         with _translated(f"read s3://{self.bucket}/{key}"):
             data: bytes = resp["Body"].read()
-        stored = resp.get("Metadata", {}).get("sha256")
-        if not stored:
-            raise DigestMismatch(f"s3://{self.bucket}/{key} has no sha256 metadata")
-        verify(data, stored, f"s3://{self.bucket}/{key}")
-        return manifest.loads(data), str(resp["ETag"]), str(resp.get("VersionId"))
+        where = f"s3://{self.bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
+        release = manifest.read_stored(data, resp.get("Metadata"), where)
+        return release, str(resp["ETag"]), str(resp.get("VersionId"))
 
     def current(self, name: str) -> ManifestState:
         try:
@@ -235,7 +233,7 @@ class ReleaseStore:
             Body=body,
             ChecksumAlgorithm="SHA256",
             ContentType="application/json",
-            Metadata={"sha256": sha256_hex(body)},
+            Metadata=manifest.stored_metadata(body),
             **cond,
         )
         version_id = str(resp.get("VersionId"))
