@@ -9,9 +9,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry import approvals, errors
 from registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from registry.manifest import Release
+    from registry.store import ManifestVersion
 
 EXIT_CODES = "\n".join(
     [f"  {errors.OK:>3}  success"]
@@ -62,19 +67,24 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("current", help="print MODEL's live release.json (one JSON object)")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("--verify", action="store_true", help="also read back and check the bundle")
+
+    k = sub.add_parser(
+        "reconcile", help="make MLflow's champion and release tags agree with release.json"
+    )
+    k.add_argument("model", metavar="MODEL")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here so that --help and argument errors stay instant.
-    from registry import manifest
+    from registry import failpoints, manifest
     from registry.promote import spec_for
 
+    spec_for(args.model)
     if args.command == "promote":
         from registry.promote import promote
 
         release = promote(args.model, args.approvals, args.force, args.reason)
-        print(manifest.one_line(release))
     elif args.command == "rollback":
         from registry.rollback import rollback
 
@@ -85,43 +95,83 @@ def _run(args: argparse.Namespace) -> int:
             reason=args.reason,
             to_version=args.to_version,
         )
-        print(manifest.one_line(release))
-    elif args.command == "current":
-        from registry.errors import NoRelease
+    elif args.command == "reconcile":
+        from registry.commit import reconcile
+        from registry.promote import stderr
         from registry.store import ReleaseStore
+        from registry.tracking import Tracking
 
-        spec_for(args.model)
-        store = ReleaseStore.from_env()
-        live = store.current(args.model).release
+        live = ReleaseStore.from_env().current(args.model).release
+        if not reconcile(Tracking(), live, stderr):
+            stderr(f"{args.model}: MLflow already agrees with release.json")
         if live is None:
-            raise NoRelease(f"{args.model} has no release in s3://{store.bucket}")
-        if args.verify:
-            store.read_verified(live.key, live.version_id, live.sha256)
-        print(manifest.one_line(live))
+            stderr(f"{args.model} has no release; nothing to reconcile")
+            return errors.OK
+        release = live
+    elif args.command == "current":
+        release = _live(args.model, verify=args.verify)
     else:
-        from registry.store import ReleaseStore
-
-        spec_for(args.model)
-        history = ReleaseStore.from_env().history(args.model)
-        if args.json:
-            rows = [
-                {"manifest_version_id": e.version_id, "current": e.is_latest} | e.release.to_dict()
-                for e in history
-            ]
-            print(json.dumps(rows))
-        else:
-            _table(history)
+        return _releases(args.model, args.json)
+    failpoints.hit("done")
+    print(manifest.one_line(release))
     return errors.OK
 
 
-def _table(history: list) -> None:  # type: ignore[type-arg]
+def _live(model: str, verify: bool) -> Release:
+    """The live release, refused (BrokenRelease) when the bytes it names are not there."""
+    from registry.errors import NoRelease
+    from registry.store import ReleaseStore
+
+    store = ReleaseStore.from_env()
+    live = store.current(model).release
+    if live is None:
+        raise NoRelease(f"{model} has no release in s3://{store.bucket}")
+    problem = store.bundle_problem(live)
+    if problem:
+        raise errors.BrokenRelease(_broken(model, problem))
+    if verify:
+        store.read_verified(live.key, live.version_id, live.sha256)
+    return live
+
+
+def _broken(model: str, problem: str) -> str:
+    return (
+        f"the live release of {model} is broken: {problem}; repair it with `promote` of an"
+        f" approved version or `rollback` (to the last good release)"
+    )
+
+
+def _releases(model: str, as_json: bool) -> int:
+    """The history, printed even when the live release is broken; then that is flagged."""
+    from registry.store import ReleaseStore
+
+    store = ReleaseStore.from_env()
+    history = store.history(model)
+    live = next((e.release for e in history if e.is_latest), None)
+    problem = store.bundle_problem(live) if live else None
+    if as_json:
+        rows = [
+            {"manifest_version_id": e.version_id, "current": e.is_latest}
+            | ({"broken": problem} if e.is_latest and problem else {})
+            | e.release.to_dict()
+            for e in history
+        ]
+        print(json.dumps(rows))
+    else:
+        _table(history, broken=bool(problem))
+    if problem:
+        raise errors.BrokenRelease(_broken(model, problem))
+    return errors.OK
+
+
+def _table(history: list[ManifestVersion], broken: bool = False) -> None:
     if not history:
         print("no releases")
         return
     print(f"{'':1} {'released_at':20} {'action':8} {'mlflow':>6}  {'s3 versionId':36} sha256")
     for e in history:
         r = e.release
-        mark = "*" if e.is_latest else " "
+        mark = ("!" if broken else "*") if e.is_latest else " "
         print(f"{mark:1} {r.released_at:20} {r.action:8} {r.mlflow_version:>6}  "
               f"{r.version_id:36} {r.sha256[:12]}")  # fmt: skip
 
@@ -138,5 +188,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return errors.Interrupted.exit_code
     except Exception as exc:  # the contract: one line, never a traceback
+        if _is_transport_error(exc):  # a path that missed its translation: still a storage error
+            print(f"registry: error: storage unreachable: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return errors.StorageError.exit_code
         print(f"registry: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("botocore", "urllib3", "requests") or isinstance(
+        exc, ConnectionError | TimeoutError
+    )

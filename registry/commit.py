@@ -1,19 +1,37 @@
 """The last step shared by promote and rollback: swap the manifest, then mirror it in MLflow.
 
-The manifest is the source of truth; the `champion` alias follows it. A process that moves the
-alias re-reads the manifest afterwards and follows it again if someone else released meanwhile,
-so when concurrent runs finish the alias names what the manifest names."""
+The manifest is the source of truth; the `champion` alias and the release tags follow it. A
+process that moves the alias re-reads the manifest afterwards and follows it again if someone
+else released meanwhile, so when concurrent runs finish the alias names what the manifest names.
+Whatever a crash left behind on the MLflow side, ``reconcile`` (run first by every command that
+opens MLflow) brings it back in line and says what it changed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry.errors import ConcurrentUpdate
+from registry import failpoints
+from registry.errors import (
+    ConcurrentUpdate,
+    DigestMismatch,
+    RegistryError,
+    StorageError,
+    VersionNotFound,
+)
 from registry.manifest import Release
 from registry.store import ManifestState, ReleaseStore
-from registry.tracking import Tracking, VersionInfo
+from registry.tracking import Tracking
 
 Log = Callable[[str], None]
+
+
+def release_tags(release: Release) -> dict[str, str]:
+    """The tags an MLflow version carries once it is the release: where its bytes are, and
+    (for a promotion) when. A rollback re-points at bytes that already carry them."""
+    tags = {"s3_uri": f"s3://{release.bucket}/{release.key}", "s3_version_id": release.version_id}
+    if release.action == "promote":
+        tags["promoted_at"] = release.released_at
+    return tags
 
 
 def sync_champion(store: ReleaseStore, tracking: Tracking, name: str, version: str) -> None:
@@ -25,33 +43,82 @@ def sync_champion(store: ReleaseStore, tracking: Tracking, name: str, version: s
         version = current.mlflow_version
 
 
+def reconcile(tracking: Tracking, live: Release | None, log: Log) -> list[str]:
+    """Make MLflow agree with the live manifest: the live version's release tags and the
+    `champion` alias. Returns (and logs) what it changed; nothing when they already agree."""
+    if live is None:
+        return []
+    name, version = live.name, live.mlflow_version
+    try:
+        info = tracking.version(name, version)
+    except VersionNotFound:
+        log(f"warning: the live release of {name} is MLflow version {version}, which is not in"
+            f" the registry at {tracking.uri}: is this the team's MLflow?")  # fmt: skip
+        return []
+    changed = []
+    wanted = {k: v for k, v in release_tags(live).items() if info.tags.get(k) != v}
+    if wanted:
+        tracking.record_release(info, wanted)
+        changed.append(f"version {version} tags {', '.join(sorted(wanted))}")
+    champion = tracking.champion(name)
+    if champion != version:
+        tracking.set_champion(name, version)
+        changed.append(f"{name}@champion {champion or '(unset)'} -> {version}")
+    if changed:
+        log(f"reconciled MLflow with release.json (an earlier run stopped part-way):"
+            f" {'; '.join(changed)}")  # fmt: skip
+    return changed
+
+
+def _written(state: ManifestState, release: Release) -> bool:
+    return state.release == release  # release_id makes every write unique
+
+
 def commit(
     store: ReleaseStore,
     tracking: Tracking,
     release: Release,
     base: ManifestState,
     log: Log,
-    tag: VersionInfo | None = None,
 ) -> Release:
+    """Write the manifest, then MLflow. Any failure once the write was sent is settled by
+    re-reading the manifest: released, not released, or OutcomeUnknown. Once released, an
+    MLflow failure does not make the command fail: the release is live, and the next command
+    (or `reconcile`) catches MLflow up."""
     try:
         manifest_version = store.write_manifest(release, base)
-    except ConcurrentUpdate:
-        current = store.current(release.name).release
-        if current is not None:
-            sync_champion(store, tracking, release.name, current.mlflow_version)
-        raise
+    except (StorageError, ConcurrentUpdate, DigestMismatch) as exc:
+        # The write may have been applied with its reply lost (a retried PUT then even reads
+        # as a conflict with itself): ask S3 what is live now.
+        now = store.settle(release.name)
+        if not _written(now, release):
+            if isinstance(exc, ConcurrentUpdate) and now.release is not None:
+                _follow(store, tracking, now.release, log)
+            raise
+        log(f"the manifest write reported {type(exc).__name__} but S3 shows it applied"
+            f" (release {release.extra.get('release_id')}): released")  # fmt: skip
+        manifest_version = str(now.version_id)
     log(f"manifest written: {release.key} -> versionId {release.version_id}"
         f" (release.json versionId {manifest_version})")  # fmt: skip
-    if tag is not None:
-        tracking.record_release(tag, release_tags(release))
-    sync_champion(store, tracking, release.name, release.mlflow_version)
+    try:
+        info = tracking.version(release.name, release.mlflow_version)
+        wanted = {k: v for k, v in release_tags(release).items() if info.tags.get(k) != v}
+        if wanted:
+            tracking.record_release(info, wanted)
+        failpoints.hit("tags-written")
+        sync_champion(store, tracking, release.name, release.mlflow_version)
+        failpoints.hit("champion-moved")
+    except RegistryError as exc:
+        log(f"warning: released, but MLflow was not updated ({exc}); the next registry command,"
+            f" or `python -m registry reconcile {release.name}`, catches it up")  # fmt: skip
+        return release
     log(f"{release.name}@champion -> version {release.mlflow_version}")
     return release
 
 
-def release_tags(release: Release) -> dict[str, str]:
-    return {
-        "s3_uri": f"s3://{release.bucket}/{release.key}",
-        "s3_version_id": release.version_id,
-        "promoted_at": release.released_at,
-    }
+def _follow(store: ReleaseStore, tracking: Tracking, live: Release, log: Log) -> None:
+    """Someone else released meanwhile: leave MLflow naming their release, not ours."""
+    try:
+        sync_champion(store, tracking, live.name, live.mlflow_version)
+    except RegistryError as exc:
+        log(f"warning: could not align MLflow with the other release: {exc}")

@@ -81,6 +81,18 @@ class StorageError(RegistryError):
     exit_code = 16
 
 
+class BrokenRelease(RegistryError):
+    """The live release names bundle bytes that are missing or do not match its SHA-256."""
+
+    exit_code = 17
+
+
+class OutcomeUnknown(RegistryError):
+    """The manifest write was sent, and S3 could not be asked afterwards whether it applied."""
+
+    exit_code = 18
+
+
 class Interrupted(RegistryError):
     exit_code = 130
 
@@ -101,5 +113,7 @@ ALL: tuple[type[RegistryError], ...] = (
     NoRelease,
     RolledBack,
     StorageError,
+    BrokenRelease,
+    OutcomeUnknown,
     Interrupted,
 )

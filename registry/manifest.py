@@ -66,6 +66,11 @@ def manifest_key(name: str) -> str:
     return f"models/{name}/release.json"
 
 
+def intent_key(name: str) -> str:
+    """What an interrupted rollback had resolved (see registry/README.md, "Retries")."""
+    return f"models/{name}/intent.json"
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -1,24 +1,30 @@
 """``promote MODEL``: the approved MLflow version becomes the production release.
 
 Order matters for safety: every check runs before the first write; the bundle upload creates a
-new, unreferenced object version; only the conditional manifest write makes it current. An
-interruption anywhere before that leaves the previous release current, and re-running finishes
-the job (the MLflow tags and alias are repaired by the no-op path)."""
+new, unreferenced object version; only the conditional manifest write makes it current. The
+target is fixed by the approval file, so re-running after a crash at any point finishes the
+same release or reports it already done (registry/README.md, "Retries")."""
 
 from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from inference.bundle import sha256_hex
-from registry import approvals, gates, manifest
-from registry.commit import Log, commit, release_tags, sync_champion
+from inference.bundle import is_model_name, model_name_problem, sha256_hex
+from registry import approvals, failpoints, gates, manifest
+from registry.commit import Log, commit, reconcile
 from registry.errors import (
+    BucketMissing,
     ConcurrentUpdate,
     DigestMismatch,
+    NoCredentials,
     RolledBack,
+    StorageError,
     UnknownModel,
+    UsageError,
     VersionNotFound,
 )
 from registry.manifest import Release
@@ -32,6 +38,8 @@ def stderr(msg: str) -> None:
 
 
 def spec_for(model: str) -> ModelSpec:
+    if not is_model_name(model):
+        raise UsageError(model_name_problem(model))
     try:
         return load_spec(model)
     except SpecError as exc:
@@ -53,19 +61,80 @@ def promote(
     store = store or ReleaseStore.from_env()
     store.check_bucket()
     tracking = tracking or Tracking()
-    info = tracking.version(model, approval.version)
-    sha = info.artifact_sha256
-    if approval.sha256 != sha.lower():
-        raise DigestMismatch(
-            f"{model} version {info.version}: approved sha256 {approval.sha256} differs from its"
-            f" artifact_sha256 tag {sha}; the version changed after approval, or the approval"
-            " names other bytes"
-        )
+    info = _approved_version(tracking, approval)
     base = store.current(model)
     current = base.release
+    reconcile(tracking, current, log)
+    broken = store.bundle_problem(current) if current else None
+    if broken:
+        log(f"warning: the live release of {model} is broken: {broken}; this promotion repairs it")
+    elif current is not None and _is_release_of(current, info):
+        log(f"{model} version {info.version} is already the release (versionId"
+            f" {current.version_id}); nothing uploaded")  # fmt: skip
+        return current
+    _refuse_rolled_back_version(current, info, force)
 
-    if current is not None and current.mlflow_version == info.version and current.sha256 == sha:
-        return _already_released(store, tracking, info, current, log)
+    data = _verified_bundle(tracking, info)
+    gates.check_thresholds(spec.gates, info)
+    note = gates.check_against_champion(
+        spec.gates, info, _champion(tracking, current), force, reason
+    )
+    log(f"{model} version {info.version} (approved by {approval.approved_by}): gates passed")
+    if note:
+        log(note)
+    failpoints.hit("checked")
+
+    version_id = _reuse_or_upload(store, model, data, info, current, log)
+    failpoints.hit("uploaded")
+    extra: dict[str, Any] = {
+        "release_id": uuid.uuid4().hex,
+        "approved_by": approval.approved_by,
+        "reason": approval.reason,
+    }
+    extra |= {"forced": True, "force_reason": reason} if note else {}
+    extra |= {"repaired": broken} if broken else {}
+    release = Release(
+        name=model,
+        mlflow_version=info.version,
+        bucket=store.bucket,
+        key=manifest.bundle_key(model),
+        version_id=version_id,
+        sha256=info.artifact_sha256,
+        git_sha=info.git_sha,
+        released_at=manifest.utc_now(),
+        action="promote",
+        extra=extra,
+        previous=current.as_previous() if current else None,
+    )
+    try:
+        return commit(store, tracking, release, base, log)
+    except ConcurrentUpdate:
+        # Someone else released the very same version meanwhile: that is our result too.
+        now = store.current(model).release
+        if now is not None and _is_release_of(now, info) and not store.bundle_problem(now):
+            log(f"{model} version {info.version} was released by a concurrent run")
+            return now
+        raise
+
+
+def _approved_version(tracking: Tracking, approval: approvals.Approval) -> VersionInfo:
+    """The MLflow version the approval names, whose tag must pin the approved bytes."""
+    info = tracking.version(approval.model, approval.version)
+    if approval.sha256 != info.artifact_sha256:
+        raise DigestMismatch(
+            f"{approval.model} version {info.version}: approved sha256 {approval.sha256} differs"
+            f" from its artifact_sha256 tag {info.artifact_sha256}; the version changed after"
+            " approval, or the approval names other bytes"
+        )
+    return info
+
+
+def _is_release_of(release: Release, info: VersionInfo) -> bool:
+    return release.mlflow_version == info.version and release.sha256 == info.artifact_sha256
+
+
+def _refuse_rolled_back_version(current: Release | None, info: VersionInfo, force: bool) -> None:
+    """A CI re-run with an unchanged approval must not silently undo a rollback."""
     if (
         current is not None
         and current.action == "rollback"
@@ -73,51 +142,20 @@ def promote(
         and not force
     ):
         raise RolledBack(
-            f"{model} version {info.version} was rolled back on {current.released_at}; approve a"
-            ' new version, or re-promote it with --force --reason "..."'
+            f"{info.name} version {info.version} was rolled back on {current.released_at};"
+            ' approve a new version, or re-promote it with --force --reason "..."'
         )
 
+
+def _verified_bundle(tracking: Tracking, info: VersionInfo) -> bytes:
     data = tracking.bundle_bytes(info)
     actual = sha256_hex(data)
-    if actual != sha:
+    if actual != info.artifact_sha256:
         raise DigestMismatch(
-            f"{model} version {info.version}: bundle SHA-256 {actual} differs from its"
-            f" artifact_sha256 tag {sha}"
+            f"{info.name} version {info.version}: bundle SHA-256 {actual} differs from its"
+            f" artifact_sha256 tag {info.artifact_sha256}"
         )
-    gates.check_thresholds(spec.gates, info)
-    champion = _champion(tracking, current)
-    note = gates.check_against_champion(spec.gates, info, champion, force, reason)
-    log(f"{model} version {info.version} (approved by {approval.approved_by}): gates passed")
-    if note:
-        log(note)
-
-    version_id = _reuse_or_upload(store, model, data, info, current, log)
-    release = Release(
-        name=model,
-        mlflow_version=info.version,
-        bucket=store.bucket,
-        key=manifest.bundle_key(model),
-        version_id=version_id,
-        sha256=sha,
-        git_sha=info.git_sha,
-        released_at=manifest.utc_now(),
-        action="promote",
-        extra={
-            "release_id": uuid.uuid4().hex,
-            "approved_by": approval.approved_by,
-            "reason": approval.reason,
-        }
-        | ({"forced": True, "force_reason": reason} if note else {}),
-        previous=current.as_previous() if current else None,
-    )
-    try:
-        return commit(store, tracking, release, base, log, tag=info)
-    except ConcurrentUpdate:
-        # Someone else released the very same version meanwhile: that is our result too.
-        now = store.current(model).release
-        if now is not None and now.mlflow_version == info.version and now.sha256 == sha:
-            return _already_released(store, tracking, info, now, log)
-        raise
+    return data
 
 
 def _champion(tracking: Tracking, current: Release | None) -> VersionInfo | None:
@@ -129,20 +167,6 @@ def _champion(tracking: Tracking, current: Release | None) -> VersionInfo | None
         raise VersionNotFound(f"the live release's version cannot be compared: {exc}") from exc
 
 
-def _already_released(
-    store: ReleaseStore, tracking: Tracking, info: VersionInfo, current: Release, log: Log
-) -> Release:
-    """Nothing to upload: check the live bytes, and finish MLflow's side if a run was cut short."""
-    store.read_verified(current.key, current.version_id, current.sha256)
-    log(f"{info.name} version {info.version} is already the release (versionId"
-        f" {current.version_id}); nothing uploaded")  # fmt: skip
-    wanted = release_tags(current)
-    if any(info.tags.get(k) != v for k, v in wanted.items()):
-        tracking.record_release(info, wanted)
-    sync_champion(store, tracking, info.name, current.mlflow_version)
-    return current
-
-
 def _reuse_or_upload(
     store: ReleaseStore,
     model: str,
@@ -151,20 +175,38 @@ def _reuse_or_upload(
     current: Release | None,
     log: Log,
 ) -> str:
-    """Bytes already in S3 are re-pointed to, never uploaded twice. The live release and its
-    predecessor are checked first (no request); then the bundle's object versions by their
-    ``sha256`` metadata (HEAD requests; no manifest version is read). Whatever is reused is
-    read back and verified before it is released."""
+    """Bytes already in S3 are re-pointed to, never uploaded twice: first the live release and
+    its predecessor (no request), then the bundle's object versions by their ``sha256``
+    metadata (HEAD requests; no manifest version is read). A candidate is used only once it
+    reads back verified, so a broken release is never re-pointed to."""
     sha = sha256_hex(data)
     key = manifest.bundle_key(model)
-    known = [r for r in (current, current.previous if current else None) if r is not None]
-    reuse = next((r.version_id for r in known if r.sha256 == sha and r.key == key), None)
-    reuse = reuse or store.find_bundle(model, sha)
-    if reuse is not None:
-        store.read_verified(key, reuse, sha)
-        log(f"bytes already in S3 (versionId {reuse}); not uploading again")
-        return reuse
+    for version_id in _reuse_candidates(store, model, sha, current):
+        try:
+            store.read_verified(key, version_id, sha)
+        except (StorageError, DigestMismatch) as exc:
+            if isinstance(exc, NoCredentials | BucketMissing):
+                raise
+            log(f"not reusing versionId {version_id}: {exc}")
+            continue
+        log(f"bytes already in S3 (versionId {version_id}); not uploading again")
+        return version_id
     version_id = store.upload_bundle(model, data, sha, info.version, info.git_sha)
-    store.read_verified(manifest.bundle_key(model), version_id, sha)
-    log(f"uploaded s3://{store.bucket}/{manifest.bundle_key(model)} versionId {version_id}")
+    store.read_verified(key, version_id, sha)
+    log(f"uploaded s3://{store.bucket}/{key} versionId {version_id}")
     return version_id
+
+
+def _reuse_candidates(
+    store: ReleaseStore, model: str, sha: str, current: Release | None
+) -> Iterator[str]:
+    key = manifest.bundle_key(model)
+    known = [r for r in (current, current.previous if current else None) if r is not None]
+    seen = set()
+    for r in known:
+        if r.sha256 == sha and r.key == key and r.version_id not in seen:
+            seen.add(r.version_id)
+            yield r.version_id
+    found = store.find_bundle(model, sha)
+    if found is not None and found not in seen:
+        yield found

@@ -1,18 +1,24 @@
 """``rollback MODEL``: re-point the manifest (and `champion`) at an earlier release.
 
 No bytes are uploaded: the earlier S3 object version is read back, checked against its SHA-256,
-and the new manifest names that same VersionId."""
+and the new manifest names that same VersionId.
+
+A relative rollback (``--steps``) depends on what is live, so a retry after a crash would walk
+back further than the first attempt meant to. The resolved release is therefore recorded first
+(``models/<name>/intent.json``, with the release it starts from); a re-run of the same command
+resumes that intent: it writes the same release, or reports it already done."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from registry import manifest
-from registry.commit import Log, commit, sync_champion
+from registry import failpoints, manifest
+from registry.commit import Log, commit, reconcile
 from registry.errors import DigestMismatch, NoRelease, UsageError
 from registry.manifest import Release
 from registry.promote import spec_for, stderr
-from registry.store import ManifestVersion, ReleaseStore
+from registry.store import ManifestState, ManifestVersion, ReleaseStore
 from registry.tracking import Tracking
 
 
@@ -60,6 +66,26 @@ def pick_target(
     return promotions[live + steps]
 
 
+def last_good(
+    store: ReleaseStore, broken: Release, history: list[ManifestVersion], steps: int
+) -> Release:
+    """With a broken live release, ``--steps N`` counts back through the earlier releases
+    whose bytes still read back verified (the newest good one is step 1)."""
+    seen: list[Release] = []
+    for entry in history:
+        r = entry.release
+        if r.same_target(broken) or any(r.same_target(s) for s in seen):
+            continue
+        if store.bundle_ok(r):
+            seen.append(r)
+            if len(seen) == steps:
+                return r
+    raise NoRelease(
+        f"the live release of {broken.name} is broken and it has {len(seen)} earlier good"
+        f" release(s); cannot go back {steps} step(s)"
+    )
+
+
 def _numeric(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (0, version)
 
@@ -77,35 +103,82 @@ def rollback(
     spec_for(model)
     if steps < 1:
         raise UsageError("--steps must be 1 or more")
+    if to is not None and to_version is not None:
+        raise UsageError("--to and --to-version are mutually exclusive")
     store = store or ReleaseStore.from_env()
     store.check_bucket()
     base = store.current(model)
     current = base.release
     if current is None:
         raise NoRelease(f"{model} has no release in s3://{store.bucket}; nothing to roll back")
-    target = pick_target(current, store.history(model), to, steps, to_version)
-
     tracking = tracking or Tracking()
-    if target.same_target(current):
+    reconcile(tracking, current, log)
+    request = {"command": "rollback", "to": to, "to_version": to_version, "steps": steps}
+
+    intent = store.pending_intent(model)
+    if intent is not None and intent.get("request") == request:
+        done = _finished(store, model, intent, base, log)
+        if done is not None:
+            return done
+        resumed: Release = intent["release"]
+        if intent.get("base_release_id") == _release_id(current):
+            log(f"{model}: resuming the interrupted rollback to version"
+                f" {resumed.mlflow_version} (release {_release_id(resumed)})")  # fmt: skip
+            return _write(store, tracking, resumed, base, log)
+
+    broken = store.bundle_problem(current)
+    history = store.history(model)
+    if broken:
+        log(f"warning: the live release of {model} is broken: {broken}")
+        target = (
+            pick_target(current, history, to, steps, to_version)
+            if to or to_version
+            else last_good(store, current, history, steps)
+        )
+    else:
+        target = pick_target(current, history, to, steps, to_version)
+    if target.same_target(current) and not broken:
         log(f"{model}: versionId {target.version_id} is already live; nothing to do")
-        store.read_verified(current.key, current.version_id, current.sha256)
-        sync_champion(store, tracking, model, current.mlflow_version)
         return current
 
     # Check the bytes and the registry before writing anything.
     store.read_verified(target.key, target.version_id, target.sha256)
     info = tracking.version(model, target.mlflow_version)
-    if info.tags.get("artifact_sha256") != target.sha256:
+    if info.artifact_sha256 != target.sha256:
         raise DigestMismatch(
             f"{model} version {target.mlflow_version}: artifact_sha256 tag"
-            f" {info.tags.get('artifact_sha256')} differs from the release's {target.sha256}"
+            f" {info.artifact_sha256} differs from the release's {target.sha256}"
         )
+    failpoints.hit("checked")
+    release = _rollback_release(current, target, reason, broken)
+    store.write_intent(
+        model,
+        {
+            "state": "pending",
+            "request": request,
+            "base_release_id": _release_id(current),
+            "release": release,
+            "created_at": release.released_at,
+        },
+    )
+    failpoints.hit("intent-written")
     log(f"{model}: rolling back from version {current.mlflow_version} to {target.mlflow_version}"
         f" (versionId {target.version_id}, digest verified)")  # fmt: skip
-    extra = {"release_id": uuid.uuid4().hex}
+    return _write(store, tracking, release, base, log)
+
+
+def _rollback_release(
+    current: Release, target: Release, reason: str | None, broken: str | None
+) -> Release:
+    extra: dict[str, Any] = {"release_id": uuid.uuid4().hex}
     extra |= {k: v for k, v in target.extra.items() if k in ("approved_by",)}
-    release = Release(
-        name=model,
+    extra |= {
+        "rolled_back_from": current.mlflow_version,
+        "reason": reason or f"rollback from version {current.mlflow_version}",
+    }
+    extra |= {"repaired": broken} if broken else {}
+    return Release(
+        name=current.name,
         mlflow_version=target.mlflow_version,
         bucket=target.bucket,
         key=target.key,
@@ -114,11 +187,42 @@ def rollback(
         git_sha=target.git_sha,
         released_at=manifest.utc_now(),
         action="rollback",
-        extra=extra
-        | {
-            "rolled_back_from": current.mlflow_version,
-            "reason": reason or f"rollback from version {current.mlflow_version}",
-        },
+        extra=extra,
         previous=current.as_previous(),
     )
-    return commit(store, tracking, release, base, log)
+
+
+def _write(
+    store: ReleaseStore, tracking: Tracking, release: Release, base: ManifestState, log: Log
+) -> Release:
+    out = commit(store, tracking, release, base, log)
+    _close_intent(store, release)
+    return out
+
+
+def _finished(
+    store: ReleaseStore, model: str, intent: dict[str, Any], base: ManifestState, log: Log
+) -> Release | None:
+    """The intent's release was already written by the interrupted run: report it done."""
+    wanted: Release = intent["release"]
+    if base.release == wanted:
+        log(f"{model}: this rollback was already done by an interrupted run (release"
+            f" {_release_id(wanted)}); MLflow is in line with it")  # fmt: skip
+        _close_intent(store, wanted)
+        return wanted
+    if any(e.release == wanted for e in store.history(model)):
+        live = base.release
+        log(f"{model}: this rollback was already done by an interrupted run (release"
+            f" {_release_id(wanted)}), and has since been replaced by"
+            f" {_release_id(live) if live else 'nothing'}; nothing to do")  # fmt: skip
+        _close_intent(store, wanted)
+        return live or wanted
+    return None
+
+
+def _close_intent(store: ReleaseStore, release: Release) -> None:
+    store.write_intent(release.name, {"state": "done", "release": release})
+
+
+def _release_id(release: Release | None) -> str:
+    return str(release.extra.get("release_id", "")) if release else ""

@@ -6,21 +6,24 @@ same code talks to AWS with whatever credentials the environment provides."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from inference.bundle import sha256_hex
-from registry import manifest
+from registry import failpoints, manifest
 from registry.errors import (
     BucketMissing,
     ConcurrentUpdate,
     DigestMismatch,
     NoCredentials,
     NoRelease,
+    OutcomeUnknown,
     StorageError,
     UnversionedBucket,
 )
@@ -36,6 +39,9 @@ _CREDENTIAL_CODES = {
     "UnrecognizedClientException",
 }
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+# What S3 answers for an object version that is not there (HEAD has no body, so only "404";
+# a malformed VersionId is a 400 InvalidArgument).
+_GONE_CODES = {"404", "NoSuchKey", "NoSuchVersion", "400", "InvalidArgument"}
 
 
 def _warn(msg: str) -> None:
@@ -65,10 +71,19 @@ class ManifestVersion:
     release: Release
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection, a timeout or a dead endpoint can raise below botocore: none of
+    it may leave the CLI untranslated."""
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return (BotoCoreError, Urllib3Error, ConnectionError, TimeoutError)
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn botocore's exceptions into the registry's typed errors (one line, no traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import ClientError, NoCredentialsError
 
     try:
         yield
@@ -87,7 +102,7 @@ def _translated(what: str) -> Iterator[None]:
                 f"conditional write refused ({code}) while trying to {what}"
             ) from exc
         raise StorageError(f"S3 error {code or exc} while trying to {what}") from exc
-    except BotoCoreError as exc:
+    except _transport_errors() as exc:
         raise StorageError(f"S3 unreachable while trying to {what}: {exc}") from exc
 
 
@@ -204,6 +219,9 @@ class ReleaseStore:
                 raise NoRelease(f"{name!r} has no release in s3://{self.bucket}") from exc
             with _translated(f"read s3://{self.bucket}/{key}"):
                 raise
+        except _transport_errors() as exc:
+            with _translated(f"read s3://{self.bucket}/{key}"):
+                raise exc from None
         with _translated(f"read s3://{self.bucket}/{key}"):
             data: bytes = resp["Body"].read()
         where = f"s3://{self.bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
@@ -222,7 +240,10 @@ class ReleaseStore:
 
         S3's If-Match/If-None-Match make this a compare-and-swap. Servers that check the
         condition non-atomically (moto) are covered by a second check: the version just before
-        ours must be ``base``; if not, our write is removed again and the caller is told."""
+        ours must be ``base``; if not, our write is removed again and the caller is told.
+
+        A failure here may come after S3 applied the write (a lost reply): callers settle the
+        outcome by re-reading the manifest (``settle``), never by trusting the exception."""
         key = manifest.manifest_key(release.name)
         body = manifest.dumps(release)
         cond = {"IfMatch": base.etag} if base.etag else {"IfNoneMatch": "*"}
@@ -237,6 +258,7 @@ class ReleaseStore:
             **cond,
         )
         version_id = str(resp.get("VersionId"))
+        failpoints.hit("manifest-written")
         older = self._version_before(key, version_id)
         # With no release read (never written, or deleted), the entry before ours must be
         # nothing or a delete marker; otherwise it must be the version we read.
@@ -262,6 +284,103 @@ class ReleaseStore:
                 f"s3://{self.bucket}/{key}?versionId={version_id} reads back differently"
             )
         return version_id
+
+    def settle(self, name: str, attempts: int = 4, pause_s: float = 0.5) -> ManifestState:
+        """Re-read the live manifest after a write whose outcome is in doubt: a few attempts,
+        backing off, since the failure that put it in doubt may be passing. Raises
+        OutcomeUnknown when S3 cannot be read at all."""
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                return self.current(name)
+            except (StorageError, DigestMismatch) as exc:
+                if isinstance(exc, NoCredentials | BucketMissing):
+                    raise
+                last = exc
+                time.sleep(pause_s * 2**attempt)
+        raise OutcomeUnknown(
+            f"the write of s3://{self.bucket}/{manifest.manifest_key(name)} was sent, and S3 could"
+            f" not be read back after it ({attempts} attempts: {last}); whether it was released is"
+            f" unknown: `python -m registry current {name}` settles it, and re-running the same"
+            " command finishes or confirms it"
+        )
+
+    # -- the live bundle ---------------------------------------------------------------------
+
+    def bundle_problem(self, release: Release) -> str | None:
+        """Why the object version a release names cannot serve, or None when it exists and
+        carries the release's digest in its metadata. One HEAD request, no download."""
+        from botocore.exceptions import ClientError
+
+        where = f"s3://{release.bucket}/{release.key}?versionId={release.version_id}"
+        try:
+            head = self.s3.head_object(
+                Bucket=release.bucket, Key=release.key, VersionId=release.version_id
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _GONE_CODES:
+                return f"{where} does not exist ({code})"
+            with _translated(f"read the metadata of {where}"):
+                raise
+        except _transport_errors() as exc:
+            with _translated(f"read the metadata of {where}"):
+                raise exc from None
+        stored = str(head.get("Metadata", {}).get("sha256", "")).lower()
+        if stored and stored != release.sha256:
+            return f"{where} holds bytes with sha256 {stored}, not the release's {release.sha256}"
+        return None
+
+    def bundle_ok(self, release: Release) -> bool:
+        """The release's bytes exist and verify (a full read, for choosing a good release)."""
+        try:
+            self.read_verified(release.key, release.version_id, release.sha256)
+        except (DigestMismatch, StorageError) as exc:
+            if isinstance(exc, NoCredentials | BucketMissing):
+                raise
+            return False
+        return True
+
+    # -- intents: what a rollback resolved, so that a retry lands on the same release -----------
+
+    def pending_intent(self, name: str) -> dict[str, Any] | None:
+        """The intent an interrupted command left open, or None. An unreadable one is ignored
+        with a warning: it only ever makes a retry resume, never decides a release by itself."""
+        from botocore.exceptions import ClientError
+
+        key = manifest.intent_key(name)
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            with _translated(f"read s3://{self.bucket}/{key}"):
+                raise
+        except _transport_errors() as exc:
+            with _translated(f"read s3://{self.bucket}/{key}"):
+                raise exc from None
+        try:
+            intent = json.loads(body)
+            if not isinstance(intent, dict):
+                raise ValueError("not an object")
+            intent["release"] = manifest.parse_release(intent["release"])
+        except (ValueError, KeyError, TypeError) as exc:
+            _warn(f"warning: ignoring unreadable s3://{self.bucket}/{key}: {exc}")
+            return None
+        return intent if intent.get("state") == "pending" else None
+
+    def write_intent(self, name: str, intent: dict[str, Any]) -> None:
+        key = manifest.intent_key(name)
+        data = dict(intent)
+        if isinstance(data.get("release"), Release):
+            data["release"] = data["release"].to_dict()
+        self._call(
+            f"write s3://{self.bucket}/{key}",
+            self.s3.put_object,
+            Key=key,
+            Body=(json.dumps(data, indent=2) + "\n").encode(),
+            ContentType="application/json",
+        )
 
     def _version_before(self, key: str, version_id: str) -> dict[str, Any] | None:
         """The entry (object version or delete marker) just older than ``version_id``."""

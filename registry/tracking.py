@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry.errors import BundleMissing, StorageError, VersionNotFound
+from inference.bundle import normalize_sha256
+from registry.errors import BundleMissing, DigestMismatch, StorageError, VersionNotFound
 from training.config import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
 
 CHAMPION = "champion"
@@ -29,10 +30,17 @@ class VersionInfo:
 
     @property
     def artifact_sha256(self) -> str:
+        """The tag in canonical (lowercase) form: a digest differing only in case is the same."""
         sha = self.tags.get("artifact_sha256", "")
         if not sha:
             raise BundleMissing(f"{self.name} version {self.version} has no artifact_sha256 tag")
-        return sha
+        canonical = normalize_sha256(sha)
+        if canonical is None:
+            raise DigestMismatch(
+                f"{self.name} version {self.version}: artifact_sha256 tag {sha!r} is not a"
+                " SHA-256 (64 hex digits)"
+            )
+        return canonical
 
     @property
     def git_sha(self) -> str:
@@ -137,6 +145,17 @@ class Tracking:
                 self.client.set_model_version_tag(info.name, info.version, key, value)
         except Exception as exc:
             raise StorageError(f"could not tag {info.name} version {info.version}: {exc}") from exc
+
+    def champion(self, name: str) -> str | None:
+        """The version `champion` names, or None when the alias is not set."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(name, CHAMPION).version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise StorageError(f"could not read {name}@{CHAMPION}: {exc}") from exc
 
     def set_champion(self, name: str, version: str) -> None:
         try:
