@@ -11,6 +11,7 @@ resumes that intent: it writes the same release, or reports it already done."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from registry import failpoints, manifest
@@ -99,7 +100,10 @@ def rollback(
     tracking: Tracking | None = None,
     log: Log = stderr,
     to_version: str | None = None,
+    deliver: Callable[[Release], None] | None = None,
 ) -> Release:
+    """``deliver`` hands the result over (the CLI prints it) *before* the intent is closed: a
+    run killed before its caller saw the result is finished, not repeated, by a re-run."""
     spec_for(model)
     if steps < 1:
         raise UsageError("--steps must be 1 or more")
@@ -108,38 +112,59 @@ def rollback(
     store = store or ReleaseStore.from_env()
     store.check_bucket()
     base = store.current(model)
-    current = base.release
-    if current is None:
+    if base.release is None:
         raise NoRelease(f"{model} has no release in s3://{store.bucket}; nothing to roll back")
     tracking = tracking or Tracking()
-    reconcile(tracking, current, log)
+    reconcile(tracking, base.release, log)
     request = {"command": "rollback", "to": to, "to_version": to_version, "steps": steps}
+    release, intent_open = _rollback(store, tracking, base, request, reason, log)
+    if deliver is not None:
+        deliver(release)
+    if intent_open:
+        store.write_intent(model, {"state": "done", "release": release})
+    return release
 
+
+def _rollback(
+    store: ReleaseStore,
+    tracking: Tracking,
+    base: ManifestState,
+    request: dict[str, Any],
+    reason: str | None,
+    log: Log,
+) -> tuple[Release, bool]:
+    """The release this rollback lands on, and whether an intent is open for it."""
+    current = base.release
+    assert current is not None
+    model = current.name
     intent = store.pending_intent(model)
     if intent is not None and intent.get("request") == request:
-        done = _finished(store, model, intent, base, log)
-        if done is not None:
-            return done
-        resumed: Release = intent["release"]
+        wanted: Release = intent["release"]
+        if current == wanted:
+            log(f"{model}: this rollback was already done by an interrupted run (release"
+                f" {_release_id(wanted)})")  # fmt: skip
+            return wanted, True
         if intent.get("base_release_id") == _release_id(current):
             log(f"{model}: resuming the interrupted rollback to version"
-                f" {resumed.mlflow_version} (release {_release_id(resumed)})")  # fmt: skip
-            return _write(store, tracking, resumed, base, log)
+                f" {wanted.mlflow_version} (release {_release_id(wanted)})")  # fmt: skip
+            return commit(store, tracking, wanted, base, log), True
+        if any(e.release == wanted for e in store.history(model)):
+            log(f"{model}: this rollback was already done by an interrupted run (release"
+                f" {_release_id(wanted)}) and has since been replaced; nothing to do")  # fmt: skip
+            return current, True
 
     broken = store.bundle_problem(current)
     history = store.history(model)
+    to, to_version, steps = request["to"], request["to_version"], request["steps"]
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}")
-        target = (
-            pick_target(current, history, to, steps, to_version)
-            if to or to_version
-            else last_good(store, current, history, steps)
-        )
+    if broken and not (to or to_version):
+        target = last_good(store, current, history, steps)
     else:
         target = pick_target(current, history, to, steps, to_version)
     if target.same_target(current) and not broken:
         log(f"{model}: versionId {target.version_id} is already live; nothing to do")
-        return current
+        return current, False
 
     # Check the bytes and the registry before writing anything.
     store.read_verified(target.key, target.version_id, target.sha256)
@@ -164,7 +189,7 @@ def rollback(
     failpoints.hit("intent-written")
     log(f"{model}: rolling back from version {current.mlflow_version} to {target.mlflow_version}"
         f" (versionId {target.version_id}, digest verified)")  # fmt: skip
-    return _write(store, tracking, release, base, log)
+    return commit(store, tracking, release, base, log), True
 
 
 def _rollback_release(
@@ -190,38 +215,6 @@ def _rollback_release(
         extra=extra,
         previous=current.as_previous(),
     )
-
-
-def _write(
-    store: ReleaseStore, tracking: Tracking, release: Release, base: ManifestState, log: Log
-) -> Release:
-    out = commit(store, tracking, release, base, log)
-    _close_intent(store, release)
-    return out
-
-
-def _finished(
-    store: ReleaseStore, model: str, intent: dict[str, Any], base: ManifestState, log: Log
-) -> Release | None:
-    """The intent's release was already written by the interrupted run: report it done."""
-    wanted: Release = intent["release"]
-    if base.release == wanted:
-        log(f"{model}: this rollback was already done by an interrupted run (release"
-            f" {_release_id(wanted)}); MLflow is in line with it")  # fmt: skip
-        _close_intent(store, wanted)
-        return wanted
-    if any(e.release == wanted for e in store.history(model)):
-        live = base.release
-        log(f"{model}: this rollback was already done by an interrupted run (release"
-            f" {_release_id(wanted)}), and has since been replaced by"
-            f" {_release_id(live) if live else 'nothing'}; nothing to do")  # fmt: skip
-        _close_intent(store, wanted)
-        return live or wanted
-    return None
-
-
-def _close_intent(store: ReleaseStore, release: Release) -> None:
-    store.write_intent(release.name, {"state": "done", "release": release})
 
 
 def _release_id(release: Release | None) -> str:
