@@ -64,12 +64,12 @@ ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
 	$(RUN) training.ui
 
 .PHONY: s3-up
-s3-up: venv ## Start the loopback S3 server (kept running for promote/rollback/invoke)
+s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
 	$(RUN) tools.local_s3 up
 
 .PHONY: s3-down
-s3-down: venv ## Stop the loopback S3 server
-	$(RUN) tools.local_s3 down
+s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/)
+	$(RUN) tools.local_s3 down $(if $(filter 1,$(WIPE)),--wipe)
 
 # --- infra (issue 5): CDK app, workflow linters. Node tooling is pinned in infra/package-lock.json.
 INFRA_NODE := infra/node_modules/.package-lock.json
