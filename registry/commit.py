@@ -14,12 +14,13 @@ from registry import failpoints
 from registry.errors import (
     ConcurrentUpdate,
     DigestMismatch,
+    OutcomeUnknown,
     RegistryError,
     StorageError,
     VersionNotFound,
 )
 from registry.manifest import Release
-from registry.store import ManifestState, ReleaseStore
+from registry.store import ManifestState, ReleaseStore, Unconfirmed
 from registry.tracking import Tracking
 
 Log = Callable[[str], None]
@@ -90,7 +91,15 @@ def commit(
     except (StorageError, ConcurrentUpdate, DigestMismatch) as exc:
         # The write may have been applied with its reply lost (a retried PUT then even reads
         # as a conflict with itself): ask S3 what is live now.
-        now = store.settle(release.name)
+        try:
+            now = store.settle(release.name)
+        except OutcomeUnknown:
+            if not isinstance(exc, Unconfirmed):
+                raise
+            log(f"warning: S3 acknowledged the manifest write (release.json versionId"
+                f" {exc.version_id}) and then could not be read back: released, unconfirmed"
+                f" ({exc})")  # fmt: skip
+            now = ManifestState(release, None, exc.version_id)
         if not _written(now, release):
             if isinstance(exc, ConcurrentUpdate) and now.release is not None:
                 _follow(store, tracking, now.release, log)

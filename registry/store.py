@@ -54,6 +54,15 @@ def verify(data: bytes, expected: str, where: str) -> None:
         raise DigestMismatch(f"SHA-256 mismatch for {where}: expected {expected}, got {actual}")
 
 
+class Unconfirmed(StorageError):
+    """S3 acknowledged the manifest write (a conditional PutObject answered 200), and the
+    checks after it could not run: with S3's atomic conditions, that write is applied."""
+
+    def __init__(self, message: str, version_id: str) -> None:
+        super().__init__(message)
+        self.version_id = version_id
+
+
 @dataclass(frozen=True)
 class ManifestState:
     """The current manifest and what a conditional write must name to replace it."""
@@ -259,6 +268,15 @@ class ReleaseStore:
         )
         version_id = str(resp.get("VersionId"))
         failpoints.hit("manifest-written")
+        try:
+            return self._confirm(release, base, version_id)
+        except StorageError as exc:
+            if isinstance(exc, NoCredentials | BucketMissing):
+                raise
+            raise Unconfirmed(str(exc), version_id) from exc
+
+    def _confirm(self, release: Release, base: ManifestState, version_id: str) -> str:
+        key = manifest.manifest_key(release.name)
         older = self._version_before(key, version_id)
         # With no release read (never written, or deleted), the entry before ours must be
         # nothing or a delete marker; otherwise it must be the version we read.
@@ -285,11 +303,15 @@ class ReleaseStore:
             )
         return version_id
 
-    def settle(self, name: str, attempts: int = 4, pause_s: float = 0.5) -> ManifestState:
+    SETTLE_ATTEMPTS = 4
+    SETTLE_PAUSE_S = 0.5  # doubled after each failed attempt: 0.5 + 1 + 2 + 4 s at most
+
+    def settle(self, name: str) -> ManifestState:
         """Re-read the live manifest after a write whose outcome is in doubt: a few attempts,
         backing off, since the failure that put it in doubt may be passing. Raises
         OutcomeUnknown when S3 cannot be read at all."""
         last: Exception | None = None
+        attempts = self.SETTLE_ATTEMPTS
         for attempt in range(attempts):
             try:
                 return self.current(name)
@@ -297,7 +319,8 @@ class ReleaseStore:
                 if isinstance(exc, NoCredentials | BucketMissing):
                     raise
                 last = exc
-                time.sleep(pause_s * 2**attempt)
+                if attempt + 1 < attempts:
+                    time.sleep(self.SETTLE_PAUSE_S * 2**attempt)
         raise OutcomeUnknown(
             f"the write of s3://{self.bucket}/{manifest.manifest_key(name)} was sent, and S3 could"
             f" not be read back after it ({attempts} attempts: {last}); whether it was released is"
