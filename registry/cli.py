@@ -97,17 +97,19 @@ def _run(args: argparse.Namespace) -> int:
         )
         return errors.OK
     elif args.command == "reconcile":
-        from registry.commit import reconcile
+        from registry.commit import orphaned_champion, reconcile
+        from registry.errors import NoRelease
         from registry.promote import stderr
         from registry.store import ReleaseStore
         from registry.tracking import Tracking
 
-        live = ReleaseStore.from_env().current(args.model).release
-        if not reconcile(Tracking(), live, stderr):
-            stderr(f"{args.model}: MLflow already agrees with release.json")
+        store, tracking = ReleaseStore.from_env(), Tracking()
+        live = store.current(args.model).release
         if live is None:
-            stderr(f"{args.model} has no release; nothing to reconcile")
-            return errors.OK
+            orphan = orphaned_champion(tracking, args.model, store.bucket)
+            raise NoRelease(orphan or f"{args.model} has no release; nothing to reconcile")
+        if not reconcile(tracking, live, stderr):
+            stderr(f"{args.model}: MLflow already agrees with release.json")
         release = live
     elif args.command == "current":
         release = _live(args.model, verify=args.verify)

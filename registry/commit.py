@@ -71,6 +71,24 @@ def reconcile(tracking: Tracking, live: Release | None, log: Log) -> list[str]:
     return changed
 
 
+def orphaned_champion(tracking: Tracking, name: str, bucket: str) -> str | None:
+    """With no release in the bucket, MLflow may still name a champion released to it: the
+    bucket was wiped, or this is another bucket or server. Say so, with the way out."""
+    try:
+        version = tracking.champion(name)
+        if version is None:
+            return None
+        where = tracking.version(name, version).tags.get("s3_version_id", "?")
+    except RegistryError:
+        return None
+    return (
+        f"MLflow's {name}@champion is version {version}, released as versionId {where}, but"
+        f" s3://{bucket} has no release of {name}: the bucket was wiped, or MODEL_BUCKET /"
+        f" AWS_ENDPOINT_URL_S3 name another one. Point them at the bucket that holds it, or"
+        f" promote again (`make promote MODEL={name}`)"
+    )
+
+
 def _written(state: ManifestState, release: Release) -> bool:
     return state.release == release  # release_id makes every write unique
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem, sha256_hex
 from registry import approvals, failpoints, gates, manifest
-from registry.commit import Log, commit, reconcile
+from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
     BucketMissing,
     ConcurrentUpdate,
@@ -65,6 +65,9 @@ def promote(
     base = store.current(model)
     current = base.release
     reconcile(tracking, current, log)
+    orphan = None if current else orphaned_champion(tracking, model, store.bucket)
+    if orphan:
+        log(f"warning: {orphan}")
     broken = store.bundle_problem(current) if current else None
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}; this promotion repairs it")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from registry import failpoints, manifest
-from registry.commit import Log, commit, reconcile
+from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import DigestMismatch, NoRelease, UsageError
 from registry.manifest import Release
 from registry.promote import spec_for, stderr
@@ -112,9 +112,12 @@ def rollback(
     store = store or ReleaseStore.from_env()
     store.check_bucket()
     base = store.current(model)
-    if base.release is None:
-        raise NoRelease(f"{model} has no release in s3://{store.bucket}; nothing to roll back")
     tracking = tracking or Tracking()
+    if base.release is None:
+        hint = orphaned_champion(tracking, model, store.bucket)
+        raise NoRelease(
+            hint or f"{model} has no release in s3://{store.bucket}; nothing to roll back"
+        )
     reconcile(tracking, base.release, log)
     request = {"command": "rollback", "to": to, "to_version": to_version, "steps": steps}
     release, intent_open = _rollback(store, tracking, base, request, reason, log)

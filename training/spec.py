@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.bundle import is_model_name, model_name_problem
 from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
 
 TASKS = ("regression", "binary")
@@ -93,6 +94,8 @@ def available() -> list[str]:
 
 
 def load_spec(name: str) -> ModelSpec:
+    if not is_model_name(name):  # before it becomes a path: `../specs/wqi` must not resolve
+        raise SpecError(model_name_problem(name))
     path = SPECS_DIR / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(available()) or "none"
@@ -114,6 +117,8 @@ def load_spec_file(path: Path) -> ModelSpec:
 
 def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     model, data, gates = raw["model"], raw["data"], raw["gates"]
+    if not is_model_name(model["name"]):
+        raise ValueError(model_name_problem(str(model["name"])))
     if model["task"] not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {model['task']!r}")
     split = {"method": "random", "test_size": 0.2, "seed": 42} | raw.get("split", {})

@@ -47,7 +47,9 @@ class FaultProxy:
                 proxy.seen.append((self.command, self.path, action))
                 body = self._body()
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"
+                }
                 if body is not None:
                     headers["Content-Length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)

@@ -46,9 +46,7 @@ def _rerun(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[Any, str]:
     return json.loads(out), err
 
 
-def _state(
-    versions: Versions, bucket: str, capsys: pytest.CaptureFixture[str]
-) -> dict[str, Any]:
+def _state(versions: Versions, bucket: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     """Everything one run of a command changes, without the run-specific stamps."""
     history, _ = _rerun(capsys, "releases", "wqi", "--json")
     live = history[0]
