@@ -22,7 +22,7 @@ from inference import events, loader
 from inference.blocks import joined
 from inference.events import HTTP_KINDS, Kind
 from inference.observability import count_error, debug_enabled, logger, publish_cold_start
-from inference.validation import ValidationError, Validator
+from inference.validation import ValidationError, Validator, json_type, problem
 
 VALIDATION_ERROR = "VALIDATION_ERROR"
 INFERENCE_ERROR = "INFERENCE_ERROR"
@@ -150,9 +150,9 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
             return _sqs(service, event, context)
         return _http(service, kind, event, context)
     except ValidationError as exc:
-        return _validation_error(kind, exc, context)
+        return _validation_error(kind, exc, event, context)
     except Exception:
-        return _fault(kind, context)
+        return _fault(kind, event, context)
 
 
 def _first_invocation(context: Any) -> None:
@@ -179,26 +179,34 @@ def _one(service: Service, record: Any) -> dict[str, Any]:
 def _batch(service: Service, body: dict[str, Any]) -> dict[str, Any]:
     if len(body) != 1:
         extra = sorted(str(k) for k in body if k != "records")
-        raise ValidationError([{"field": k, "reason": "unknown field"} for k in extra])
+        # An empty key is named "" as validation names it (a field name must be readable).
+        raise ValidationError([problem(k or '""', "unknown field") for k in extra])
     return {"predictions": service.answer_batch(body["records"])}
 
 
 def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> dict[str, Any]:
     body = events.http_json(kind, event)
-    if type(body) is dict and "records" in body:
+    if type(body) is not dict:  # named as the body it is, not as the event around it
+        raise ValidationError([problem("body", f"must be a JSON object, not {json_type(body)}")])
+    if "records" in body:
         payload = {"model": service.identity, **_batch(service, body)}
     else:
         payload = {"model": service.identity, "prediction": _one(service, body)}
-    return events.http_response(kind, 200, payload, _request_id(context))
+    return events.http_response(kind, event, 200, payload, _request_id(context))
 
 
 def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Valid messages are predicted in one call; the invalid ones are reported back to SQS."""
+    """Valid messages are predicted in one call; the invalid ones are reported back to SQS.
+
+    A record that cannot be named in ``batchItemFailures`` raises ValidationError before
+    anything is predicted (see events.sqs_messages): the whole invocation then fails.
+    """
     failures: list[dict[str, str]] = []
     ids, devices, rows = [], [], []
-    for message_id, body in events.sqs_messages(event):
+    for message_id, record in events.sqs_messages(event):
         try:
-            device, row = service.validator.single(events.parse_json(body, "body"))
+            body = events.parse_json(events.sqs_body(record), "body")
+            device, row = service.validator.single(body)
         except ValidationError as exc:
             logger.warning(
                 "invalid SQS message", extra={"messageId": message_id, "details": exc.details}
@@ -264,19 +272,27 @@ def _validation_payload(exc: ValidationError) -> dict[str, Any]:
     return {"error": error, "model": _identity()}
 
 
-def _validation_error(kind: Kind, exc: ValidationError, context: Any) -> dict[str, Any]:
+def _validation_error(kind: Kind, exc: ValidationError, event: Any, context: Any) -> dict[str, Any]:
     """A 400 in the event's own shape. Direct and batch answer it too (not raised): an invalid
     async event is not retried, because retrying cannot make it valid."""
-    if kind is Kind.SQS:  # per-message problems never get here: a whole-batch problem is a fault
-        return _fault(kind, context)
     count_error(VALIDATION_ERROR)
+    if kind is Kind.SQS:
+        # Per-message problems are item failures and never get here; only a record that cannot
+        # be named does. Failing the invocation keeps every message in the queue (retried, then
+        # dead-lettered), where any answer returned would let SQS delete that record.
+        request_id = _request_id(context)
+        logger.error(
+            "SQS batch failed whole: a record has no messageId to report it by",
+            extra={"requestId": request_id, "details": exc.details},
+        )
+        raise InferenceError(request_id) from None
     if kind in HTTP_KINDS:
         request_id = _request_id(context)
-        return events.http_response(kind, 400, _validation_payload(exc), request_id)
+        return events.http_response(kind, event, 400, _validation_payload(exc), request_id)
     return {"statusCode": 400, **_validation_payload(exc)}
 
 
-def _fault(kind: Kind, context: Any) -> dict[str, Any]:
+def _fault(kind: Kind, event: Any, context: Any) -> dict[str, Any]:
     """Call from an ``except`` block. HTTP kinds answer 500 (503 when the model cannot load) in
     their proxy shape; every other kind raises InferenceError so the invocation fails."""
     request_id = _request_id(context)
@@ -294,4 +310,4 @@ def _fault(kind: Kind, context: Any) -> dict[str, Any]:
         },
         "model": _identity(),
     }
-    return events.http_response(kind, 503 if unavailable else 500, payload, request_id)
+    return events.http_response(kind, event, 503 if unavailable else 500, payload, request_id)

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 MAX_DETAILS = 50
+FIELD_MAX = 256  # characters of a field path reported back (it may hold a caller's key)
 DEVICE_ID_MAX = 128
 RECORD_KEYS = frozenset({"deviceId", "readings"})
 _BIG = 1.7976931348623157e308  # float max: "no bound" that still excludes infinities
@@ -43,6 +44,8 @@ class ValidationError(Exception):
 
 
 def problem(field: str, reason: str) -> dict[str, str]:
+    if len(field) > FIELD_MAX:  # bounded, so a 400 stays far below ALB's 1 MB response limit
+        field = field[:FIELD_MAX] + "..."
     return {"field": field, "reason": reason}
 
 
@@ -79,7 +82,7 @@ class Validator:
     def readings(self, values: Any, path: str, errors: list[dict[str, str]]) -> list[float]:
         """One feature row. Appends to ``errors`` (and returns a partial row) when invalid."""
         if type(values) is not dict:
-            errors.append(problem(path, f"must be an object, not {_json_type(values)}"))
+            errors.append(problem(path, f"must be an object, not {json_type(values)}"))
             return []
         row: list[float] = []
         append = row.append
@@ -100,7 +103,7 @@ class Validator:
                 errors.append(problem(f"{path}.{name}", reason))
         if len(values) != len(self.rules) or errors:  # cheap test first; set maths if needed
             for extra in sorted(str(k) for k in values.keys() - self.names):
-                errors.append(problem(f"{path}.{extra}", "unknown field"))
+                errors.append(problem(_join(path, extra), "unknown field"))
         return row
 
     @staticmethod
@@ -110,7 +113,7 @@ class Validator:
         if value is None:
             return "must not be null"
         if type(value) not in (int, float):  # bool is an int subclass: excluded here too
-            return f"must be a number, not {_json_type(value)}"
+            return f"must be a number, not {json_type(value)}"
         if type(value) is float and not math.isfinite(value):  # ints are exact: 10**400 too
             return "must be finite (NaN and Infinity are not accepted)"
         if integer and type(value) is float and not value.is_integer():
@@ -124,7 +127,7 @@ class Validator:
     ) -> tuple[str | None, list[float]]:
         """(deviceId, feature row) of a direct-shape record."""
         if type(record) is not dict:
-            errors.append(problem(path or "event", f"must be an object, not {_json_type(record)}"))
+            errors.append(problem(path or "event", f"must be an object, not {json_type(record)}"))
             return None, []
         device = record.get("deviceId")
         if device is not None and (type(device) is not str or len(device) > DEVICE_ID_MAX):
@@ -154,7 +157,7 @@ class Validator:
     def check_batch(self, records: Any, path: str = "records") -> None:
         """The batch as a whole: an array of 1..max_batch records."""
         if type(records) is not list:
-            raise ValidationError([problem(path, f"must be an array, not {_json_type(records)}")])
+            raise ValidationError([problem(path, f"must be an array, not {json_type(records)}")])
         if not records:
             raise ValidationError([problem(path, "must hold at least one record")])
         if len(records) > self.max_batch:
@@ -232,6 +235,7 @@ def _bound(value: Any, default: float) -> float:
 
 
 def _join(path: str, key: str) -> str:
+    key = key or '""'  # an empty key still gets a name a caller can read
     return f"{path}.{key}" if path else key
 
 
@@ -239,7 +243,7 @@ def _fmt(bound: float) -> str:
     return "unbounded" if abs(bound) == _BIG else f"{bound:g}"
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is _MISSING:
         return "nothing"
     return {
