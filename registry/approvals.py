@@ -4,16 +4,15 @@ Merging a PR that changes ``registry/approved.toml`` is the approval; CI then ru
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.bundle import is_model_name, model_name_problem, normalize_sha256
 from registry.errors import NotApproved
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "approved.toml"
 REQUIRED = ("version", "sha256", "approved_by", "reason")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
@@ -27,19 +26,31 @@ class Approval:
 
 def load(path: Path = DEFAULT_PATH) -> dict[str, Approval]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise NotApproved(f"approval file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise NotApproved(f"approval file {path} is unreadable: {exc}") from exc
+    return parse(text, path.name)
+
+
+def parse(text: str, where: str = DEFAULT_PATH.name) -> dict[str, Approval]:
+    """The one parser of the approval format (the registry and promote.yml's helper use it):
+    one top-level ``[<model>]`` table per approved model."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise NotApproved(f"approval file {where} is unreadable: {exc}") from exc
     out = {}
     for model, entry in raw.items():
+        if not is_model_name(model):
+            raise NotApproved(f"{where}: [{model}]: {model_name_problem(model)}")
         if not isinstance(entry, dict):
-            raise NotApproved(f"{path.name}: [{model}] must be a table")
+            raise NotApproved(f"{where}: [{model}] must be a table")
         missing = [k for k in REQUIRED if not entry.get(k)]
         if missing:
             raise NotApproved(
-                f"{path.name}: [{model}] is not approved properly: it lacks {', '.join(missing)}"
+                f"{where}: [{model}] is not approved properly: it lacks {', '.join(missing)}"
                 + (
                     " (copy the version's artifact_sha256 tag, printed by `make train`)"
                     if "sha256" in missing
@@ -49,12 +60,12 @@ def load(path: Path = DEFAULT_PATH) -> dict[str, Approval]:
         version = entry["version"]
         # TOML lets people write version = 3; MLflow versions are strings.
         if isinstance(version, bool) or not isinstance(version, str | int):
-            raise NotApproved(f'{path.name}: [{model}] version must be a string like "3"')
-        sha256 = entry["sha256"]
-        if not isinstance(sha256, str) or not _SHA256.match(sha256):
-            raise NotApproved(f"{path.name}: [{model}] sha256 must be 64 hex digits")
+            raise NotApproved(f'{where}: [{model}] version must be a string like "3"')
+        sha256 = normalize_sha256(entry["sha256"])
+        if sha256 is None:
+            raise NotApproved(f"{where}: [{model}] sha256 must be 64 hex digits")
         out[model] = Approval(
-            model, str(version), str(entry["approved_by"]), str(entry["reason"]), sha256.lower()
+            model, str(version), str(entry["approved_by"]), str(entry["reason"]), sha256
         )
     return out
 

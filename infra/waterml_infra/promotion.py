@@ -15,30 +15,18 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from registry.manifest import MODEL_NAME, ManifestError, Release, parse_release
+from registry import approvals
+from registry.errors import RegistryError
+from registry.manifest import ManifestError, Release, parse_release
 
 
 def approved_models(text: str) -> list[str]:
-    """Model names in the approval file.
-
-    Accepts `[models.<name>]` tables, a top-level `[<name>]` table per model, or
-    `[[models]]` entries with a `name` key.
-    """
-    data: dict[str, Any] = tomllib.loads(text)
-    models = data.get("models", data)
-    names: list[str]
-    if isinstance(models, list):
-        names = [str(entry["name"]) for entry in models if isinstance(entry, dict)]
-    else:
-        names = [k for k, v in models.items() if isinstance(v, dict)]
-    bad = [n for n in names if not MODEL_NAME.match(n)]
-    if bad:
-        raise ValueError(f"invalid model names in the approval file: {bad}")
-    return sorted(set(names))
+    """Model names in the approval file, read by the registry's own parser: a file the
+    registry would refuse is refused here too, before any promotion starts."""
+    return sorted(approvals.parse(text))
 
 
 def last_release_object(output: str) -> dict[str, Any]:
@@ -77,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(approved_models(args.approval_file.read_text())))
             return 0
         release, raw = extract_release(args.log.read_text())
-    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, OSError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args.out.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
