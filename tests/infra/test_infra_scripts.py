@@ -439,18 +439,34 @@ def test_serving_outputs(tmp_path, monkeypatch, capsys):
 
 
 def test_approved_models_reads_the_registry_file_format():
-    text = """
-# comment
-[wqi]
-version = "3"
-approved_by = "jane.doe"
-
-[potability]
-version = "1"
-"""
+    sha = "ab" * 32
+    entry = f'version = "3"\nsha256 = "{sha}"\napproved_by = "jane.doe"\nreason = "r"\n'
+    text = f"# comment\n[wqi]\n{entry}\n[potability]\n{entry}"
     assert promotion.approved_models(text) == ["potability", "wqi"]
     assert promotion.approved_models("# nothing approved yet\n") == []
-    assert promotion.approved_models('[models.wqi]\nversion = "2"\n') == ["wqi"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[models.wqi]\nversion = "2"\n',  # once accepted here while the registry refused it
+        '[wqi]\nversion = "2"\n',  # no sha256, approved_by, reason
+        '[[models]]\nname = "wqi"\n',
+        '["../specs/wqi"]\nversion = "2"\n',
+    ],
+)
+def test_approved_models_refuses_what_the_registry_refuses(text, tmp_path):
+    """One parser: promote.yml's model list and `promote` agree on what is approved."""
+    from registry import approvals
+    from registry.errors import NotApproved
+
+    with pytest.raises(NotApproved):
+        promotion.approved_models(text)
+    path = tmp_path / "approved.toml"
+    path.write_text(text)
+    with pytest.raises(NotApproved):
+        approvals.load(path)
+    assert promotion.main(["models", str(path)]) == 1
 
 
 def test_approved_models_of_the_repository_file():
