@@ -63,8 +63,8 @@ def check_answer(
     """Validate the decoded answer of a direct invocation.
 
     The handler answers `{"statusCode": 200, "model": {"name", "version", "s3VersionId",
-    ...}, "prediction": {...}}`; a flat `{"model": "wqi", "version": "3"}` and an HTTP-proxy
-    shaped answer (`{"statusCode", "body": "<json>"}`) are accepted too.
+    ...}, "prediction": {...}}`; an HTTP-proxy shaped answer (`{"statusCode", "body":
+    "<json>"}`) is accepted too.
     """
     if not isinstance(payload, dict):
         raise SmokeTestFailed(f"answer is not a JSON object: {payload!r}"[:500])
@@ -78,11 +78,10 @@ def check_answer(
     if "error" in payload or "code" in payload:
         raise SmokeTestFailed(f"answer is an error: {json.dumps(payload)[:500]}")
     identity = payload.get("model")
-    if isinstance(identity, dict):
-        name, version = identity.get("name"), identity.get("version")
-        s3_version_id = identity.get("s3VersionId")
-    else:
-        name, version, s3_version_id = identity, payload.get("version"), None
+    if not isinstance(identity, dict):
+        raise SmokeTestFailed(f"answer has no model identity: {json.dumps(payload)[:500]}")
+    name, version = identity.get("name"), identity.get("version")
+    s3_version_id = identity.get("s3VersionId")
     if name is None or version is None:
         raise SmokeTestFailed(f"answer lacks the model or its version: {json.dumps(payload)[:500]}")
     if str(name) != model:
@@ -91,7 +90,7 @@ def check_answer(
         raise SmokeTestFailed(
             f"answer is from model version {version!r}, expected {expect_version!r}"
         )
-    if expect_s3_version_id and s3_version_id not in (None, expect_s3_version_id):
+    if expect_s3_version_id and s3_version_id != expect_s3_version_id:
         raise SmokeTestFailed(
             f"answer is from S3 version {s3_version_id!r}, expected {expect_s3_version_id!r}"
         )

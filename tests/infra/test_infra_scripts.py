@@ -271,14 +271,8 @@ def test_smoke_sends_the_sample_event():
     }
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        {"model": "wqi", "version": "3"},
-        {"statusCode": 200, "body": json.dumps({"model": "wqi", "version": 3})},
-    ],
-)
-def test_smoke_accepts_flat_and_proxy_shaped_answers(answer):
+def test_smoke_accepts_a_proxy_shaped_answer():
+    answer = {"statusCode": 200, "body": json.dumps(_identity(version=3))}
     lam, _ = _lambda_with(answer)
     smoke.run(lam, "waterml-dev-wqi", "8", expect_version="3")
 
@@ -298,7 +292,8 @@ def _identity(**changes):
         ),
         ({"error": {"code": "ValidationError"}, "model": "wqi", "version": "3"}, None, "error"),
         ({"statusCode": 503, "body": "{}"}, None, "status 503"),
-        ({"model": "wqi"}, None, "lacks"),
+        ({"model": "wqi", "version": "3"}, None, "no model identity"),  # the handler never
+        # answered this flat form: accepting it let a wrong answer pass the smoke test
         (_identity(version=None), None, "lacks"),
         (_identity(name="potability"), None, "expected 'wqi'"),
         (_identity(version="2"), None, "expected '3'"),
