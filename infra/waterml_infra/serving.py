@@ -39,25 +39,12 @@ class ServingStack(Stack):
     ):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.config = config
-        cfg = config
-        if (release.name, release.bucket, release.key) != (
-            cfg.model_name,
-            cfg.bucket_name,
-            cfg.model_key,
-        ):
-            raise ManifestError(
-                f"release {release.name} s3://{release.bucket}/{release.key} does not belong to "
-                f"environment {cfg.name} (s3://{cfg.bucket_name}/{cfg.model_key})"
-            )
-        if live_version is not None and not live_version.isdigit():
-            raise ManifestError(f"liveVersion must be a version number, got {live_version!r}")
-
-        repository = ecr.Repository.from_repository_name(self, "Images", cfg.repository_name)
+        _check_release(config, release, live_version)
         self.log_group = logs.LogGroup(
             self,
             "FunctionLogs",
-            log_group_name=f"/aws/lambda/{cfg.function_name}",
-            retention=_retention(cfg.log_retention_days),
+            log_group_name=f"/aws/lambda/{config.function_name}",
+            retention=_retention(config.log_retention_days),
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.role = self._execution_role()
@@ -66,11 +53,26 @@ class ServingStack(Stack):
             "AsyncFailures",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(cfg.failure_queue_retention_days),
+            retention_period=Duration.days(config.failure_queue_retention_days),
         )
         acknowledge(self.failure_queue, "AwsSolutions-SQS3")
+        self.function = self._function(image_digest, release)
+        self.version = self.function.current_version
+        self.alias = self._live_alias(live_version)
+        if config.warmup_minutes:
+            self._warmup_rule()
+        self.alarms = self._alarms()
+        self._notify_alarms()
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(self, "FunctionVersion", value=self.version.version)
+        CfnOutput(self, "LiveAliasName", value=LIVE_ALIAS)
+        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
 
-        self.function = lambda_.DockerImageFunction(
+    def _function(self, image_digest: str, release: Release) -> lambda_.DockerImageFunction:
+        """The image by digest, pinned to the released model by its environment."""
+        cfg = self.config
+        repository = ecr.Repository.from_repository_name(self, "Images", cfg.repository_name)
+        return lambda_.DockerImageFunction(
             self,
             "Function",
             function_name=cfg.function_name,
@@ -97,10 +99,12 @@ class ServingStack(Stack):
                 description=f"image {image_digest} model {release.version_id}",
             ),
         )
-        self.version = self.function.current_version
-        # `cdk deploy` publishes the new version; the alias stays where it is (liveVersion,
-        # read from the alias before the deploy) until the smoke test has passed and
-        # waterml_infra.alias moves it. On the very first deploy it starts at the new version.
+
+    def _live_alias(self, live_version: str | None) -> lambda_.Alias:
+        """`cdk deploy` publishes the new version; the alias stays where it is (liveVersion,
+        read from the alias before the deploy) until the smoke test has passed and
+        waterml_infra.alias moves it. On the very first deploy it starts at the new version."""
+        cfg = self.config
         live_target: lambda_.IVersion = (
             lambda_.Version.from_version_attributes(
                 self, "LiveVersion", lambda_=self.function, version=live_version
@@ -108,7 +112,7 @@ class ServingStack(Stack):
             if live_version is not None
             else self.version
         )
-        self.alias = lambda_.Alias(
+        return lambda_.Alias(
             self,
             "LiveAlias",
             alias_name=LIVE_ALIAS,
@@ -120,19 +124,14 @@ class ServingStack(Stack):
             max_event_age=Duration.seconds(cfg.async_max_event_age_seconds),
             on_failure=destinations.SqsDestination(self.failure_queue),
         )
-        if cfg.warmup_minutes:
-            self._warmup_rule()
-        self.alarms = self._alarms()
-        if cfg.alarm_topic_arn:
-            topic = sns.Topic.from_topic_arn(self, "AlarmTopic", cfg.alarm_topic_arn)
-            for alarm in self.alarms.values():
-                alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-                alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
 
-        CfnOutput(self, "FunctionName", value=self.function.function_name)
-        CfnOutput(self, "FunctionVersion", value=self.version.version)
-        CfnOutput(self, "LiveAliasName", value=LIVE_ALIAS)
-        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+    def _notify_alarms(self) -> None:
+        if not self.config.alarm_topic_arn:
+            return
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", self.config.alarm_topic_arn)
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+            alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
 
     def _execution_role(self) -> iam.Role:
         cfg = self.config
@@ -242,6 +241,18 @@ _RETENTION = {
     365: logs.RetentionDays.ONE_YEAR,
     731: logs.RetentionDays.TWO_YEARS,
 }
+
+
+def _check_release(config: EnvConfig, release: Release, live_version: str | None) -> None:
+    """Refuse a release of another model, bucket or key, and a live version that is not one."""
+    ours = (config.model_name, config.bucket_name, config.model_key)
+    if (release.name, release.bucket, release.key) != ours:
+        raise ManifestError(
+            f"release {release.name} s3://{release.bucket}/{release.key} does not belong to "
+            f"environment {config.name} (s3://{config.bucket_name}/{config.model_key})"
+        )
+    if live_version is not None and not live_version.isdigit():
+        raise ManifestError(f"liveVersion must be a version number, got {live_version!r}")
 
 
 def _retention(days: int) -> logs.RetentionDays:
