@@ -29,7 +29,12 @@ from inference.predictor import Predictor
 ANSWER_ATOL = 0.011  # answers are rounded to 2-4 decimals; one rounding step apart is equal
 
 
-RUNTIME = ("python", "numpy", "onnxruntime")  # what every bundle must record
+# What unpickling and predicting need: every bundle records their versions (training reads
+# this list), and serving checks them at load.
+SERVING_LIBRARIES = ("numpy", "onnxruntime")
+RUNTIME = ("python", *SERVING_LIBRARIES)
+# Golden samples compare float32 tree sums that may be added in another order.
+GOLDEN_RTOL, GOLDEN_ATOL = 1e-4, 1e-3
 
 
 class SanityError(BundleError):
@@ -56,7 +61,7 @@ def strict_warnings() -> Iterator[None]:
 
 def installed_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for dist in ("numpy", "onnxruntime"):
+    for dist in SERVING_LIBRARIES:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -119,7 +124,7 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
     recorded_raw = golden.get("raw") or {}
     if not recorded_raw:
         raise SanityError("bundle golden samples record no raw outputs")
-    rtol, atol = float(golden.get("rtol", 1e-4)), float(golden.get("atol", 1e-3))
+    rtol, atol = float(golden.get("rtol", GOLDEN_RTOL)), float(golden.get("atol", GOLDEN_ATOL))
     predictor = predictor or Predictor(bundle)
     raw = predictor.raw(np.asarray(inputs, dtype=np.float32))
     for name, expected in recorded_raw.items():

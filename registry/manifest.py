@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.bundle import MODEL_NAME, sha256_hex
+from inference.bundle import MODEL_NAME, normalize_sha256, sha256_hex
 from registry.errors import DigestMismatch, StorageError
 
 # Field names are a contract with infra/ and inference/: keep them.
@@ -38,7 +38,6 @@ REQUIRED = ("name", "bucket", "key", "version_id", "sha256")
 # The fields the CDK app needs (`-c release=<json>`, see Release.to_context).
 CONTEXT_FIELDS = ("name", "bucket", "key", "version_id", "sha256", "mlflow_version")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")  # stored digests are canonical: lowercase
 # The S3 user-metadata key holding the SHA-256 of release.json's own bytes.
 DIGEST_METADATA = "sha256"
 # S3 VersionIds are opaque URL-safe strings of up to 1024 characters; "null" is what S3 returns
@@ -152,7 +151,7 @@ def _parse(data: Any, *, complete: bool, nested: bool) -> Release:
         raise ManifestError(f"invalid model name {values['name']!r}")
     if values["key"] != bundle_key(values["name"]):
         raise ManifestError(f"key {values['key']!r} is not {bundle_key(values['name'])}")
-    if not _SHA256.match(values["sha256"]):
+    if normalize_sha256(values["sha256"]) != values["sha256"]:  # stored in canonical form
         raise ManifestError("sha256 must be 64 lowercase hex digits")
     if values["version_id"] == "null" or not _VERSION_ID.match(values["version_id"]):
         raise ManifestError(f"invalid S3 VersionId {values['version_id']!r}")

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from inference.bundle import sha256_hex
+from inference.bundle import DigestMismatch as BundleDigestMismatch
+from inference.bundle import verify_digest
 from registry import failpoints, manifest
 from registry.errors import (
     BucketMissing,
@@ -49,9 +50,11 @@ def _warn(msg: str) -> None:
 
 
 def verify(data: bytes, expected: str, where: str) -> None:
-    actual = sha256_hex(data)
-    if actual != expected.lower():
-        raise DigestMismatch(f"SHA-256 mismatch for {where}: expected {expected}, got {actual}")
+    """inference.bundle's check (the one serving runs), as the registry's exit-code error."""
+    try:
+        verify_digest(data, expected, where)
+    except BundleDigestMismatch as exc:
+        raise DigestMismatch(str(exc)) from exc
 
 
 class Unconfirmed(StorageError):

@@ -18,18 +18,16 @@ import xgboost as xgb
 from inference import bundle as contract
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
-from inference.sanity import check_golden
+from inference.sanity import GOLDEN_ATOL, GOLDEN_RTOL, SERVING_LIBRARIES, check_golden
 from training.config import REPO
 from training.model import Fitted, Split
 from training.onnx_export import INPUT, to_onnx
 from training.spec import ModelSpec
 
 GOLDEN_ROWS = 8
-GOLDEN_RTOL, GOLDEN_ATOL = 1e-4, 1e-3  # float32 tree sums in a different order
-# What unpickling and predicting need (checked at load), and what produced the model. Tools
-# that do not touch the bytes (MLflow, great-expectations) are logged to the run instead, so
-# bumping them does not change the bundle.
-SERVING_LIBRARIES = ("numpy", "onnxruntime")
+# What produced the model (SERVING_LIBRARIES, what serves it, comes from inference.sanity).
+# Tools that do not touch the bytes (MLflow, great-expectations) are logged to the run
+# instead, so bumping them does not change the bundle.
 TRAINING_LIBRARIES = ("xgboost", "xgboost-cpu", "scikit-learn", "onnx", "joblib")
 
 
