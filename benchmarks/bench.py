@@ -23,9 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-WORK = REPO / ".local" / "bench"
-UV = REPO / ".tools" / "bin" / "uv"
+from training.config import LOCAL_DIR, REPO, TOOLS_DIR
+
+WORK = LOCAL_DIR / "bench"
+UV = TOOLS_DIR / "bin" / "uv"
 CHILD = Path(__file__).resolve().parent / "child.py"
 SEED_PINS = [
     "scikit-learn==1.4.0",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from inference.bundle import is_model_name, model_name_problem, normalize_sha256
 from registry.errors import NotApproved
+from training.config import APPROVALS_FILE
 
-DEFAULT_PATH = Path(__file__).resolve().parent / "approved.toml"
+DEFAULT_PATH = APPROVALS_FILE
 REQUIRED = ("version", "sha256", "approved_by", "reason")
 
 

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parent.parent
-STATE_DIR = REPO / ".local"
+from training.config import LOCAL_DIR, REPO
+
+STATE_DIR = LOCAL_DIR
 SERVER_FILE = STATE_DIR / "s3.json"  # pid and port of the running shared server
 DATA_DIR = STATE_DIR / "s3"  # the shared server's buckets: state.pickle + blobs/
 DEFAULT_BUCKET = "waterml-models"
