@@ -6,6 +6,7 @@ falls back to "whatever sits at the key" (the seed's behaviour): a missing varia
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,10 @@ from pathlib import Path
 REQUIRED = ("MODEL_BUCKET", "MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256")
 DEFAULT_CACHE_DIR = "/tmp"  # Lambda's only writable path; survives warm restarts of the process
 DEFAULT_MAX_BATCH = 10_000  # 10k readings are ~0.8 MB of JSON, well under the 6 MB payload cap
+# The whole S3 fetch, every attempt and pause included. Lambda's init phase is 10 s in all and
+# also imports the runtime, unpickles and checks the bundle: 6 s leaves that room, and a
+# healthy GetObject of a bundle takes well under a second.
+DEFAULT_LOAD_DEADLINE_S = 6.0
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -32,6 +37,7 @@ class Config:
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     max_batch: int = DEFAULT_MAX_BATCH
     model_version: str | None = None  # the MLflow version, set by the deploy from release.json
+    load_deadline_s: float = DEFAULT_LOAD_DEADLINE_S
 
     @property
     def uri(self) -> str:
@@ -58,6 +64,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"MAX_BATCH must be an integer, not {raw_batch!r}") from None
     if max_batch < 1:
         raise ConfigError("MAX_BATCH must be at least 1")
+    raw_deadline = env.get("MODEL_LOAD_DEADLINE_S", "").strip() or str(DEFAULT_LOAD_DEADLINE_S)
+    try:
+        deadline = float(raw_deadline)
+    except ValueError:
+        deadline = math.nan
+    if not (0 < deadline < math.inf):  # also refuses nan
+        raise ConfigError(f"MODEL_LOAD_DEADLINE_S must be a positive number, not {raw_deadline!r}")
     return Config(
         bucket=env["MODEL_BUCKET"].strip(),
         key=env["MODEL_KEY"].strip(),
@@ -67,4 +80,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         cache_dir=Path(env.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR),
         max_batch=max_batch,
         model_version=env.get("MODEL_VERSION") or None,
+        load_deadline_s=deadline,
     )

@@ -4,7 +4,8 @@ Why not boto3 here: importing boto3 and creating an S3 client costs ~0.2 s of a 
 start (measured in benchmarks/). In Lambda the credentials are environment variables, so one
 signed GET needs only the standard library. Other credential sources (profiles, SSO,
 container or instance roles) use boto3: ``loader.fetch_s3`` picks. Retries are bounded:
-``ATTEMPTS`` tries with exponential backoff, for connection errors, timeouts, 5xx and 429.
+``ATTEMPTS`` tries with exponential backoff, for connection errors, timeouts, 5xx and 429, all
+inside one total ``Deadline`` (``attempts``), which both fetch paths share.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import http.client
 import os
 import random
 import re
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
@@ -25,7 +27,7 @@ ATTEMPTS = 3
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 10.0
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+RETRY_STATUS = {429, 500, 502, 503, 504}
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
 
 
@@ -51,7 +53,45 @@ class S3Error(Exception):
 
 
 class S3ConnectionError(Exception):
-    """No answer after every attempt."""
+    """No answer after every attempt the deadline allowed."""
+
+    def __init__(self, endpoint: str, attempts: int, elapsed: float, cause: object) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.endpoint, self.attempts, self.elapsed = endpoint, attempts, elapsed
+
+
+class Deadline:
+    """A total time budget for one fetch, every attempt and backoff pause included."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
+    def timeout(self, cap: float) -> float:
+        """One socket wait: at most ``cap``, this attempt's share of the budget and the time
+        left, so a silent endpoint leaves time for the next attempt and never outlives the
+        deadline."""
+        return max(0.001, min(cap, self.seconds / ATTEMPTS, self.remaining()))
+
+
+def attempts(deadline: Deadline) -> Iterator[int]:
+    """Attempt numbers, at most ATTEMPTS, with exponential backoff between them; none starts
+    once the deadline has passed, and no pause runs past it."""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            pause = min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+            if pause >= deadline.remaining():
+                return
+            time.sleep(pause)
+        if deadline.remaining() <= 0:
+            return
+        yield attempt
 
 
 def region(env: Mapping[str, str] | None = None) -> str:
@@ -115,28 +155,34 @@ def get_object(
     creds: Credentials,
     endpoint_url: str | None = None,
     region_name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> bytes:
-    """The object's bytes; S3Error for an S3 refusal, S3ConnectionError after ATTEMPTS tries."""
+    """The object's bytes; S3Error for an S3 refusal, S3ConnectionError once the attempts (or
+    the deadline: none means ATTEMPTS x the timeouts) are spent."""
     region_name = region_name or region()
+    deadline = deadline or Deadline(ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT))
     url = object_url(endpoint_url, region_name, bucket, quote(key, safe="/-_.~"))
     query = f"versionId={quote(version_id, safe='-_.~')}"
     parts = urlsplit(url)
-    last: Exception | None = None
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            time.sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
+    endpoint = f"{parts.scheme}://{parts.netloc}"
+    made = 0
+    last: Exception = TimeoutError(f"no attempt fitted in the {deadline.seconds:g} s deadline")
+    for _ in attempts(deadline):
+        made += 1
         headers = signed_headers(url, query, creds, region_name, datetime.now(UTC))
         connection_cls = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
-        connection = connection_cls(parts.netloc, timeout=CONNECT_TIMEOUT)
+        connection = connection_cls(parts.netloc, timeout=deadline.timeout(CONNECT_TIMEOUT))
         try:
             connection.connect()
-            if connection.sock is not None:
-                connection.sock.settimeout(READ_TIMEOUT)
+            sock = connection.sock  # kept: the connection drops it when the response will close
+            # The request and the status line and headers (one small packet from S3) wait at
+            # most this; the body is read against the deadline itself (_read_body).
+            sock.settimeout(deadline.timeout(READ_TIMEOUT))
             connection.request("GET", f"{parts.path}?{query}", headers=headers)
             response = connection.getresponse()
-            body = response.read()
+            body = _read_body(response, sock, deadline)
         except (OSError, http.client.HTTPException) as exc:
             last = exc
             continue
@@ -146,9 +192,25 @@ def get_object(
             return body
         found = _CODE.search(body)
         error = S3Error(response.status, found.group(1).decode() if found else str(response.status))
-        if response.status not in _RETRY_STATUS:
+        if response.status not in RETRY_STATUS:
             raise error
         last = error
     if isinstance(last, S3Error):
         raise last
-    raise S3ConnectionError(f"{type(last).__name__}: {last}")
+    raise S3ConnectionError(endpoint, made, deadline.elapsed(), last)
+
+
+def _read_body(
+    response: http.client.HTTPResponse, sock: socket.socket, deadline: Deadline
+) -> bytes:
+    """The body one socket read at a time (``read1``), each wait bounded anew by the time
+    left: a server that trickles bytes cannot stretch the read past the deadline."""
+    chunks: list[bytes] = []
+    while True:
+        if deadline.remaining() <= 0:
+            raise TimeoutError(f"no complete answer within the {deadline.seconds:g} s deadline")
+        sock.settimeout(deadline.timeout(READ_TIMEOUT))
+        chunk = response.read1(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)

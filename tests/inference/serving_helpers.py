@@ -32,15 +32,18 @@ def uv() -> str:
 
 
 def local_config(data: bytes, cache_dir: Path, **overrides: Any) -> Config:
-    """A config whose bundle sits in the /tmp cache already (no S3 needed)."""
-    sha = sha256_hex(data)
-    (cache_dir / f"{sha}.joblib").write_bytes(data)
+    """A config whose bundle sits in the /tmp cache already, as a GET by its pin left it (no S3
+    needed)."""
+    from inference import loader
+
     fields: dict[str, Any] = {
-        "bucket": "unused", "key": KEY, "version_id": "v-local", "sha256": sha,
+        "bucket": "unused", "key": KEY, "version_id": "v-local", "sha256": sha256_hex(data),
         "endpoint_url": "http://127.0.0.1:9", "cache_dir": cache_dir,
     }  # fmt: skip
     fields.update(overrides)
-    return Config(**fields)
+    config = Config(**fields)
+    loader.cache_verified(config, data)
+    return config
 
 
 def upload(s3_env: dict[str, str], data: bytes, key: str = KEY) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import socket
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import synthetic
+from hung_s3 import HungEndpoint
 from serving_helpers import KEY, local_config, s3_config, upload
 
 from inference import bundle as bundle_mod
@@ -68,18 +72,93 @@ def test_memory_cache_is_first(wqi_bytes: bytes, cache_dir: Path, unpickles: lis
     assert len(unpickles) == 1
 
 
+@pytest.mark.integration
 def test_byte_identical_releases_keep_their_own_identity(
-    wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
+    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path, unpickles: list[int]
 ) -> None:
     # Two S3 versions holding the same bytes (a re-promotion): same SHA-256, different pins.
-    first = loader.load(local_config(wqi_bytes, cache_dir, model_version="3"))
-    second = loader.load(
-        local_config(wqi_bytes, cache_dir, version_id="v-second", model_version="4")
+    sha = sha256_hex(wqi_bytes)
+    first_version, second_version = upload(s3_env, wqi_bytes), upload(s3_env, wqi_bytes)
+    first = loader.load(
+        replace(s3_config(s3_env, first_version, sha, cache_dir), model_version="3")
     )
-    assert second.identity["s3VersionId"] == "v-second" and second.identity["version"] == "4"
-    assert first.identity["s3VersionId"] == "v-local" and first.identity["version"] == "3"
-    assert first.source == "tmp" and second.source == "memory"
+    second = loader.load(
+        replace(s3_config(s3_env, second_version, sha, cache_dir), model_version="4")
+    )
+    assert second.identity["s3VersionId"] == second_version and second.identity["version"] == "4"
+    assert first.identity["s3VersionId"] == first_version and first.identity["version"] == "3"
+    assert first.source == "s3" and second.source == "s3"  # the second pin verified by a GET
     assert len(unpickles) == 1  # the verified content is shared, the identity is not
+    again = loader.load(s3_config(s3_env, first_version, sha, cache_dir))
+    assert again.source == "memory" and again.version_id == first_version
+
+
+@pytest.mark.integration
+def test_memory_never_vouches_for_an_unverified_version_id(
+    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path
+) -> None:
+    sha = sha256_hex(wqi_bytes)
+    loader.load(s3_config(s3_env, upload(s3_env, wqi_bytes), sha, cache_dir))
+    made_up = s3_config(s3_env, "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", sha, cache_dir)
+    with pytest.raises(loader.ModelNotFound, match="does not exist"):
+        loader.load(made_up)
+
+
+@pytest.mark.integration
+def test_warm_tmp_copy_never_vouches_for_an_unverified_version_id(
+    s3_env: dict[str, str], wqi_bytes: bytes, cache_dir: Path
+) -> None:
+    # Issue 9 §2: a warm /tmp copy from VersionId A, pinned to B with the same SHA-256, once
+    # answered with B in its identity though nothing had read B.
+    sha = sha256_hex(wqi_bytes)
+    version_a = upload(s3_env, wqi_bytes)
+    assert loader.load(s3_config(s3_env, version_a, sha, cache_dir)).source == "s3"
+    loader.clear_memory()  # a new process in the same warm environment: /tmp stays
+    made_up = s3_config(s3_env, "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", sha, cache_dir)
+    with pytest.raises(loader.ModelNotFound, match="does not exist"):
+        loader.load(made_up)
+    version_b = upload(s3_env, wqi_bytes)  # a re-promotion: the same bytes, a new VersionId
+    pinned_b = s3_config(s3_env, version_b, sha, cache_dir)
+    model = loader.load(pinned_b)
+    assert model.source == "s3" and model.identity["s3VersionId"] == version_b
+    loader.clear_memory()
+    assert loader.load(pinned_b).source == "tmp"  # B's bytes verified: its copy now serves
+    loader.clear_memory()
+    assert loader.load(s3_config(s3_env, version_a, sha, cache_dir)).source == "s3"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"version_id": "v-other"}, {"bucket": "other-bucket"}, {"key": "models/other/model.joblib"}],
+)
+def test_tmp_copy_serves_only_the_pin_it_was_verified_for(
+    wqi_bytes: bytes, cache_dir: Path, changes: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[str] = []
+
+    def fetch(config: config_mod.Config, client: Any = None) -> bytes:
+        fetched.append(config.uri)
+        raise loader.ModelNotFound(f"{config.uri} does not exist (NoSuchVersion)")
+
+    monkeypatch.setattr(loader, "fetch_s3", fetch)
+    config = local_config(wqi_bytes, cache_dir)  # cached as verified for bucket/key/v-local
+    other = config_mod.Config(**{**config.__dict__, **changes})
+    with pytest.raises(loader.ModelNotFound):
+        loader.load(other)
+    assert fetched == [other.uri]
+    assert loader.load(config).source == "tmp"
+
+
+def test_tmp_copy_without_its_record_is_not_trusted(
+    wqi_bytes: bytes, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = local_config(wqi_bytes, cache_dir)
+    loader.pin_path(config).unlink()  # e.g. a copy left by an older image
+    fetched: list[str] = []
+    monkeypatch.setattr(loader, "fetch_s3", lambda c, client=None: fetched.append(c.uri) or b"")
+    with pytest.raises(DigestMismatch):
+        loader.load(config)
+    assert fetched == [config.uri]
 
 
 def test_tmp_path_checks_the_digest_exactly_once(
@@ -115,7 +194,9 @@ def test_s3_get_object_with_the_pinned_version(
     assert model.source == "s3" and model.version_id == version
     assert digest_checks == [wqi_bytes]  # one check of the bytes unpickled, not two
     assert config.cache_path.read_bytes() == wqi_bytes  # cached for the next cold start
-    assert [p.name for p in cache_dir.iterdir()] == [config.cache_path.name]  # no .part left
+    cached = sorted(p.name for p in cache_dir.iterdir())  # the copy, its pin, no .part left
+    assert cached == [config.cache_path.name, loader.pin_path(config).name]
+    assert json.loads(loader.pin_path(config).read_text())["version_id"] == version
     loader.clear_memory()
     assert loader.load(config).source == "tmp"
     assert len(unpickles) == 2
@@ -131,8 +212,8 @@ def test_corrupt_tmp_file_is_refetched_never_loaded(
 ) -> None:
     version = upload(s3_env, wqi_bytes)
     config = s3_config(s3_env, version, sha256_hex(wqi_bytes), cache_dir)
-    corrupt = wqi_bytes[:-10] + b"0123456789"  # stale / corrupt
-    config.cache_path.write_bytes(corrupt)
+    corrupt = wqi_bytes[:-10] + b"0123456789"  # stale / corrupt, though its pin matches
+    loader.cache_verified(config, corrupt)
     digest_checks.clear()  # only the loader's own checks count
     model = loader.load(config)
     assert model.source == "s3"
@@ -230,13 +311,61 @@ def test_unreachable_s3_after_bounded_retry(
     assert unpickles == []
 
 
+@pytest.mark.parametrize("credentials", ["environment", "boto3 chain"])
+def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
+    credentials: str,
+    wqi_bytes: bytes,
+    cache_dir: Path,
+    tmp_path: Path,
+    unpickles: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 9 §3: a hung endpoint took 30.45 s (3 x 10 s reads), three times Lambda's init.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    if credentials == "environment":  # as in Lambda: the signed stdlib GET
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    else:  # a profile: boto3 and its credential chain
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        profile = tmp_path / "credentials"
+        profile.write_text("[default]\naws_access_key_id = t\naws_secret_access_key = t\n")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
+    with HungEndpoint() as hung:
+        config = config_mod.from_env({
+            "MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v",
+            "MODEL_SHA256": sha256_hex(wqi_bytes), "MODEL_CACHE_DIR": str(cache_dir),
+            "AWS_ENDPOINT_URL_S3": hung.url, "MODEL_LOAD_DEADLINE_S": "0.6",
+        })  # fmt: skip
+        with pytest.raises(handler.InitError) as caught:
+            handler.init(config)
+        made = hung.connections()
+    assert isinstance(caught.value.__cause__, loader.S3Unreachable)
+    message = str(caught.value)
+    assert 1 <= made <= loader.S3_ATTEMPTS  # bounded by the deadline, not 3 x 10 s
+    assert hung.url in message, message
+    assert f"after {made} attempt" in message and "deadline 0.6 s" in message, message
+    assert re.search(r"in \d+\.\d+ s", message), message  # the time spent
+    assert unpickles == []
+
+
+def test_load_deadline_is_configurable_with_a_default_inside_lambda_init() -> None:
+    env = {"MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v", "MODEL_SHA256": "a" * 64}
+    assert config_mod.from_env(env).load_deadline_s == config_mod.DEFAULT_LOAD_DEADLINE_S
+    assert config_mod.DEFAULT_LOAD_DEADLINE_S <= 6.0  # Lambda's init phase is 10 s in all
+    assert config_mod.from_env({**env, "MODEL_LOAD_DEADLINE_S": "2.5"}).load_deadline_s == 2.5
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        with pytest.raises(config_mod.ConfigError, match="MODEL_LOAD_DEADLINE_S"):
+            config_mod.from_env({**env, "MODEL_LOAD_DEADLINE_S": bad})
+
+
 def test_init_error_names_the_cause(wqi_bytes: bytes, cache_dir: Path) -> None:
     config = local_config(wqi_bytes, cache_dir)
     bad = config_mod.Config(**{**config.__dict__, "sha256": "f" * 64})
-    (cache_dir / f"{'f' * 64}.joblib").write_bytes(wqi_bytes)  # a /tmp file under a false name
+    loader.cache_verified(bad, wqi_bytes)  # a /tmp file (and pin) under a false name
     with pytest.raises(handler.InitError, match="S3Unreachable"):
         handler.init(bad)
-    assert not (cache_dir / f"{'f' * 64}.joblib").exists()
+    assert not bad.cache_path.exists() and not loader.pin_path(bad).exists()
 
 
 def test_cache_write_is_atomic(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hung_s3 import HungEndpoint
 
 from inference import s3_get
 
@@ -71,3 +72,24 @@ def test_unreachable_is_retried_a_bounded_number_of_times(
     with pytest.raises(s3_get.S3ConnectionError, match="ConnectionRefused"):
         s3_get.get_object("b", "k", "v", CREDS, f"http://127.0.0.1:{port}")
     assert len(tries) == s3_get.ATTEMPTS
+
+
+def test_a_hung_endpoint_costs_the_deadline_not_attempts_times_read_timeout() -> None:
+    # Each attempt waits at most its share of the time left (not READ_TIMEOUT = 10 s), so a
+    # silent endpoint fails when the total deadline is spent, after a bounded number of tries.
+    with HungEndpoint() as hung:
+        with pytest.raises(s3_get.S3ConnectionError) as caught:
+            s3_get.get_object("b", "k", "v", CREDS, hung.url, deadline=s3_get.Deadline(0.6))
+        made = hung.connections()
+    error = caught.value
+    assert 1 <= made <= s3_get.ATTEMPTS
+    assert error.attempts == made and error.endpoint == hung.url
+    assert "timed out" in str(error)
+
+
+def test_no_attempt_starts_once_the_deadline_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    connects: list[Any] = []
+    monkeypatch.setattr(s3_get.http.client.HTTPConnection, "connect", connects.append)
+    with pytest.raises(s3_get.S3ConnectionError) as caught:
+        s3_get.get_object("b", "k", "v", CREDS, "http://127.0.0.1:9", deadline=s3_get.Deadline(0))
+    assert connects == [] and caught.value.attempts == 0
