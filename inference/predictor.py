@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,185 @@ from inference.outputs import Devices, Output, make_output
 
 ENGINE = "onnxruntime"
 
+# ---- external data ------------------------------------------------------------------------
+# onnxruntime resolves a tensor's external data location against the working directory when a
+# model comes as bytes, and reads that file (a Constant in a subgraph or a sparse initializer
+# even with the session options below). A bundle carries its weights inline, so any tensor
+# with external data is refused from the bytes, before a session exists. There is no session
+# option to forbid it, and the `onnx` package is not in the image (importing `protobuf` would
+# cost ~90 ms of cold start): this walks the protobuf wire format over the messages that can
+# hold a TensorProto (field numbers from onnx-ml.proto).
+_MODEL, _TRAINING, _FUNCTION, _GRAPH, _NODE, _ATTRIBUTE, _SPARSE, _TENSOR = range(8)
+_CHILDREN: dict[int, dict[int, int]] = {
+    _MODEL: {7: _GRAPH, 20: _TRAINING, 25: _FUNCTION},  # graph, training_info, functions
+    _TRAINING: {1: _GRAPH, 2: _GRAPH},  # initialization, algorithm
+    _FUNCTION: {7: _NODE, 11: _ATTRIBUTE},  # node, attribute_proto
+    _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},  # node, initializer, sparse_initializer
+    _NODE: {5: _ATTRIBUTE},  # attribute
+    # t, g, tensors, graphs, sparse_tensor, sparse_tensors
+    _ATTRIBUTE: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},
+    _SPARSE: {1: _TENSOR, 2: _TENSOR},  # values, indices
+}
+_TENSOR_NAME, _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+_MAX_DEPTH = 64  # nesting of subgraphs; protobuf's own parsers stop at 100
+_SCALARS = {0: rb"[\x80-\xff]{0,9}[\x00-\x7f]", 1: rb"[\x00-\xff]{8}", 5: rb"[\x00-\xff]{4}"}
+_RUNS: dict[bytes, re.Pattern[bytes]] = {}
+
+Span = tuple[int, int]
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < end and shift < 64:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise _Malformed("a truncated or overlong varint")
+
+
+def _skip_run(data: bytes, start: int, key_end: int, end: int, wire: int) -> int:
+    """Past a run of one scalar field's entries, at C speed: proto2 does not pack repeated
+    scalars, and a trained tree ensemble's attributes hold ~180,000 of them."""
+    tag = data[start:key_end]
+    pattern = _RUNS.get(tag + bytes([wire]))
+    if pattern is None:
+        pattern = re.compile(b"(?:" + re.escape(tag) + _SCALARS[wire] + b")+")
+        _RUNS[tag + bytes([wire])] = pattern
+    matched = pattern.match(data, start, end)
+    if matched is None:
+        raise _Malformed("a truncated field")
+    return matched.end()
+
+
+def _skip_bytes_run(data: bytes, start: int, key_end: int, end: int) -> int:
+    """Past a run of one length-delimited field's entries (a tree ensemble's ~18,000
+    `nodes_modes` strings), one-byte tags and lengths read inline."""
+    if key_end - start != 1:  # a field number above 15: rare, one entry at a time
+        size, pos = _varint(data, key_end, end)
+        if pos + size > end:
+            raise _Malformed("a truncated field")
+        return pos + size
+    tag, pos = data[start], key_end
+    while True:
+        size = data[pos] if pos < end else 0x80
+        if size < 0x80:
+            pos += 1 + size
+        else:
+            size, pos = _varint(data, pos, end)
+            pos += size
+        if pos >= end or data[pos] != tag:
+            break
+        pos += 1
+    if pos > end:
+        raise _Malformed("a truncated field")
+    return pos
+
+
+def _fields(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int | Span]]:
+    """Every (field number, wire type, value) of one message: a varint's value, else the
+    span of its bytes."""
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _Malformed("field number 0")
+        if wire == 0:
+            value, pos = _varint(data, pos, end)
+            yield number, wire, value
+            continue
+        if wire == 2:
+            size, pos = _varint(data, pos, end)
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+        else:  # groups (3, 4) do not occur in ONNX; 6 and 7 are not wire types
+            raise _Malformed(f"wire type {wire}")
+        if pos + size > end:
+            raise _Malformed("a truncated field")
+        yield number, wire, (pos, pos + size)
+        pos += size
+
+
+def _external_tensor(data: bytes, pos: int, end: int, kind: int, depth: int) -> Span | None:
+    """The span of the first TensorProto with external data in this message, if any."""
+    if depth > _MAX_DEPTH:
+        raise _Malformed(f"nested deeper than {_MAX_DEPTH} levels")
+    if kind == _TENSOR:
+        return (pos, end) if _is_external(data, pos, end) else None
+    children = _CHILDREN[kind]
+    while pos < end:
+        start = pos
+        key, pos = _varint(data, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _Malformed("field number 0")
+        if wire == 2 and number not in children:
+            pos = _skip_bytes_run(data, start, pos, end)
+        elif wire == 2:
+            size, pos = _varint(data, pos, end)
+            if pos + size > end:
+                raise _Malformed("a truncated field")
+            found = _external_tensor(data, pos, pos + size, children[number], depth + 1)
+            if found:
+                return found
+            pos += size
+        elif wire in _SCALARS:
+            pos = _skip_run(data, start, pos, end, wire)
+        else:
+            raise _Malformed(f"wire type {wire}")
+    return None
+
+
+def _is_external(data: bytes, pos: int, end: int) -> bool:
+    for number, wire, value in _fields(data, pos, end):
+        if number == _DATA_LOCATION and wire == 0 and value == _EXTERNAL:
+            return True
+        if number == _EXTERNAL_DATA and wire == 2:
+            return True  # an entry alone is a reference, whatever data_location says
+    return False
+
+
+def _describe(data: bytes, tensor: Span) -> tuple[str, str]:
+    """(name, location) of a tensor with external data, for the refusal."""
+    name = location = ""
+    for number, _, value in _fields(data, *tensor):
+        if isinstance(value, int):
+            continue
+        text = data[value[0] : value[1]]
+        if number == _TENSOR_NAME:
+            name = text.decode(errors="replace")
+        elif number == _EXTERNAL_DATA:
+            entry = {n: v for n, _, v in _fields(data, *value) if not isinstance(v, int)}
+            key, found = entry.get(1, (0, 0)), entry.get(2, (0, 0))
+            if data[key[0] : key[1]] == b"location":
+                location = data[found[0] : found[1]].decode(errors="replace")
+    return name, location
+
+
+def refuse_external_data(onnx: bytes) -> None:
+    """BundleError naming the first tensor whose data lives outside the graph's bytes."""
+    data = bytes(onnx)
+    try:
+        found = _external_tensor(data, 0, len(data), _MODEL, 0)
+        if found is None:
+            return
+        name, location = _describe(data, found)
+    except _Malformed as exc:
+        raise BundleError(f"the bundle's ONNX graph is not a valid model: {exc}") from None
+    raise BundleError(
+        f"the bundle's ONNX graph refers to external data (tensor {name!r} in"
+        f" {location or 'an unnamed location'!r}); a bundle must carry its weights inline"
+    )
+
 
 def _session(onnx: bytes) -> ort.InferenceSession:
+    refuse_external_data(onnx)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: warnings would go to stderr per session
     # One thread per run, no intra-op pool: large batches are split by rows across threads
