@@ -98,7 +98,7 @@ EVENT ?= inference/events/direct.json
 
 .PHONY: invoke
 invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi)
-	$(WITH_S3) $(PY) -m inference.local $(EVENT) --model $(or $(MODEL),wqi)
+	$(WITH_S3) $(PY) -m tools.invoke $(EVENT) --model $(or $(MODEL),wqi)
 
 .PHONY: bench
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)

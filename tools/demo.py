@@ -99,7 +99,7 @@ def main() -> int:
     step("5. answer every event shape with the promoted wqi release (make invoke)")
     for event in EVENTS:
         print(f"\n--- {event.name}")
-        run("inference.local", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
+        run("tools.invoke", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
 
     step("6. tune potability (min_child_weight 3 -> 1), train, approve and promote it")
     tuned = DEMO_DIR / "potability.toml"

@@ -30,16 +30,25 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from registry.manifest import ManifestError, Release, loads, manifest_key
+from registry.manifest import (
+    ManifestDigestError,
+    ManifestError,
+    Release,
+    loads,
+    manifest_key,
+    read_stored,
+)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def fetch_release(s3: Any, bucket: str, model: str) -> Release:
-    """Read and validate `models/<model>/release.json` from the bucket."""
+    """Read and validate `models/<model>/release.json` from the bucket: its bytes must match
+    the SHA-256 stored in its metadata (`read_stored`, as every reader checks it)."""
     key = manifest_key(model)
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = s3.get_object(Bucket=bucket, Key=key)
+        body = response["Body"].read()
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         # Without s3:ListBucket (the deploy role has none) a missing key reads as AccessDenied.
@@ -47,9 +56,10 @@ def fetch_release(s3: Any, bucket: str, model: str) -> Release:
             " (promote a model before deploying)" if code in {"NoSuchKey", "AccessDenied"} else ""
         )
         raise ManifestError(f"cannot read s3://{bucket}/{key}: {code}{hint}") from exc
-    release = loads(body, complete=False)
+    where = f"s3://{bucket}/{key}"
+    release = read_stored(body, response.get("Metadata"), where, complete=False)
     if release.name != model:
-        raise ManifestError(f"s3://{bucket}/{key} is a release of {release.name!r}")
+        raise ManifestError(f"{where} is a release of {release.name!r}")
     if release.bucket != bucket:
         raise ManifestError(f"release points at bucket {release.bucket!r}, not {bucket!r}")
     return release
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = context_args(args.env, args.image_digest, release, live)
         if args.release_out:
             args.release_out.write_text(json.dumps(release.to_context(), indent=2) + "\n")
-    except (ManifestError, OSError) as exc:
+    except (ManifestError, ManifestDigestError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))

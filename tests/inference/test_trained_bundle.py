@@ -1,6 +1,6 @@
 """End to end with the real trained bundles: served from the loopback S3 by VersionId, checked
-against their own golden samples, answering every event shape; and `make invoke`'s module
-reading a release manifest."""
+against their own golden samples, answering every event shape. (`make invoke` reading a stored
+release manifest: tests/tools/test_invoke.py.)"""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_helpers import KEY, context, s3_config, upload
+from serving_helpers import context, s3_config, upload
 
-from inference import handler, local
+from inference import handler
 from inference.bundle import loads, sha256_hex
 
 EVENTS = Path(__file__).resolve().parents[2] / "inference" / "events"
@@ -84,26 +84,3 @@ def test_trained_potability_bundle_accepts_null_where_nullable(
     batch = handler.lambda_handler({"records": records}, context())
     assert batch["statusCode"] == 200, batch
     assert batch["predictions"][599] == {**response["prediction"], "deviceId": "lab-599"}
-
-
-def test_local_invoke_reads_the_release_manifest(
-    s3_env: dict[str, str], wqi_bytes: bytes, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:  # fmt: skip
-    import boto3
-
-    version = upload(s3_env, wqi_bytes)
-    manifest = {"name": "wqi", "mlflow_version": "4", "bucket": s3_env["bucket"], "key": KEY,
-                "version_id": version, "sha256": sha256_hex(wqi_bytes), "git_sha": "abc",
-                "released_at": "2026-11-27T18:00:00Z", "previous": None}  # fmt: skip
-    boto3.client("s3", endpoint_url=s3_env["endpoint"]).put_object(
-        Bucket=s3_env["bucket"], Key="models/wqi/release.json", Body=json.dumps(manifest)
-    )
-    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
-    for name in ("MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256", "MODEL_VERSION"):
-        monkeypatch.setenv(name, "")  # so that what local.main sets is undone afterwards
-    assert local.main([str(EVENTS / "direct.json")]) == 0
-    out = capsys.readouterr().out
-    answer = json.loads(out[out.index("{\n") :])  # the printed answer (indented JSON)
-    assert answer["statusCode"] == 200
-    assert answer["model"]["version"] == "4" and answer["model"]["s3VersionId"] == version

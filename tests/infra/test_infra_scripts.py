@@ -13,7 +13,13 @@ from botocore.stub import ANY, Stubber
 from waterml_infra import alias, deploy_context, image, outputs, promotion, smoke
 from waterml_infra.config import ConfigError, load_settings, resolve
 
-from registry.manifest import ManifestError, loads, parse_release
+from registry.manifest import (
+    ManifestDigestError,
+    ManifestError,
+    loads,
+    parse_release,
+    stored_metadata,
+)
 
 SHA = "5" * 64
 BUCKET = "waterml-dev-models-111111111111-eu-west-1"
@@ -120,12 +126,18 @@ def test_context_args_refuse_an_unpublished_live_version():
         deploy_context.context_args("dev", DIGEST, parse_release(manifest()), "$LATEST")
 
 
+def stored(data: bytes, metadata_of: bytes | None = None) -> dict:
+    """A get_object answer for release.json as the registry stores it: with the SHA-256 of
+    ``metadata_of`` (by default its own bytes) in the user metadata."""
+    return {"Body": body(data), "Metadata": stored_metadata(metadata_of or data)}
+
+
 def test_fetch_release_reads_the_manifest_from_the_bucket():
     s3 = client("s3")
     with Stubber(s3) as stub:
         stub.add_response(
             "get_object",
-            {"Body": body(json.dumps(manifest()).encode())},
+            stored(json.dumps(manifest()).encode()),
             {"Bucket": BUCKET, "Key": "models/wqi/release.json"},
         )
         release = deploy_context.fetch_release(s3, BUCKET, "wqi")
@@ -137,7 +149,7 @@ def test_fetch_release_refuses_a_manifest_for_another_bucket_or_none():
     with Stubber(s3) as stub:
         stub.add_response(
             "get_object",
-            {"Body": body(json.dumps(manifest(bucket="elsewhere")).encode())},
+            stored(json.dumps(manifest(bucket="elsewhere")).encode()),
             {"Bucket": BUCKET, "Key": "models/wqi/release.json"},
         )
         with pytest.raises(ManifestError, match="elsewhere"):
@@ -148,6 +160,28 @@ def test_fetch_release_refuses_a_manifest_for_another_bucket_or_none():
         stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
         with pytest.raises(ManifestError, match="AccessDenied"):
             deploy_context.fetch_release(s3, BUCKET, "wqi")
+
+
+def test_fetch_release_refuses_a_manifest_edited_without_its_metadata(monkeypatch, capsys):
+    original = json.dumps(manifest(), indent=2).encode()
+    edited = original.replace(b'"mlflow_version": "3"', b'"mlflow_version": "9"')
+    s3 = client("s3")
+    with Stubber(s3) as stub:
+        stub.add_response("get_object", stored(edited, metadata_of=original))
+        with pytest.raises(ManifestDigestError, match="SHA-256 mismatch for s3://"):
+            deploy_context.fetch_release(s3, BUCKET, "wqi")
+        stub.add_response("get_object", {"Body": body(original)})  # no metadata at all
+        with pytest.raises(ManifestDigestError, match="has no sha256 metadata"):
+            deploy_context.fetch_release(s3, BUCKET, "wqi")
+        # The CLI: one line naming the problem, exit 1, no traceback.
+        stub.add_response("get_object", stored(edited, metadata_of=original))
+        monkeypatch.setattr(boto3, "client", lambda service, **kwargs: s3)
+        args = ["--env", "dev", "--image-digest", DIGEST, "--bucket", BUCKET]
+        assert deploy_context.main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: SHA-256 mismatch for s3://")
+    assert len(captured.err.splitlines()) == 1 and "Traceback" not in captured.err
 
 
 def test_current_live_version():
