@@ -72,7 +72,7 @@ def test_event_shapes_through_awslambdaric(
     process = start_runtime(runtime_api, pinned_env(s3_env, data), tmp_path)
     try:
         names = ["direct", "batch", "apigw-rest-v1", "http-api-v2", "function-url", "sqs",
-                 "warmup"]  # fmt: skip
+                 "warmup", "alb"]  # fmt: skip
         for i, name in enumerate(names):
             runtime_api.invoke(f"req-{i}", json.loads((EVENTS / f"{name}.json").read_text()))
         posted = {}
@@ -88,16 +88,17 @@ def test_event_shapes_through_awslambdaric(
         fault = runtime_api.wait(timeout=30)
     finally:
         log = stop(process)
-    direct, batch, rest, v2, furl, sqs, warm = (posted[f"req-{i}"] for i in range(len(names)))
+    direct, batch, rest, v2, furl, sqs, warm, alb = (posted[f"req-{i}"] for i in range(len(names)))
     assert direct["prediction"]["quality"] == "Excellent"
     assert direct["model"]["version"] == "3" and direct["model"]["name"] == "wqi"
     assert len(batch["predictions"]) == 2
-    for http in (rest, v2, furl):
+    for http in (rest, v2, furl, alb):
         assert http["statusCode"] == 200
         assert json.loads(http["body"])["model"]["name"] == "wqi"
     assert rest["headers"]["X-Request-Id"] == "req-2"  # the context's request id
     assert sqs["batchItemFailures"] == [{"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975749003"}]
     assert warm["warm"] is True
+    assert alb["statusDescription"] == "200 OK"
     assert bad.kind == "response" and bad.body["statusCode"] == 400
     assert fault.kind == "error", fault  # Lambda counts it failed: SQS keeps the batch
     assert fault.body["errorType"] == "InferenceError"
