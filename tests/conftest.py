@@ -41,12 +41,13 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Both shipped models trained once through the real pipeline into a private MLflow store.
+    """Every model in training/specs/ trained once through the real pipeline into a private
+    MLflow store.
 
     Returns {"tracking_uri": ..., "bundles": {name: path}, "results": {name: Result}}.
     """
     from training import pipeline
-    from training.spec import load_spec
+    from training.spec import available, load_spec
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -54,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        results = {name: pipeline.run(load_spec(name), bundles) for name in ("wqi", "potability")}
+        results = {name: pipeline.run(load_spec(name), bundles) for name in available()}
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

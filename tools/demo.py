@@ -1,6 +1,6 @@
 """`make demo`: the whole flow on local defaults, narrated.
 
-train both models -> approve their candidates -> promote to the (loopback) S3 bucket ->
+train every model -> approve their candidates -> promote to the (loopback) S3 bucket ->
 promote again (a no-op) -> answer every sample event through the Lambda handler ->
 train and promote a newer potability version -> release history -> roll back.
 
@@ -20,6 +20,7 @@ import sys
 
 from tools import local_s3
 from training.config import REPO
+from training.spec import available
 
 PY = sys.executable
 DEMO_DIR = REPO / ".local" / "demo"
@@ -81,10 +82,12 @@ def main() -> int:
     DEMO_DIR.mkdir(parents=True)
     print(f"MLflow store for this demo: {TRACKING_URI}")
 
-    step("1. train and register both models (make train)")
+    models = available()  # every spec in training/specs/: a third model joins the demo
+    step(f"1. train and register every model: {', '.join(models)} (make train)")
     versions = train()
-    if set(versions) != {"wqi", "potability"}:
-        raise SystemExit(f"demo stopped: not every model became a candidate: {versions}")
+    if set(versions) != set(models):
+        missing = ", ".join(sorted(set(models) - set(versions)))
+        raise SystemExit(f"demo stopped: not every model became a candidate (not: {missing})")
 
     step("2. approve the candidates (a reviewed edit of registry/approved.toml in real life)")
     approve(versions)

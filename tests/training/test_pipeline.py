@@ -13,7 +13,7 @@ import pytest
 
 from inference import bundle as contract
 from training import pipeline
-from training.spec import load_spec
+from training.spec import available, load_spec
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def client(trained: dict[str, Any]) -> Any:
     return MlflowClient(tracking_uri=trained["tracking_uri"])
 
 
-@pytest.mark.parametrize("name", ["wqi", "potability"])
+@pytest.mark.parametrize("name", available())
 def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> None:
     result = trained["results"][name]
     mlflow = client(trained)
@@ -38,7 +38,7 @@ def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> 
     assert digest == result.artifact_sha256
 
 
-@pytest.mark.parametrize("name", ["wqi", "potability"])
+@pytest.mark.parametrize("name", available())
 def test_run_logs_metrics_plots_validation_and_bundle(trained: dict[str, Any], name: str) -> None:
     mlflow = client(trained)
     run = mlflow.get_run(trained["results"][name].run_id)
@@ -105,7 +105,7 @@ def test_gate_failure_registers_without_the_candidate_alias(
     assert mlflow.get_registered_model("potability").aliases == {}
 
 
-@pytest.mark.parametrize("name", ["wqi", "potability"])
+@pytest.mark.parametrize("name", available())
 def test_bundle_serves_without_training_libraries(trained: dict[str, Any], name: str) -> None:
     """Unpickle and predict in a fresh interpreter where pandas, sklearn, xgboost and joblib
     cannot be imported."""

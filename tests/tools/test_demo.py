@@ -1,0 +1,65 @@
+"""`make demo` takes every model in training/specs/ through the flow, however many there are.
+
+The demo's commands are faked here (the real ones are covered by their own tests and by
+tests/test_new_model_e2e.py): what is checked is the demo's own logic around them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import demo, local_s3
+
+
+@pytest.fixture
+def three_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("potability", "turbidity", "wqi"):  # a third model beside the shipped two
+        (specs / f"{name}.toml").write_text("")
+    monkeypatch.setattr("training.spec.SPECS_DIR", specs)
+    monkeypatch.setattr(demo, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.setattr(demo, "APPROVALS", tmp_path / "demo" / "approved.toml")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{local_s3.HOST}:1")
+    return ["potability", "turbidity", "wqi"]
+
+
+def fake_commands(calls: list[tuple[str, ...]], candidates: list[str]) -> object:
+    def run(*args: str, capture: bool = False) -> str:
+        calls.append(args)
+        if args[0] == "training":
+            names = candidates if "--spec" not in args else ["potability"]
+            return "".join(
+                json.dumps({"name": n, "version": "1", "artifact_sha256": "ab" * 32,
+                            "candidate": True}) + "\n"
+                for n in names
+            )  # fmt: skip
+        if args[:2] == ("registry", "promote"):
+            return json.dumps({"mlflow_version": "1", "version_id": f"v-{args[2]}"})
+        return ""
+
+    return run
+
+
+def test_demo_takes_every_model_through(
+    three_specs: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(demo, "run", fake_commands(calls, three_specs))
+    assert demo.main() == 0
+    promoted = {c[2] for c in calls if c[:2] == ("registry", "promote")}
+    assert promoted == set(three_specs)
+    approvals = demo.APPROVALS.read_text()
+    assert all(f"[{name}]" in approvals for name in three_specs)
+    assert "every model: potability, turbidity, wqi" in capsys.readouterr().out
+
+
+def test_demo_names_the_model_that_did_not_become_a_candidate(
+    three_specs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "run", fake_commands([], ["potability", "wqi"]))
+    with pytest.raises(SystemExit, match=r"not every model became a candidate \(not: turbidity\)"):
+        demo.main()
