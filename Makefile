@@ -128,6 +128,10 @@ releases: venv ## MODEL's release history from the S3 versions of release.json, 
 	$(need-model)
 	$(WITH_S3) $(RUN) registry releases $(MODEL) $(ARGS)
 
+.PHONY: models
+models: venv ## Every registered version: aliases, metrics vs baseline, lineage, live S3 VersionId (ARGS=--json)
+	$(WITH_S3) $(RUN) registry models $(MODEL) $(ARGS)
+
 # --- the whole flow
 .PHONY: demo
 demo: venv ## Train, approve, promote to a loopback S3 and answer every event shape, end to end

@@ -1,4 +1,5 @@
-"""Command line: ``python -m registry {promote,rollback,releases,current} MODEL``.
+"""Command line: ``python -m registry {promote,rollback,releases,current,reconcile} MODEL``,
+``python -m registry models [MODEL]``.
 
 stdout carries only results (one JSON object for promote/rollback/current); progress and the one
 line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and the README."""
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile", help="make MLflow's champion and release tags agree with release.json"
     )
     k.add_argument("model", metavar="MODEL")
+
+    m = sub.add_parser(
+        "models", help="every registered version: aliases, metrics, lineage, live S3 VersionId"
+    )
+    m.add_argument("model", metavar="MODEL", nargs="?", help="one model (default: all)")
+    m.add_argument("--json", action="store_true", help="one JSON array instead of tables")
     return parser
 
 
@@ -79,6 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here so that --help and argument errors stay instant.
     from registry.promote import spec_for
 
+    if args.command == "models":  # MODEL is optional, and may be registered without a spec
+        from registry import listing
+
+        return listing.main(args.model, args.json)
     spec_for(args.model)
     if args.command == "promote":
         from registry.promote import promote
