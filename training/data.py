@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import codecs
 import io
-import re
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from training.spec import DataSpec
+from training.config import REPO
+from training.spec import EVAL_ENGINE, DataSpec, SpecError
 
 
 class DataError(Exception):
     """The dataset cannot be read as the spec describes it (missing, empty, wrong encoding)."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    frame: pd.DataFrame
+    rows_read: int  # rows in the file
+    rows_filtered: int  # removed by the spec's [data] filter
 
 
 def read_bytes(spec: DataSpec) -> bytes:
@@ -22,37 +32,97 @@ def read_bytes(spec: DataSpec) -> bytes:
 
 
 def load_frame(spec: DataSpec, raw: bytes) -> pd.DataFrame:
-    """Decode, parse, rename and derive columns as the spec says.
+    return load(spec, raw).frame
+
+
+def load(spec: DataSpec, raw: bytes) -> Loaded:
+    """Decode, parse, rename, derive columns, filter rows and sort as the spec says.
 
     A derivation whose inputs are missing or not numeric is skipped, so the expectation suite
-    reports the bad source column instead of a pandas traceback.
+    reports the bad source column instead of a pandas traceback; one that cannot be evaluated
+    otherwise is a SpecError naming it.
     """
     try:
         text = raw.decode(spec.encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{spec.path.name} is not valid {spec.encoding}: byte 0x{raw[exc.start]:02x} at "
-            f"offset {exc.start} ({exc.reason})"
-        ) from exc
+        raise DataError(_not_decodable(spec, raw, exc)) from exc
     if not text.strip():
         raise DataError(f"{spec.path.name} is empty")
     try:
+        # keep_default_na=False: the spec's list replaces pandas' default markers, so a
+        # reading such as "NA" (sodium) or "null" stays text unless the spec lists it.
         frame = pd.read_csv(
             io.StringIO(text), na_values=list(spec.na_values), keep_default_na=False
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{spec.path.name} is not a readable CSV: {exc}") from exc
+    rows_read = len(frame)
     frame = frame.rename(columns=spec.rename)
     for derivation in spec.derive:
-        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", derivation.expression))
-        if names - set(frame.columns) or not all(
-            pd.api.types.is_numeric_dtype(frame[name]) for name in names
+        inputs = derivation.columns
+        if inputs - set(frame.columns) or not all(
+            pd.api.types.is_numeric_dtype(frame[name]) for name in inputs
         ):
             continue
         try:
-            frame[derivation.column] = frame.eval(derivation.expression)
+            with np.errstate(all="ignore"):  # log10(0) is -inf: the suite's range reports it
+                frame[derivation.column] = frame.eval(derivation.expression, engine=EVAL_ENGINE)
         except Exception as exc:  # pandas.eval raises many types for a bad expression
-            raise DataError(f"cannot derive {derivation.column!r}: {exc}") from exc
+            raise SpecError(f"{derivation.label} cannot be evaluated: {_one_line(exc)}") from exc
+    frame = _filter(spec, frame)
     if spec.sort_by and spec.sort_by in frame.columns:
         frame = frame.sort_values(spec.sort_by, kind="stable").reset_index(drop=True)
-    return frame
+    return Loaded(frame, rows_read, rows_read - len(frame))
+
+
+def _filter(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows where the spec's filter holds; a row where it is missing (NA) is removed."""
+    if spec.filter is None:
+        return frame
+    what = f"[data] filter {spec.filter.text!r}"
+    missing = sorted(spec.filter.columns - set(frame.columns))
+    if missing:
+        raise SpecError(f"{what} names column(s) {missing} that the data does not have "
+                        f"(columns: {', '.join(map(str, frame.columns))})")  # fmt: skip
+    try:
+        with np.errstate(all="ignore"):
+            keep = frame.eval(spec.filter.text, engine=EVAL_ENGINE)
+    except Exception as exc:  # pandas.eval raises many types for a bad expression
+        raise SpecError(f"{what} cannot be evaluated: {_one_line(exc)}") from exc
+    if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep)):
+        raise SpecError(f"{what} must be true or false for each row (the rows to keep), "
+                        f"e.g. \"ph <= 14\"")  # fmt: skip
+    keep = keep.astype("boolean").fillna(False).astype(bool)
+    return frame[keep].reset_index(drop=True)
+
+
+def _not_decodable(spec: DataSpec, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Names the spec key that fixes it, and an encoding that does decode the bytes."""
+    declared = codecs.lookup(spec.encoding).name
+    others = [e for e in ("cp1252", "latin-1") if codecs.lookup(e).name != declared]
+    guess = next((e for e in others if _decodes(raw, e)), "cp1252")
+    return (
+        f"{spec.path.name} is not {spec.encoding.upper()} (byte 0x{raw[exc.start]:02x} at offset "
+        f'{exc.start}); set [data] encoding = "{guess}" (or the file\'s encoding) in '
+        f"{_shown(spec)}"
+    )
+
+
+def _shown(spec: DataSpec) -> str:
+    """The spec file as a user would type it: relative to the checkout when inside it."""
+    if spec.source is None:
+        return "the model's spec"
+    path = spec.source.resolve()
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else spec.source)
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

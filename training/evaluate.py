@@ -32,7 +32,7 @@ def evaluate(fitted: Fitted, parts: Split, spec: ModelSpec) -> Evaluation:
     X, y = parts.X_test, parts.y_test.to_numpy()
     figures = {"feature_importance.png": _importance(fitted, spec)}
     if spec.task == "binary":
-        threshold = float(spec.output.get("threshold", 0.5))  # what serving will answer with
+        threshold = float(spec.output["threshold"])  # what serving answers with; spec.py checks it
         prob = fitted.model.predict_proba(X)[:, 1]
         out = _classification(y, prob, threshold, "")
         out |= _classification(y, fitted.baseline.predict_proba(X)[:, 1], threshold, "baseline_")

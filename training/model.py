@@ -13,6 +13,7 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.model_selection import KFold, train_test_split
 
 from inference.outputs import BandedRegression
+from training import expectations
 from training.spec import ModelSpec
 
 THREADS = 2  # fixed: histogram sums are reduced per thread, so the thread count is a parameter
@@ -56,13 +57,34 @@ def xgb_params(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def make_dataset(frame: pd.DataFrame, label: pd.Series, spec: ModelSpec) -> Dataset:
+def make_dataset(
+    frame: pd.DataFrame,
+    label: pd.Series,
+    spec: ModelSpec,
+    ranges: dict[str, dict[str, float]] | None = None,
+) -> Dataset:
+    """The labelled rows serving would accept: every required feature present, every value
+    finite and within the serving schema's ranges (``ranges``, read from the suite when not
+    given). Each left-out row is counted under its first reason."""
     features = list(spec.features)
+    if ranges is None:
+        suite = expectations.load_suite(spec.data.expectations)
+        ranges = expectations.feature_ranges(suite, features)
     required = [f for f in features if f not in spec.nullable]
     no_label = label.isna()
     missing = frame[required].isna().any(axis=1) & ~no_label
-    keep = ~(no_label | missing)
-    dropped = {"unlabelled": int(no_label.sum()), "missing_required_feature": int(missing.sum())}
+    # A suite may let some out-of-range values pass (`mostly`); serving rejects such a row,
+    # so the model must not learn from it. NaN passes here: it is missing, handled above.
+    values = frame[features].astype("float64")
+    lows = pd.Series({f: ranges[f]["minimum"] for f in features})
+    highs = pd.Series({f: ranges[f]["maximum"] for f in features})
+    outside = ((values < lows) | (values > highs)).any(axis=1) & ~no_label & ~missing
+    keep = ~(no_label | missing | outside)
+    dropped = {
+        "unlabelled": int(no_label.sum()),
+        "missing_required_feature": int(missing.sum()),
+        "outside_serving_range": int(outside.sum()),
+    }
     X = frame.loc[keep, features].astype("float32").reset_index(drop=True)
     y = label[keep].astype("float64").reset_index(drop=True)
     return Dataset(X, y, dropped)

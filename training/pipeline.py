@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -49,6 +50,13 @@ def stage(name: str, model_name: str) -> Iterator[list[str]]:
     print(f" {took:6.2f} s  {'; '.join(notes)}", file=sys.stderr)
 
 
+def filtered(loaded: data.Loaded, spec: ModelSpec) -> str:
+    """The load line's account of the spec's row filter, when it has one."""
+    if spec.data.filter is None:
+        return ""
+    return f" (filter removed {loaded.rows_filtered:,} of {loaded.rows_read:,} rows)"
+
+
 def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
     start = time.perf_counter()
     name = spec.name
@@ -60,8 +68,13 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
                 f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
                 f"{spec.data.sha256}; if the new data is intended, update [data] sha256"
             )
-        frame = data.load_frame(spec.data, raw)
-        note.append(f"{len(frame):,} rows x {frame.shape[1]} columns, sha256 {data_sha256[:12]}")
+        loaded = data.load(spec.data, raw)
+        frame = loaded.frame
+        note.append(f"{len(frame):,} rows x {frame.shape[1]} columns{filtered(loaded, spec)}, "
+                    f"sha256 {data_sha256[:12]}")  # fmt: skip
+        # The spec's list replaces pandas' defaults: say which cells became missing values.
+        markers = ", ".join(json.dumps(v, ensure_ascii=False) for v in spec.data.na_values)
+        note.append(f"NA markers {markers or 'none'}")
 
     with stage("validate", name) as note:
         suite = expectations.load_suite(spec.data.expectations)
@@ -74,15 +87,20 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         note.append(f"{report.evaluated} expectations met")
 
     with stage("train", name) as note:
-        dataset = model.make_dataset(frame, labels.make_label(frame, spec.label), spec)
+        label = labels.make_label(frame, spec.label)
+        dataset = model.make_dataset(frame, label, spec, ranges)
         parts = model.split(dataset, spec)
         fitted = model.fit(parts, spec)
         dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dataset.dropped.items())
         note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped})")
+        # Where every row went, logged beside the metrics (MLflow) and kept in the bundle.
+        rows = {"rows_read": loaded.rows_read, "rows_filtered": loaded.rows_filtered}
+        rows |= {f"rows_{reason}": count for reason, count in dataset.dropped.items()}
+        rows |= {"rows_train": len(parts.X_train), "rows_held_out": len(parts.X_test)}
 
     with stage("evaluate", name) as note:
         evaluation = evaluate.evaluate(fitted, parts, spec)
-        metrics, figures = evaluation.metrics, evaluation.figures
+        metrics, figures = evaluation.metrics | rows, evaluation.figures
         metric = spec.gates.primary
         note.append(
             f"{metric} {metrics[metric]:.4f} vs baseline {metrics['baseline_' + metric]:.4f}"

@@ -3,6 +3,9 @@ its dataset and its expectation suite."""
 
 from __future__ import annotations
 
+import ast
+import codecs
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +25,62 @@ METRICS = {
 }  # fmt: skip
 
 
+# What a derivation or the row filter may call: pandas' eval functions, evaluated with the
+# python engine (numpy) whether or not numexpr is installed, so the bytes do not depend on it.
+DERIVE_FUNCTIONS = ("abs", "sqrt", "exp", "expm1", "log", "log1p", "log10", "floor", "ceil",
+                    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
+                    "tanh", "arcsinh", "arccosh", "arctanh")  # fmt: skip
+EVAL_ENGINE = "python"
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
 class SpecError(Exception):
     """A spec file is missing, malformed, or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A pandas ``DataFrame.eval`` expression and the columns it reads, checked for syntax and
+    for calls outside ``DERIVE_FUNCTIONS`` when the spec loads."""
+
+    text: str
+    columns: frozenset[str]
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> Expression:
+        if not isinstance(text, str) or not text.strip():
+            raise SpecError(f"{what} must be a non-empty string")
+        # `a column` is pandas' quoting for names that are not identifiers.
+        quoted: dict[str, str] = {}
+
+        def placeholder(match: re.Match[str]) -> str:
+            quoted[f"_q{len(quoted)}_"] = match.group(1)
+            return f"_q{len(quoted) - 1}_"
+
+        try:
+            tree = ast.parse(_BACKTICKED.sub(placeholder, text).strip(), mode="eval")
+        except SyntaxError as exc:
+            raise SpecError(f"{what} cannot be evaluated: {exc.msg}") from None
+        called = {n.func for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        unknown = sorted(
+            f.id for f in called if isinstance(f, ast.Name) and f.id not in DERIVE_FUNCTIONS
+        )
+        if unknown:
+            raise SpecError(f"{what}: unknown function {unknown[0]!r}; a derivation or filter "
+                            f"may call {', '.join(DERIVE_FUNCTIONS)}")  # fmt: skip
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n not in called}
+        return cls(text, frozenset(quoted.get(n, n) for n in names))
 
 
 @dataclass(frozen=True)
 class Derivation:
     column: str
     expression: str  # a pandas ``DataFrame.eval`` expression over existing columns
+    columns: frozenset[str] = frozenset()  # the columns it reads
+
+    @property
+    def label(self) -> str:
+        return f"derivation {self.column!r} = {self.expression!r}"
 
 
 @dataclass(frozen=True)
@@ -38,10 +89,12 @@ class DataSpec:
     sha256: str
     expectations: Path
     encoding: str = "utf-8"
-    na_values: tuple[str, ...] = ("",)
+    na_values: tuple[str, ...] = ("",)  # replaces pandas' default markers (keep_default_na off)
     rename: dict[str, str] = field(default_factory=dict)
     derive: tuple[Derivation, ...] = ()
     sort_by: str | None = None
+    filter: Expression | None = None  # rows where it is false are removed before validation
+    source: Path | None = None  # the spec file, for messages that name the key to edit
 
 
 @dataclass(frozen=True)
@@ -109,6 +162,8 @@ def load_spec_file(path: Path) -> ModelSpec:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return _parse(raw, path)
+    except SpecError as exc:
+        raise SpecError(f"{path.name}: {exc}") from None
     except OSError as exc:
         raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -127,6 +182,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     task = model["task"]
     if raw["output"]["kind"] != OUTPUT_KIND[task]:
         raise ValueError(f"[output] kind for a {task} model is {OUTPUT_KIND[task]!r}")
+    _check_output(raw["output"])
     named = {gates["primary"], *gates.get("min", {}), *gates.get("max", {})}
     if named - set(METRICS[task]):
         raise ValueError(f"[gates] name unknown metric(s) {sorted(named - set(METRICS[task]))}; "
@@ -137,15 +193,34 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     label = raw["label"]
     if ("column" in label) == ("function" in label):
         raise ValueError("[label] needs exactly one of 'column' or 'function'")
+    encoding = data.get("encoding", "utf-8")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise SpecError(f"[data] encoding {encoding!r} is not an encoding Python knows "
+                        f"(e.g. \"utf-8\", \"cp1252\", \"latin-1\")") from None  # fmt: skip
+    na_values = data.get("na_values", [""])
+    if not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values):
+        raise SpecError('[data] na_values must be a list of strings, e.g. ["", "NA"]')
+    derive = []
+    for d in data.get("derive", []):
+        what = Derivation(d["column"], d["expression"]).label
+        derive.append(Derivation(d["column"], d["expression"],
+                                 Expression.parse(d["expression"], what).columns))  # fmt: skip
+    row_filter = data.get("filter")
     data_spec = DataSpec(
         path=DATA_DIR / data["path"],
         sha256=data["sha256"],
         expectations=EXPECTATIONS_DIR / data["expectations"],
-        encoding=data.get("encoding", "utf-8"),
-        na_values=tuple(data.get("na_values", [""])),
+        encoding=encoding,
+        na_values=tuple(na_values),
         rename=dict(data.get("rename", {})),
-        derive=tuple(Derivation(d["column"], d["expression"]) for d in data.get("derive", [])),
+        derive=tuple(derive),
         sort_by=data.get("sort_by"),
+        filter=None
+        if row_filter is None
+        else Expression.parse(row_filter, f"[data] filter {row_filter!r}"),
+        source=path,
     )
     if not data_spec.expectations.is_file():
         raise ValueError(f"expectation suite {data_spec.expectations} does not exist")
@@ -168,3 +243,36 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         ),
         source=path,
     )
+
+
+def _check_output(output: dict[str, Any]) -> None:
+    """What serving's answer needs (inference/outputs.py), checked before training instead of
+    failing when the bundle is built."""
+
+    def need(key: str, kinds: tuple[type, ...], what: str) -> Any:
+        if key not in output:
+            raise SpecError(f"[output] {key} is required for {output['kind']} ({what})")
+        value = output[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise SpecError(f"[output] {key} must be {what}, not {value!r}")
+        return value
+
+    if output["kind"] == "binary_classification":
+        need("label_name", (str,), "the answer's field name, e.g. potable")
+        threshold = need("threshold", (int, float), "a number between 0 and 1")
+        if not 0.0 < threshold < 1.0:
+            raise SpecError(f"[output] threshold must be a number between 0 and 1, not {threshold}")
+        return
+    need("value_name", (str,), "the answer's field name, e.g. wqi")
+    need("band_name", (str,), "the band's field name, e.g. quality")
+    clip = need("clip", (list,), "[low, high]")
+    if not (len(clip) == 2 and all(isinstance(v, int | float) for v in clip) and clip[0] < clip[1]):
+        raise SpecError(f"[output] clip must be [low, high] with low < high, not {clip!r}")
+    bands = need("bands", (list,), "a list of { label, min }")
+    if not bands:
+        raise SpecError("[output] bands must list at least one { label, min }")
+    for i, band in enumerate(bands):
+        if not (isinstance(band, dict) and isinstance(band.get("label"), str)
+                and isinstance(band.get("min"), int | float)):  # fmt: skip
+            raise SpecError(f"[output] bands[{i}] must be {{ label = \"...\", min = number }}, "
+                            f"not {band!r}")  # fmt: skip

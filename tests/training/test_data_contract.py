@@ -116,7 +116,8 @@ def test_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = data.replace(b"Hardness", "Härtegrad".encode("latin-1"), 1)
     code, err = run(tmp_path, data, capsys)
     assert code == EXIT_DATA
-    assert "is not valid utf-8: byte 0xe4" in err
+    assert "water_potability.csv is not UTF-8 (byte 0xe4 at offset 4)" in err
+    assert 'set [data] encoding = "cp1252" (or the file\'s encoding) in ' in err
 
 
 def test_changed_data_without_a_new_digest(capsys: pytest.CaptureFixture[str],
