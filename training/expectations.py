@@ -42,10 +42,13 @@ def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[
     for exp in suite["expectations"]:
         column, kwargs = exp["kwargs"].get("column"), exp["kwargs"]
         if column in out and exp["type"] == "expect_column_values_to_be_between":
-            out[column] = {
-                "minimum": float(kwargs["min_value"]),
-                "maximum": float(kwargs["max_value"]),
-            }
+            bounds = kwargs.get("min_value"), kwargs.get("max_value")
+            if not all(isinstance(b, int | float) for b in bounds):
+                raise SpecError(
+                    f"the suite's range for feature {column!r} needs both min_value and "
+                    f"max_value as numbers (serving enforces [minimum, maximum]), not {bounds}"
+                )
+            out[column] = {"minimum": float(bounds[0]), "maximum": float(bounds[1])}
     unbounded = [c for c, r in out.items() if not r]
     if unbounded:
         raise SpecError(

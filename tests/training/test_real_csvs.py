@@ -281,6 +281,32 @@ def test_without_a_filter_the_strict_suite_names_the_shifted_rows(
     assert "column 'ph': expect_column_values_to_be_between" in err and "430.0" in err
 
 
+def test_a_feature_range_needs_both_bounds() -> None:
+    """Serving enforces [minimum, maximum]: a one-sided range is a spec error, not a KeyError."""
+    between = {"type": "expect_column_values_to_be_between",
+               "kwargs": {"column": "ph", "min_value": 0.0}}  # fmt: skip
+    with pytest.raises(SpecError, match=r"'ph'.*both min_value and max_value"):
+        feature_ranges({"expectations": [between]}, ["ph"])
+
+
+@pytest.mark.integration
+def test_text_column_guidance_holds(tmp_path: Path) -> None:
+    """data/README.md: a text column is checked with ..._to_be_of_type "str"; the type-list
+    expectation fails on pandas' str dtype whatever the list (if that changes, so does the
+    README)."""
+    from training.expectations import validate
+
+    frame = loaded(tmp_path).frame
+    checks = [("expect_column_values_to_be_of_type", {"type_": "str"})] + [
+        ("expect_column_values_to_be_in_type_list", {"type_list": names})
+        for names in (["str"], ["object"], ["string"])
+    ]
+    results = validate(frame, {"name": "t", "expectations": [
+        {"type": kind, "kwargs": {"column": "site"} | kwargs} for kind, kwargs in checks
+    ]}).result["results"]  # fmt: skip
+    assert [r["success"] for r in results] == [True, False, False, False]
+
+
 # -- derivations ------------------------------------------------------------------------------
 
 
