@@ -36,7 +36,7 @@ def sensor_csv() -> bytes:
     potable = ((ph > 6.5) & (ph < 8.5) & (turbidity < 5.0)).astype(int)
     lines = ["Site,pH,Turbidité,Conductivity (µS/cm),Température (°C),Potable"]
     for i in range(ROWS):
-        cells = [f"Brisbane – {'North' if i % 2 else 'South'}", f"{ph[i]}", f"{turbidity[i]}",
+        cells = [f"Brisbane \u2013 {'North' if i % 2 else 'South'}", f"{ph[i]}", f"{turbidity[i]}",
                  f"{conductivity[i]}", f"{temperature[i]}", f"{potable[i]}"]  # fmt: skip
         if i < len(SHIFTED_PH):
             cells[1] = f"{SHIFTED_PH[i]}"
