@@ -33,6 +33,7 @@ class Result:
     bundle_bytes: int
     metrics: dict[str, float]
     seconds: float
+    reused: bool = False  # an existing version held the same bytes: no new one was registered
 
 
 @contextmanager
@@ -118,14 +119,28 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         with stage("register", name) as note:
             tags = {"artifact_sha256": digest, "data_sha256": data_sha256, "git_sha": commit}
             registered = register.log_and_register(
-                name, fitted.params, metrics, figures, report.result, path, tags,
-                spec.gates.failures(metrics),
+                register.TrainingRun(
+                    spec, parts, fitted.params, metrics, figures, report.result, content, path,
+                    data_sha256, tags,
+                )
             )  # fmt: skip
             plt.close("all")
-            alias = "alias candidate" if registered.candidate else "NOT a candidate"
-            note.append(f"version {registered.version}, {alias}")
+            note.append(register_note(registered))
 
     return Result(
         name, registered.version, registered.run_id, registered.candidate, digest, size,
-        metrics, time.perf_counter() - start,
+        metrics, time.perf_counter() - start, registered.reused,
     )  # fmt: skip
+
+
+def register_note(registered: register.Registered) -> str:
+    """The register stage's line: which version, whether it is new, where `candidate` is."""
+    if registered.candidate:
+        alias = "alias candidate"
+    elif registered.gate_failures:
+        alias = "NOT a candidate"
+    else:
+        alias = f"candidate is version {registered.candidate_version or 'unset'}"
+    if registered.reused:
+        return f"version {registered.version} reused (same sha256, nothing logged), {alias}"
+    return f"version {registered.version}, {alias}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -12,26 +14,42 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from training.config import BUNDLE_ARTIFACT_DIR, local_store_dir, tracking_uri
+from training.config import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
+from training.model import Split
+from training.spec import ModelSpec
 
 CANDIDATE = "candidate"
+MODEL_NAME = "model"  # the logged MLflow model's name within its run
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+# What the pyfunc model needs beyond MLflow itself (pandas comes with MLflow): serving's set.
+MODEL_REQUIREMENTS = ("numpy", "onnxruntime", "aws-lambda-powertools")
+LINEAGE_TAGS = ("artifact_sha256", "data_sha256", "git_sha")
 
 
 @dataclass(frozen=True)
 class Registered:
     version: str
     run_id: str
-    candidate: bool
+    candidate: bool  # the version holds `candidate` now
     gate_failures: list[str]
+    reused: bool = False  # an existing version already held these bytes
+    candidate_version: str | None = None  # where `candidate` points afterwards
 
 
 def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Logging a model with an input example reloads it: no progress bar in the stage line.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The model's requirements are pinned explicitly (MODEL_REQUIREMENTS): MLflow must not
+    # also copy whichever uv.lock sits in the caller's working directory into every model.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
     warnings.filterwarnings("ignore", module="mlflow")
     import mlflow
 
     # After the import: mlflow configures its own logger (INFO lines about database set-up).
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # uv venvs have no pip, and the model's conda.yaml then lists pip unpinned: not news.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
     store = local_store_dir()
     if store is not None:
@@ -59,45 +77,154 @@ def experiment_id(mlflow: Any, name: str) -> str:
 def log_failed_validation(name: str, validation: dict[str, Any], tags: dict[str, str]) -> str:
     """A run tagged ``validation_failed`` holding the great-expectations result; its id."""
     mlflow = _mlflow()
+    data = tags.get("data_sha256", "")[:8]
     with mlflow.start_run(
-        experiment_id=experiment_id(mlflow, name), run_name=f"{name}-validation-failed"
+        experiment_id=experiment_id(mlflow, name),
+        run_name=f"{name} validation failed · data {data}",
     ) as run:
         mlflow.set_tags(tags | {"validation_failed": "true"})
         mlflow.log_dict(validation, "validation/result.json")
     return str(run.info.run_id)
 
 
-def log_and_register(
-    name: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    figures: dict[str, Figure],
-    validation: dict[str, Any],
-    bundle_path: Path,
-    tags: dict[str, str],
-    gate_failures: list[str],
-) -> Registered:
+def lift(metrics: dict[str, float], primary: str, greater_is_better: bool) -> dict[str, float]:
+    """``<primary>_lift``: the model's relative improvement over its baseline, positive when
+    better: (baseline - model) / |baseline| for a lower-is-better metric (rmse), (model -
+    baseline) / |baseline| for a higher-is-better one (roc_auc). None when the baseline is 0."""
+    model, baseline = metrics.get(primary), metrics.get(f"baseline_{primary}")
+    if model is None or not baseline:
+        return {}
+    gain = model - baseline if greater_is_better else baseline - model
+    return {f"{primary}_lift": round(gain / abs(baseline), 6)}
+
+
+def run_name(name: str, version: str, tags: dict[str, str]) -> str:
+    """Model, version, data and code: ``wqi v3 · data 2e3845cb · code 599179d``."""
+    commit = tags.get("git_sha", "unknown")
+    code = commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+    return f"{name} v{version} · data {tags.get('data_sha256', '')[:8]} · code {code}"
+
+
+def _candidate(client: Any, name: str) -> str | None:
+    """The version `candidate` names (MLflow gives alias targets as ints), or None."""
+    holder = client.get_registered_model(name).aliases.get(CANDIDATE)
+    return None if holder is None else str(holder)
+
+
+def existing_version(client: Any, name: str, digest: str) -> Any | None:
+    """The oldest version of ``name`` whose bundle has this SHA-256, or None."""
+    # Both are safe inside quotes: the name matches MODEL_NAME, the digest is hex.
+    found = client.search_model_versions(f"name = '{name}' and tags.artifact_sha256 = '{digest}'")
+    return min(found, key=lambda mv: int(mv.version)) if found else None
+
+
+def _datasets(mlflow: Any, run: TrainingRun) -> list[tuple[Any, str, dict[str, str]]]:
+    """Both sides of the split as MLflow datasets (features and label), each tagged with the
+    source file's SHA-256, its rows and how the split was made."""
+    spec, parts = run.spec, run.parts
+    path = spec.data.path
+    # Relative to the checkout, so the record reads the same on every machine.
+    source = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
+    how = "{method}, test_size {test_size}, seed {seed}".format(**spec.split)
+    sides = [
+        ("train", "training", parts.X_train, parts.y_train),
+        ("held-out", "evaluation", parts.X_test, parts.y_test),
+    ]
+    out = []
+    for side, context, X, y in sides:
+        frame = X.assign(**{spec.label_column: y.to_numpy()})
+        dataset = mlflow.data.from_pandas(
+            frame, source=source, targets=spec.label_column, name=f"{spec.name}-{side}"
+        )
+        tags = {"sha256": run.data_sha256, "rows": str(len(frame)), "split": f"{side}: {how}"}
+        out.append((dataset, context, tags))
+    return out
+
+
+def _log_model(mlflow: Any, run: TrainingRun, digest: str) -> Any:
+    """The bundle as an MLflow pyfunc model (training/mlflow_model.py): same bytes, the
+    handler's serving code, a signature and an input example."""
+    from training import mlflow_model
+
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME,
+        python_model=str(MODEL_CODE),  # models from code: MLflow 3 refuses pickled models
+        code_paths=[str(REPO / "inference")],
+        artifacts={mlflow_model.BUNDLE: str(run.bundle_path)},
+        model_config={mlflow_model.SHA256_KEY: digest},
+        signature=mlflow_model.signature(run.bundle),
+        input_example=mlflow_model.input_example(run.bundle),
+        # Pinned, not inferred: inference loads the model in a subprocess (seconds).
+        pip_requirements=[f"{dist}=={version(dist)}" for dist in MODEL_REQUIREMENTS],
+        tags={k: v for k, v in run.tags.items() if k in LINEAGE_TAGS},
+    )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What the register stage records: the trained model's evidence and its bundle."""
+
+    spec: ModelSpec
+    parts: Split
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    figures: dict[str, Figure]
+    validation: dict[str, Any]
+    bundle: dict[str, Any]
+    bundle_path: Path
+    data_sha256: str
+    tags: dict[str, str]
+
+
+def log_and_register(run: TrainingRun) -> Registered:
+    """Log the run and register its bundle, unless a version already holds these bytes."""
     mlflow = _mlflow()
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    with mlflow.start_run(
-        experiment_id=experiment_id(mlflow, name), run_name=f"{name}-{tags['git_sha'][:7]}"
-    ) as run:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags(tags | _tool_versions())
-        mlflow.log_dict(validation, "validation/result.json")
-        for filename, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{filename}")
-        mlflow.log_artifact(str(bundle_path), BUNDLE_ARTIFACT_DIR)
-        source = f"{run.info.artifact_uri}/{BUNDLE_ARTIFACT_DIR}"
+    name, digest = run.spec.name, run.tags["artifact_sha256"]
+    gate_failures = run.spec.gates.failures(run.metrics)
     try:
         client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(name, description=f"waterml model {name!r}")
-    version = client.create_model_version(name, source=source, run_id=run.info.run_id, tags=tags)
+    same = existing_version(client, name, digest)
+    if same is not None:
+        # Same code and data give the same bytes: that version *is* this training's result.
+        # Nothing is logged and no alias moves (a retrain must not silently move `candidate`).
+        holder = _candidate(client, name)
+        version = str(same.version)
+        return Registered(
+            version, same.run_id or "", holder == version, gate_failures, True, holder
+        )
+
+    gates = run.spec.gates
+    metrics = run.metrics | lift(run.metrics, gates.primary, gates.greater_is_better)
+    with mlflow.start_run(
+        experiment_id=experiment_id(mlflow, name), run_name=run_name(name, "?", run.tags)
+    ) as active:
+        run_id = active.info.run_id
+        mlflow.set_tags(run.tags | _tool_versions())
+        mlflow.log_params({k: str(v) for k, v in run.params.items()})
+        mlflow.log_dict(run.validation, "validation/result.json")
+        for filename, figure in run.figures.items():
+            mlflow.log_figure(figure, f"plots/{filename}")
+        # The release unit, where promotion has always found it (registry/tracking.py).
+        mlflow.log_artifact(str(run.bundle_path), BUNDLE_ARTIFACT_DIR)
+        datasets = _datasets(mlflow, run)
+        for dataset, context, dataset_tags in datasets:
+            mlflow.log_input(dataset, context=context, tags=dataset_tags)
+        model = _log_model(mlflow, run, digest)
+        # Held-out metrics, linked to the logged model and the held-out dataset.
+        mlflow.log_metrics(metrics, model_id=model.model_id, dataset=datasets[1][0])
+        # The version's source is the MLflow model (its MLmodel gives the UI the schema);
+        # `bundle/model.joblib` in the run stays what promotion downloads.
+        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version..."
+            version = mlflow.register_model(f"models:/{model.model_id}", name, tags=run.tags)
+        client.update_run(run_id, name=run_name(name, str(version.version), run.tags))
     candidate = not gate_failures
     if candidate:
         client.set_registered_model_alias(name, CANDIDATE, version.version)
-    return Registered(str(version.version), run.info.run_id, candidate, gate_failures)
+    number = str(version.version)
+    holder = number if candidate else _candidate(client, name)
+    return Registered(number, run_id, candidate, gate_failures, False, holder)

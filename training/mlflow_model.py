@@ -1,0 +1,137 @@
+"""The bundle as an MLflow pyfunc model: the same bytes, answered by the handler's own code.
+
+MLflow stores this file beside the model ("models from code": MLflow 3 refuses pickled
+models by default) and runs it at load, with the `inference` package from the model's
+``code/`` folder on ``sys.path``. So this module imports nothing from ``training`` and only
+what serving has (numpy, onnxruntime, powertools) plus MLflow and pandas, which any pyfunc
+host has.
+
+- ``load_context`` reads the bundle (``artifacts/model.joblib``), checks its SHA-256 against
+  the one recorded in the MLmodel file (``model_config``) *before* unpickling, and loads it as
+  the Lambda does: plain-data unpickler, warnings as errors, runtime and golden checks.
+- ``predict`` turns each row into the handler's record (``{"deviceId", "readings"}``) and
+  answers the batch with ``inference.handler.Service.answer_batch``: the same validation,
+  float32 conversion, ONNX session and answer builder as a Lambda batch, so
+  ``mlflow models predict`` answers a reading exactly as the handler does.
+
+The signature and input example are derived from the bundle (``signature``/``input_example``)
+so the MLflow UI shows the serving schema.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, Schema
+
+from inference import loader, sanity
+from inference.bundle import loads, verify_digest
+from inference.config import DEFAULT_MAX_BATCH
+from inference.handler import Service
+from inference.predictor import Predictor
+from inference.validation import ValidationError
+
+BUNDLE = "bundle"  # the artifact's key; MLflow copies it to <model>/artifacts/model.joblib
+SHA256_KEY = "artifact_sha256"  # model_config entry the bytes must match
+DEVICE_ID = "deviceId"  # optional input; every answer leads with it, as the handler's do
+INPUT_EXAMPLE_ROWS = 2
+
+
+def answer_columns(output: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, MLflow type) of each answer field after ``deviceId``, in the handler's order
+    (inference/outputs.py builds them)."""
+    if output["kind"] == "banded_regression":
+        value, band = str(output["value_name"]), str(output["band_name"])
+        return [(value, "double"), (band, "string"), ("confidence", "double")]
+    return [(str(output["label_name"]), "boolean"), ("probability", "double"),
+            ("confidence", "double")]  # fmt: skip
+
+
+def signature(bundle: dict[str, Any]) -> ModelSignature:
+    """Inputs: the schema's features as doubles (nullable ones optional) and an optional
+    deviceId; outputs: the handler's answer columns."""
+    fields = bundle["schema"]["fields"]
+    inputs = [ColSpec("double", f["name"], required=not f.get("nullable", False)) for f in fields]
+    outputs = [ColSpec(kind, name) for name, kind in answer_columns(bundle["output"])]
+    return ModelSignature(
+        inputs=Schema([*inputs, ColSpec("string", DEVICE_ID, required=False)]),
+        outputs=Schema([ColSpec("string", DEVICE_ID, required=False), *outputs]),
+    )
+
+
+def input_example(bundle: dict[str, Any]) -> pd.DataFrame:
+    """The first golden readings: real rows the bundle is proven to answer as recorded."""
+    names = [f["name"] for f in bundle["schema"]["fields"]]
+    rows = bundle["golden"]["inputs"][:INPUT_EXAMPLE_ROWS]
+    return pd.DataFrame(rows, columns=names, dtype="float64")
+
+
+def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
+    """The handler's batch records: plain floats (the validator accepts only JSON numbers),
+    NaN or a missing optional column as null (refused unless the field is nullable)."""
+    columns = []
+    for name in features:
+        if name in frame.columns:
+            values = pd.to_numeric(frame[name], errors="coerce").astype("float64").tolist()
+            columns.append([None if math.isnan(v) else v for v in values])
+        else:
+            columns.append([None] * len(frame))
+    readings = [dict(zip(features, row, strict=True)) for row in zip(*columns, strict=True)]
+    if DEVICE_ID not in frame.columns:
+        return [{"readings": r} for r in readings]
+    devices = [None if pd.isna(d) else str(d) for d in frame[DEVICE_ID].tolist()]
+    return [{DEVICE_ID: d, "readings": r} if d is not None else {"readings": r}
+            for d, r in zip(devices, readings, strict=True)]  # fmt: skip
+
+
+class BundleModel(PythonModel):
+    """A waterml bundle served through the Lambda handler's Service."""
+
+    service: Service
+    features: list[str]
+    columns: list[str]
+
+    def load_context(self, context: PythonModelContext) -> None:
+        path = Path(context.artifacts[BUNDLE])
+        expected = str((context.model_config or {}).get(SHA256_KEY, ""))
+        if not expected:
+            raise MlflowException(f"the model's MLmodel records no {SHA256_KEY}")
+        data = path.read_bytes()
+        verify_digest(data, expected, str(path))  # before any unpickling, as the loader does
+        with sanity.strict_warnings():  # the loader's load-time checks, in its order
+            bundle = loads(data)
+            predictor = Predictor(bundle)
+            sanity.check(bundle, predictor)
+        model = loader.Model(
+            bundle=bundle, predictor=predictor, sha256=expected, version_id="", source="mlflow"
+        )
+        self.service = Service(model, DEFAULT_MAX_BATCH)
+        self.features = [f["name"] for f in bundle["schema"]["fields"]]
+        self.columns = [DEVICE_ID] + [name for name, _ in answer_columns(bundle["output"])]
+
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: Any = None
+    ) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        batch = records(frame, self.features)
+        answers: list[dict[str, Any]] = []
+        try:  # in the handler's batch size, each all or nothing like a Lambda batch
+            for start in range(0, len(batch), DEFAULT_MAX_BATCH):
+                answers += self.service.answer_batch(batch[start : start + DEFAULT_MAX_BATCH])
+        except ValidationError as exc:
+            reasons = "; ".join(f"{d['field']}: {d['reason']}" for d in exc.details)
+            raise MlflowException.invalid_parameter_value(
+                f"VALIDATION_ERROR: {exc.message}: {reasons}"
+            ) from None
+        # Every answer leads with deviceId (null when not given), as the handler's do.
+        return pd.DataFrame(answers, columns=self.columns)
+
+
+mlflow.models.set_model(BundleModel())
