@@ -409,3 +409,12 @@ def test_data_error_exit_code_for_a_non_utf8_file(
 ) -> None:
     assert main(["--spec", str(write_spec(tmp_path, encoding="utf-8"))]) == EXIT_DATA
     assert 'set [data] encoding = "cp1252"' in capsys.readouterr().err
+
+
+def test_non_utf8_message_names_a_shipped_spec_by_its_repo_path() -> None:
+    spec = load_spec("potability")
+    raw = b"ph,Hardness\n7.1,h\x96rte\n"
+    with pytest.raises(
+        data.DataError, match=r'encoding = "cp1252" .* in training/specs/potability\.toml$'
+    ):
+        data.load(spec.data, raw)
