@@ -11,6 +11,9 @@ import pytest
 from tools import local_s3
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# As `python -m training` does, before anything loads OpenMP: idle XGBoost threads sleep
+# instead of spinning, so the `trained` fixture is not slowed 30x by a busy CPU.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,14 @@ from sklearn.model_selection import KFold, train_test_split
 
 from inference.outputs import BandedRegression
 from training import expectations
+from training.progress import Progress
 from training.spec import ModelSpec
 
-THREADS = 2  # fixed: histogram sums are reduced per thread, so the thread count is a parameter
+# Fixed, not os.cpu_count(): histogram sums are reduced per thread, so the thread count is a
+# parameter of the bytes. 2 is the cores of the machine the figures come from. On a shared CPU
+# the cost is not the count but idle threads spinning: `python -m training` (and the tests) set
+# OMP_WAIT_POLICY=PASSIVE before OpenMP loads (training/__main__.py).
+THREADS = 2
 ERROR_MODEL_PARAMS = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1}  # held-out ECE 0.10
 ERROR_MODEL_FOLDS = 20  # contiguous blocks of ~2.5 weeks: residuals of unseen weeks
 SIGMA_SCALES = tuple(round(0.25 + 0.05 * i, 2) for i in range(56))  # 0.25 .. 3.0
@@ -100,22 +105,39 @@ def split(data: Dataset, spec: ModelSpec) -> Split:
     return Split(*parts)
 
 
+def planned_trees(params: dict[str, Any], banded: bool) -> int:
+    """Boosting rounds of every fit below (one tree each for these objectives)."""
+    rounds = int(params.get("n_estimators") or xgb.sklearn.DEFAULT_N_ESTIMATORS)
+    if not banded:
+        return rounds
+    error_rounds = int(ERROR_MODEL_PARAMS["n_estimators"])
+    return rounds + ERROR_MODEL_FOLDS * (rounds + error_rounds) + error_rounds
+
+
 def fit(parts: Split, spec: ModelSpec) -> Fitted:
     params = xgb_params(spec)
+    banded = spec.output["kind"] == "banded_regression"
+    # Passed beside the params, never in them: they are logged and bundled, the callback is not.
+    progress: list[xgb.callback.TrainingCallback] = [
+        Progress(spec.name, planned_trees(params, banded))
+    ]
     model_cls = xgb.XGBClassifier if spec.task == "binary" else xgb.XGBRegressor
-    model = model_cls(**params).fit(parts.X_train, parts.y_train)
+    model = model_cls(**params, callbacks=progress).fit(parts.X_train, parts.y_train)
     if spec.task == "binary":
         baseline: Any = DummyClassifier(strategy="prior").fit(parts.X_train, parts.y_train)
     else:
         baseline = DummyRegressor(strategy="mean").fit(parts.X_train, parts.y_train)
     error_model, sigma_scale = None, 1.0
-    if spec.output["kind"] == "banded_regression":
-        error_model, sigma_scale = fit_error_model(parts, params, spec.output)
+    if banded:
+        error_model, sigma_scale = fit_error_model(parts, params, spec.output, progress)
     return Fitted(model, baseline, error_model, sigma_scale, params)
 
 
 def fit_error_model(
-    parts: Split, params: dict[str, Any], output: dict[str, Any]
+    parts: Split,
+    params: dict[str, Any],
+    output: dict[str, Any],
+    callbacks: list[xgb.callback.TrainingCallback] | None = None,
 ) -> tuple[xgb.XGBRegressor, float]:
     """Learn |residual| from out-of-fold residuals, then pick the scale that turns it into the
     normal sigma whose band probabilities best match how often the band was right (lowest
@@ -126,14 +148,15 @@ def fit_error_model(
     error_params = params | ERROR_MODEL_PARAMS
     oof = np.empty(len(y))
     for train_idx, val_idx in folds:
-        fold = xgb.XGBRegressor(**params).fit(X.iloc[train_idx], y[train_idx])
+        fold = xgb.XGBRegressor(**params, callbacks=callbacks).fit(X.iloc[train_idx], y[train_idx])
         oof[val_idx] = fold.predict(X.iloc[val_idx])
     abs_residual = np.abs(y - oof)
     oof_error = np.empty(len(y))
     for train_idx, val_idx in folds:
-        fold = xgb.XGBRegressor(**error_params).fit(X.iloc[train_idx], abs_residual[train_idx])
+        fold = xgb.XGBRegressor(**error_params, callbacks=callbacks)
+        fold.fit(X.iloc[train_idx], abs_residual[train_idx])
         oof_error[val_idx] = fold.predict(X.iloc[val_idx])
-    error_model = xgb.XGBRegressor(**error_params).fit(X, abs_residual)
+    error_model = xgb.XGBRegressor(**error_params, callbacks=callbacks).fit(X, abs_residual)
 
     bands = BandedRegression(output | {"sigma_scale": 1.0})
     values, truth = np.clip(oof, bands.lower, bands.upper), np.clip(y, bands.lower, bands.upper)
