@@ -1,5 +1,9 @@
 # Every target bootstraps its own environment: only Python 3.11 and make are assumed.
 # `make help` lists the targets from their `##` comments.
+# Exit codes: make exits 2 whenever a recipe fails, whatever the command returned; its
+# `make: *** [...] Error N` line names the command's own code. Scripts and CI that act on a
+# documented code call the command itself (`.venv/bin/python -m registry ...` after
+# `make venv`), as .github/workflows/promote.yml does.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
