@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         if live is None:
             orphan = orphaned_champion(tracking, args.model, store.bucket)
             raise NoRelease(orphan or f"{args.model} has no release; nothing to reconcile")
-        if not reconcile(tracking, live, stderr):
+        if not reconcile(tracking, live, stderr, strict=True):
             stderr(f"{args.model}: MLflow already agrees with release.json")
         release = live
     elif args.command == "current":

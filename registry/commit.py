@@ -44,9 +44,24 @@ def sync_champion(store: ReleaseStore, tracking: Tracking, name: str, version: s
         version = current.mlflow_version
 
 
-def reconcile(tracking: Tracking, live: Release | None, log: Log) -> list[str]:
+def reconcile(
+    tracking: Tracking, live: Release | None, log: Log, strict: bool = False
+) -> list[str]:
     """Make MLflow agree with the live manifest: the live version's release tags and the
-    `champion` alias. Returns (and logs) what it changed; nothing when they already agree."""
+    `champion` alias. Returns (and logs) what it changed; nothing when they already agree.
+
+    Before a promotion or rollback it is best-effort (``strict=False``): a failure is a warning,
+    since the command's own MLflow step follows the manifest again at its end."""
+    try:
+        return _reconcile(tracking, live, log)
+    except RegistryError as exc:
+        if strict:
+            raise
+        log(f"warning: could not reconcile MLflow with release.json first: {exc}")
+        return []
+
+
+def _reconcile(tracking: Tracking, live: Release | None, log: Log) -> list[str]:
     if live is None:
         return []
     name, version = live.name, live.mlflow_version

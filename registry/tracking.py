@@ -140,11 +140,22 @@ class Tracking:
         )
 
     def record_release(self, info: VersionInfo, tags: dict[str, str]) -> None:
-        try:
-            for key, value in tags.items():
+        for key, value in tags.items():
+            try:
                 self.client.set_model_version_tag(info.name, info.version, key, value)
-        except Exception as exc:
-            raise StorageError(f"could not tag {info.name} version {info.version}: {exc}") from exc
+            except Exception as exc:
+                # Two runs tagging one version at once collide in a SQLite store (a UNIQUE
+                # constraint); if the other run wrote what we meant to, that is success.
+                if self._tag(info, key) != value:
+                    raise StorageError(
+                        f"could not tag {info.name} version {info.version}: {exc}"
+                    ) from exc
+
+    def _tag(self, info: VersionInfo, key: str) -> str | None:
+        try:
+            return self.client.get_model_version(info.name, info.version).tags.get(key)
+        except Exception:
+            return None
 
     def champion(self, name: str) -> str | None:
         """The version `champion` names, or None when the alias is not set."""
