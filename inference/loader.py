@@ -75,8 +75,7 @@ class Model:
     @property
     def identity(self) -> dict[str, Any]:
         """What every answer carries: the model that made it."""
-        meta = self.bundle.get("metadata", {})
-        version = meta.get("mlflow_version") or self.configured_version
+        version = self.configured_version  # MODEL_VERSION: a bundle cannot know its own
         return {
             "name": self.name,
             "version": None if version is None else str(version),

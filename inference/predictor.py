@@ -217,7 +217,6 @@ class Predictor:
         self._session = _session(spec["onnx"])
         self._input: str = spec["input"]
         self._outputs: list[str] = list(spec["outputs"])
-        self.n_features = len(bundle["schema"]["fields"])
         self.output: Output = make_output(bundle["output"])
         # Large batches run as row blocks on threads of their own, each through this same
         # single-threaded session (a session may be run concurrently). Against one session with
