@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from inference.bundle import normalize_sha256
 
 REQUIRED = ("MODEL_BUCKET", "MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256")
 DEFAULT_CACHE_DIR = "/tmp"  # Lambda's only writable path; survives warm restarts of the process
@@ -20,7 +21,6 @@ DEFAULT_MAX_BATCH = 10_000  # 10k readings are ~0.8 MB of JSON, well under the 6
 # also imports the runtime, unpickles and checks the bundle: 6 s leaves that room, and a
 # healthy GetObject of a bundle takes well under a second.
 DEFAULT_LOAD_DEADLINE_S = 6.0
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class ConfigError(Exception):
@@ -54,8 +54,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     missing = [name for name in REQUIRED if not env.get(name, "").strip()]
     if missing:
         raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
-    sha = env["MODEL_SHA256"].strip().lower()
-    if not _SHA256.match(sha):
+    sha = normalize_sha256(env["MODEL_SHA256"])
+    if sha is None:
         raise ConfigError("MODEL_SHA256 must be 64 hexadecimal characters")
     raw_batch = env.get("MAX_BATCH", "").strip() or str(DEFAULT_MAX_BATCH)
     try:
