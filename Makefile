@@ -67,6 +67,12 @@ lint: venv lint-workflows ## ruff (lint + format), mypy, hadolint and the workfl
 ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
 	$(RUN) training.ui
 
+.PHONY: notebook
+notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each model's champion or candidate
+	@# Kernels get CurveZMQ keys from the server: their traffic is not plain-text TCP.
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --MappingKernelManager.transport_encryption=auto \
+	  notebooks/explore.ipynb
+
 .PHONY: s3-up
 s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
 	$(RUN) tools.local_s3 up
