@@ -22,6 +22,7 @@ from registry.errors import (
 from registry.manifest import Release
 from registry.store import ManifestState, ReleaseStore, Unconfirmed
 from registry.tracking import Tracking
+from training.mlflow_names import PROMOTED_AT, S3_URI, S3_VERSION_ID
 
 Log = Callable[[str], None]
 
@@ -29,9 +30,9 @@ Log = Callable[[str], None]
 def release_tags(release: Release) -> dict[str, str]:
     """The tags an MLflow version carries once it is the release: where its bytes are, and
     (for a promotion) when. A rollback re-points at bytes that already carry them."""
-    tags = {"s3_uri": f"s3://{release.bucket}/{release.key}", "s3_version_id": release.version_id}
+    tags = {S3_URI: f"s3://{release.bucket}/{release.key}", S3_VERSION_ID: release.version_id}
     if release.action == "promote":
-        tags["promoted_at"] = release.released_at
+        tags[PROMOTED_AT] = release.released_at
     return tags
 
 
@@ -93,7 +94,7 @@ def orphaned_champion(tracking: Tracking, name: str, bucket: str) -> str | None:
         version = tracking.champion(name)
         if version is None:
             return None
-        where = tracking.version(name, version).tags.get("s3_version_id", "?")
+        where = tracking.version(name, version).tags.get(S3_VERSION_ID, "?")
     except RegistryError:
         return None
     return (

@@ -17,8 +17,8 @@ from typing import Any
 from inference.bundle import is_model_name, model_name_problem
 from registry.errors import RegistryError, UnknownModel, UsageError
 from registry.tracking import Tracking
+from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA, PROMOTED_AT, S3_VERSION_ID
 
-LINEAGE = ("artifact_sha256", "data_sha256", "git_sha")
 S3_NOT_CONFIGURED = "S3 not configured"
 NOT_RELEASED = "not released"
 
@@ -134,13 +134,13 @@ def model_listing(tracking: Tracking, name: str) -> ModelListing:
                     "lift": _lift(model, baseline, greater),
                 },
                 metrics=metrics,
-                artifact_sha256=tags.get("artifact_sha256", ""),
-                data_sha256=tags.get("data_sha256", ""),
-                git_sha=tags.get("git_sha", ""),
-                s3_version_id=tags.get("s3_version_id"),
-                promoted_at=tags.get("promoted_at"),
+                artifact_sha256=tags.get(ARTIFACT_SHA256, ""),
+                data_sha256=tags.get(DATA_SHA256, ""),
+                git_sha=tags.get(GIT_SHA, ""),
+                s3_version_id=tags.get(S3_VERSION_ID),
+                promoted_at=tags.get(PROMOTED_AT),
                 live=s3.get("live_version") == version
-                and s3.get("live_version_id") == tags.get("s3_version_id"),
+                and s3.get("live_version_id") == tags.get(S3_VERSION_ID),
             )
         )
     return listing

@@ -4,10 +4,8 @@ MLflow is imported lazily: it costs ~2 s, and `--help` or a refused input should
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,7 @@ from typing import Any
 from inference.bundle import normalize_sha256
 from registry.errors import BundleMissing, DigestMismatch, StorageError, VersionNotFound
 from training.config import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
-
-CHAMPION = "champion"
+from training.mlflow_names import ARTIFACT_SHA256, CHAMPION, GIT_SHA, quiet_mlflow
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class VersionInfo:
     @property
     def artifact_sha256(self) -> str:
         """The tag in canonical (lowercase) form: a digest differing only in case is the same."""
-        sha = self.tags.get("artifact_sha256", "")
+        sha = self.tags.get(ARTIFACT_SHA256, "")
         if not sha:
             raise BundleMissing(f"{self.name} version {self.version} has no artifact_sha256 tag")
         canonical = normalize_sha256(sha)
@@ -44,7 +41,7 @@ class VersionInfo:
 
     @property
     def git_sha(self) -> str:
-        return self.tags.get("git_sha", "unknown")
+        return self.tags.get(GIT_SHA, "unknown")
 
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "404", "NoSuchKey", "NotFound"}
@@ -71,14 +68,9 @@ def is_not_found(exc: BaseException) -> bool:
 
 class Tracking:
     def __init__(self, uri: str | None = None) -> None:
-        warnings.filterwarnings("ignore", module="mlflow")
-        from mlflow import MlflowClient
-
-        # stderr carries our own progress lines only, not MLflow's INFO about database set-up.
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-
+        mlflow = quiet_mlflow()
         self.uri = uri or tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
 
     def version(self, name: str, version: str) -> VersionInfo:
         from mlflow.exceptions import MlflowException

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from inference.bundle import sha256_hex
 from training import bundle, data, evaluate, expectations, labels, model, register
 from training.config import BUNDLE_FILENAME
+from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA
 from training.spec import ModelSpec
 
 
@@ -82,7 +83,7 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         report = expectations.validate(frame, suite)
         if not report.success:
             # The failed result is evidence too: log it to a run of its own before stopping.
-            register.log_failed_validation(name, report.result, {"data_sha256": data_sha256})
+            register.log_failed_validation(name, report.result, {DATA_SHA256: data_sha256})
             raise expectations.ValidationFailed(spec.data.path.name, report.failures)
         ranges = expectations.feature_ranges(suite, list(spec.features))
         note.append(f"{report.evaluated} expectations met")
@@ -117,7 +118,7 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
             note.append(f"{size / 1024:.0f} KiB, sha256 {digest[:12]}, golden samples match")
 
         with stage("register", name) as note:
-            tags = {"artifact_sha256": digest, "data_sha256": data_sha256, "git_sha": commit}
+            tags = {ARTIFACT_SHA256: digest, DATA_SHA256: data_sha256, GIT_SHA: commit}
             registered = register.log_and_register(
                 register.TrainingRun(
                     spec, parts, fitted.params, metrics, figures, report.result, content, path,

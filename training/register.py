@@ -6,7 +6,6 @@ import contextlib
 import io
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -15,15 +14,21 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from training.config import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
+from training.mlflow_names import (
+    ARTIFACT_SHA256,
+    CANDIDATE,
+    DATA_SHA256,
+    GIT_SHA,
+    LINEAGE_TAGS,
+    quiet_mlflow,
+)
 from training.model import Split
 from training.spec import ModelSpec
 
-CANDIDATE = "candidate"
 MODEL_NAME = "model"  # the logged MLflow model's name within its run
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # What the pyfunc model needs beyond MLflow itself (pandas comes with MLflow): serving's set.
 MODEL_REQUIREMENTS = ("numpy", "onnxruntime", "aws-lambda-powertools")
-LINEAGE_TAGS = ("artifact_sha256", "data_sha256", "git_sha")
 
 
 @dataclass(frozen=True)
@@ -37,17 +42,10 @@ class Registered:
 
 
 def _mlflow() -> Any:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # Logging a model with an input example reloads it: no progress bar in the stage line.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # The model's requirements are pinned explicitly (MODEL_REQUIREMENTS): MLflow must not
     # also copy whichever uv.lock sits in the caller's working directory into every model.
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
-    warnings.filterwarnings("ignore", module="mlflow")
-    import mlflow
-
-    # After the import: mlflow configures its own logger (INFO lines about database set-up).
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow = quiet_mlflow()
     # uv venvs have no pip, and the model's conda.yaml then lists pip unpinned: not news.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
@@ -77,7 +75,7 @@ def experiment_id(mlflow: Any, name: str) -> str:
 def log_failed_validation(name: str, validation: dict[str, Any], tags: dict[str, str]) -> str:
     """A run tagged ``validation_failed`` holding the great-expectations result; its id."""
     mlflow = _mlflow()
-    data = tags.get("data_sha256", "")[:8]
+    data = tags.get(DATA_SHA256, "")[:8]
     with mlflow.start_run(
         experiment_id=experiment_id(mlflow, name),
         run_name=f"{name} validation failed · data {data}",
@@ -100,7 +98,7 @@ def lift(metrics: dict[str, float], primary: str, greater_is_better: bool) -> di
 
 def run_name(name: str, version: str, tags: dict[str, str]) -> str:
     """Model, version, data and code: ``wqi v3 · data 2e3845cb · code 599179d``."""
-    commit = tags.get("git_sha", "unknown")
+    commit = tags.get(GIT_SHA, "unknown")
     code = commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
     return f"{name} v{version} · data {tags.get('data_sha256', '')[:8]} · code {code}"
 
@@ -182,7 +180,7 @@ def log_and_register(run: TrainingRun) -> Registered:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    name, digest = run.spec.name, run.tags["artifact_sha256"]
+    name, digest = run.spec.name, run.tags[ARTIFACT_SHA256]
     gate_failures = run.spec.gates.failures(run.metrics)
     try:
         client.get_registered_model(name)

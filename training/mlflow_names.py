@@ -1,0 +1,39 @@
+"""How this repository talks to MLflow: the alias and tag names every part shares (training
+writes them, the registry reads and moves them, the notebook and `make models` show them), and
+a quiet import of MLflow. One home, so a renamed tag cannot leave a reader behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+# Aliases: `candidate` follows the newest version that met its training gates; `champion`
+# follows the live release.json (registry/).
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+# Lineage tags, set when a version is registered.
+ARTIFACT_SHA256 = "artifact_sha256"  # the bundle's bytes
+DATA_SHA256 = "data_sha256"  # the dataset's bytes
+GIT_SHA = "git_sha"  # the commit, `-dirty` when the tree was not clean
+LINEAGE_TAGS = (ARTIFACT_SHA256, DATA_SHA256, GIT_SHA)
+
+# Release tags, set by promotion: where the bytes live in S3 and since when.
+S3_URI = "s3_uri"
+S3_VERSION_ID = "s3_version_id"
+PROMOTED_AT = "promoted_at"
+
+
+def quiet_mlflow() -> Any:
+    """``import mlflow`` with stderr kept for our own progress lines: no telemetry, no
+    progress bars, no INFO about database set-up, no deprecation chatter."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", module="mlflow")
+    import mlflow
+
+    # After the import: mlflow configures its own logger.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return mlflow
