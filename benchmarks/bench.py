@@ -76,9 +76,11 @@ def train_ours() -> tuple[Path, dict[str, Any]]:
     result = pipeline.run(spec, out)
     frame = data.load_frame(spec.data, data.read_bytes(spec.data))
     parts = model.split(model.make_dataset(frame, labels.make_label(frame, spec.label), spec), spec)
+    # The seed's model reads its four readings only (ours may add calendar features).
+    seed_features = list(EVENT["readings"])
     np.savez(
         WORK / "train.npz",
-        X_train=parts.X_train.to_numpy(np.float32),
+        X_train=parts.X_train[seed_features].to_numpy(np.float32),
         y_train=parts.y_train.to_numpy(np.float64),
     )
     params = {k: v for k, v in model.xgb_params(spec).items()}

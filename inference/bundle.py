@@ -15,6 +15,10 @@ import re
 from typing import Any
 
 FORMAT = "waterml-bundle/1"
+# A schema with calendar features (derived from the record's timestamp): serving code older
+# than them would ask for those features as readings, so it refuses the bundle at load instead.
+FORMAT_CALENDAR = "waterml-bundle/2"
+FORMATS = (FORMAT, FORMAT_CALENDAR)
 REQUIRED_KEYS = ("format", "name", "schema", "predictor", "output", "golden", "metadata")
 _PLAIN = (str, bytes, int, float, bool, type(None))
 
@@ -98,6 +102,6 @@ def loads(data: bytes) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in bundle]
     if missing:
         raise BundleError(f"bundle lacks {', '.join(missing)}")
-    if bundle["format"] != FORMAT:
-        raise BundleError(f"bundle format {bundle['format']!r} is not {FORMAT!r}")
+    if bundle["format"] not in FORMATS:
+        raise BundleError(f"bundle format {bundle['format']!r} is not one of {FORMATS}")
     return bundle

@@ -7,6 +7,9 @@
    must match what the trained model gave within the bundle's own rtol/atol, and the answers
    built from them must agree (labels exactly, numbers to the answer's rounding), one answer
    per input. ``check_golden`` is public: training runs the same check before it writes.
+   A bundle with calendar features also records its golden inputs as records (readings and
+   the ISO-8601 ``timestamp``, one without): validation must build exactly the recorded rows
+   from them, alone and as a batch, so serving derives those features as training did.
 Any warning raised while loading counts as a failure (the class of scikit-learn's
 InconsistentVersionWarning): ``strict_warnings`` turns them into errors.
 """
@@ -25,6 +28,7 @@ import numpy as np
 
 from inference.bundle import BundleError
 from inference.predictor import Predictor
+from inference.validation import ValidationError, Validator
 
 ANSWER_ATOL = 0.011  # answers are rounded to 2-4 decimals; one rounding step apart is equal
 
@@ -125,6 +129,8 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
     if not recorded_raw:
         raise SanityError("bundle golden samples record no raw outputs")
     rtol, atol = float(golden.get("rtol", GOLDEN_RTOL)), float(golden.get("atol", GOLDEN_ATOL))
+    if "records" in golden:
+        check_golden_records(bundle)
     predictor = predictor or Predictor(bundle)
     raw = predictor.raw(np.asarray(inputs, dtype=np.float32))
     for name, expected in recorded_raw.items():
@@ -167,6 +173,34 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
                 f"golden answer {i} differs in {field!r}: got {got_answer}, recorded {want_answer}",
                 f"answers[{i}].{field}",
                 worst,
+            )
+
+
+def check_golden_records(bundle: dict[str, Any]) -> None:
+    """The golden records, validated one by one and as a batch, give the golden inputs exactly
+    (as the model's float32), NaN where training had a missing value."""
+    golden = bundle["golden"]
+    records, inputs = golden["records"], np.asarray(golden["inputs"], dtype=np.float32)
+    if len(records) != len(inputs):
+        raise SanityError(f"golden records {len(records)} records for {len(inputs)} inputs")
+    validator = Validator(bundle["schema"], max(len(records), 1))
+    names = [f["name"] for f in bundle["schema"]["fields"]]
+    try:
+        alone = np.array([validator.single(r)[1] for r in records], dtype=np.float64)
+        batch = validator.batch(records)[1]
+    except ValidationError as exc:
+        raise SanityError(f"golden records fail validation: {exc.details[:3]}") from None
+    for how, rows in (("alone", alone), ("in a batch", batch)):
+        got = rows.astype(np.float32)
+        same = (got == inputs) | (np.isnan(got) & np.isnan(inputs))
+        if not same.all():
+            i, j = (int(v) for v in np.argwhere(~same)[0])
+            raise GoldenMismatch(
+                f"golden record {i} {how} gives {names[j]} = {float(got[i, j])!r}, training "
+                f"recorded {float(inputs[i, j])!r}: serving does not derive features as "
+                f"training did",
+                f"inputs[{i}].{names[j]}",
+                float(abs(got[i, j] - inputs[i, j])),
             )
 
 

@@ -1,7 +1,9 @@
 """Input validation compiled from the bundle's feature schema (the data contract).
 
 Policy (also in inference/README.md):
-- a record is ``{"deviceId": str (optional), "readings": {field: number, ...}}``;
+- a record is ``{"deviceId": str (optional), "readings": {field: number, ...}}``, and, for a
+  model with calendar features, an optional ``"timestamp"``: ISO-8601 text with a UTC offset
+  (absent or null: those features are missing, NaN; otherwise unreadable: rejected);
 - every schema field is required; ``null`` is accepted only where the schema says
   ``nullable`` (it reaches the model as NaN, the learned missing-value branch);
 - a value must be a JSON number: booleans and strings are rejected, never coerced;
@@ -22,14 +24,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from inference import calendar_features
+from inference.bundle import BundleError
+from inference.calendar_features import Calendar, TimestampError
+
 MAX_DETAILS = 50
 FIELD_MAX = 256  # characters of a field path reported back (it may hold a caller's key)
 DEVICE_ID_MAX = 128
 RECORD_KEYS = frozenset({"deviceId", "readings"})
+TIMESTAMP = calendar_features.FIELD
+EXAMPLE_TIME = calendar_features.EXAMPLE
 _BIG = 1.7976931348623157e308  # float max: "no bound" that still excludes infinities
 _MISSING = object()
 _READINGS = itemgetter("readings")
 _DEVICE_ID = itemgetter("deviceId")
+_TIMESTAMP = itemgetter(TIMESTAMP)
 _NUMBERS = frozenset({int, float})  # JSON numbers; bool is excluded by type, not isinstance
 
 
@@ -58,9 +67,25 @@ class Rule(NamedTuple):
 
 
 class Validator:
-    """Turns records into feature rows in schema order, or collects why it cannot."""
+    """Turns records into feature rows in schema order, or collects why it cannot.
+
+    ``rules`` are the fields a reading carries; fields with ``"source": "timestamp"`` are
+    calendar features, derived from the record's ``timestamp`` by ``calendar`` (None when the
+    model has none: the record shape and the hot path are then exactly the seed's).
+    """
 
     def __init__(self, schema: Mapping[str, Any], max_batch: int) -> None:
+        fields = list(schema["fields"])
+        derived = [f for f in fields if f.get("source") is not None]
+        self.calendar = _calendar(schema, derived)
+        self.width = len(fields)
+        self.record_keys = RECORD_KEYS | {TIMESTAMP} if self.calendar else RECORD_KEYS
+        # A row is built as readings + calendar features; when the schema puts a calendar
+        # feature before a reading, _gather picks the columns back into schema order.
+        sources = [i for i, f in enumerate(fields) if f.get("source") is None]
+        sources += [i for i, f in enumerate(fields) if f.get("source") is not None]
+        order = np.argsort(sources).tolist()
+        self._gather: list[int] | None = None if order == sorted(order) else order
         self.rules = tuple(
             Rule(
                 name=f["name"],
@@ -69,7 +94,8 @@ class Validator:
                 nullable=bool(f.get("nullable", False)),
                 integer=f.get("type") == "integer",
             )
-            for f in schema["fields"]
+            for f in fields
+            if f.get("source") is None
         )
         self.names = frozenset(r.name for r in self.rules)
         self.max_batch = max_batch
@@ -134,15 +160,37 @@ class Validator:
             errors.append(
                 problem(_join(path, "deviceId"), f"must be a string of at most {DEVICE_ID_MAX}")
             )
+        dated = None
+        if self.calendar is not None:
+            dated = record.get(TIMESTAMP)  # absent or null: the calendar features are missing
+            dated = self.calendar.missing if dated is None else self._timestamp(dated, path, errors)
         if "readings" not in record:
             errors.append(problem(_join(path, "readings"), "missing"))
             row: list[float] = []
         else:
             row = self.readings(record["readings"], _join(path, "readings"), errors)
-        if not record.keys() <= RECORD_KEYS:
-            for extra in sorted(str(k) for k in record.keys() - RECORD_KEYS):
+        if dated is not None:
+            row += dated
+            if self._gather is not None and len(row) == self.width:  # not a partial row
+                row = [row[i] for i in self._gather]
+        if not record.keys() <= self.record_keys:
+            for extra in sorted(str(k) for k in record.keys() - self.record_keys):
                 errors.append(problem(_join(path, extra), "unknown field"))
         return device, row
+
+    def _timestamp(self, stamp: Any, path: str, errors: list[dict[str, str]]) -> list[float] | None:
+        """The calendar features of a record's timestamp (not None), or None and a problem."""
+        assert self.calendar is not None
+        path = _join(path, TIMESTAMP)
+        if type(stamp) is not str:
+            reason = f"must be a string (ISO-8601 with a UTC offset, e.g. {EXAMPLE_TIME})"
+            errors.append(problem(path, f"{reason}, not {json_type(stamp)}"))
+            return None
+        try:
+            return self.calendar.row(stamp)
+        except TimestampError as exc:
+            errors.append(problem(path, exc.reason))
+            return None
 
     def batch(self, records: Any, path: str = "records") -> tuple[list[str | None], np.ndarray]:
         """(deviceIds, float64 feature matrix) of a batch, or ValidationError listing every
@@ -152,7 +200,7 @@ class Validator:
         if fast is not None:
             return fast
         devices, rows = self._slow_batch(records, path)  # names every problem, or all is well
-        return devices, np.array(rows, dtype=np.float64).reshape(len(rows), len(self.rules))
+        return devices, np.array(rows, dtype=np.float64).reshape(len(rows), self.width)
 
     def check_batch(self, records: Any, path: str = "records") -> None:
         """The batch as a whole: an array of 1..max_batch records."""
@@ -186,7 +234,15 @@ class Validator:
         except KeyError:  # some records have no deviceId
             devices = [r.get("deviceId", _MISSING) for r in records]
             absent = devices.count(_MISSING)
-        if sum(map(len, records)) != 2 * n - absent:  # readings, deviceId where given: no more
+        keys, expected = sum(map(len, records)), 2 * n - absent  # readings, deviceId if given
+        stamps: list[Any] | None = None  # None: no record has a timestamp (the seed's shape)
+        if self.calendar is not None and keys != expected:
+            try:
+                stamps = list(map(_TIMESTAMP, records))
+            except KeyError:  # some records have no timestamp
+                stamps = [r.get(TIMESTAMP, _MISSING) for r in records]
+            expected += n - stamps.count(_MISSING)  # each timestamp given is one more key
+        if keys != expected:  # no more keys than these
             return None
         kinds = set(map(type, devices))
         if kinds != {str}:
@@ -207,7 +263,28 @@ class Validator:
             whole = matrix[:, self._integer]
             if not (whole == np.trunc(whole)).all():
                 return None
+        if self.calendar is not None:
+            dated = (np.full((n, len(self.calendar.names)), math.nan) if stamps is None
+                     else self._timestamps(stamps))  # fmt: skip
+            if dated is None:
+                return None
+            matrix = np.hstack((matrix, dated))
+            if self._gather is not None:
+                matrix = matrix[:, self._gather]
         return devices, matrix
+
+    def _timestamps(self, stamps: list[Any]) -> np.ndarray | None:
+        """The batch's calendar features, or None when a timestamp is not plainly valid."""
+        assert self.calendar is not None
+        kinds = set(map(type, stamps))
+        if not kinds <= {str, type(None), object}:  # object: _MISSING
+            return None
+        if object in kinds:
+            stamps = [None if s is _MISSING else s for s in stamps]
+        try:
+            return self.calendar.columns(stamps)
+        except TimestampError:
+            return None
 
     def _slow_batch(
         self, records: list[Any], path: str
@@ -228,6 +305,23 @@ class Validator:
         if errors:
             raise ValidationError(errors)
         return device, row
+
+
+def _calendar(schema: Mapping[str, Any], derived: list[Mapping[str, Any]]) -> Calendar | None:
+    """The schema's calendar features, or None; BundleError for a schema this code cannot
+    serve (a derived field of an unknown source or name, no time zone)."""
+    if not derived:
+        return None
+    unknown = [f["name"] for f in derived if f.get("source") != calendar_features.SOURCE]
+    if unknown:
+        raise BundleError(f"schema fields {unknown} derive from a source this code does not know")
+    settings = schema.get(TIMESTAMP)
+    if not isinstance(settings, Mapping) or "utc_offset" not in settings:
+        raise BundleError("the schema has calendar features but no timestamp utc_offset")
+    try:
+        return Calendar([f["name"] for f in derived], settings["utc_offset"])
+    except ValueError as exc:
+        raise BundleError(f"the schema's calendar features: {exc}") from None
 
 
 def _bound(value: Any, default: float) -> float:

@@ -16,6 +16,7 @@ import pandas as pd
 import xgboost as xgb
 
 from inference import bundle as contract
+from inference import calendar_features
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
 from inference.sanity import GOLDEN_ATOL, GOLDEN_RTOL, SERVING_LIBRARIES, check_golden
@@ -58,18 +59,45 @@ def _versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def schema(spec: ModelSpec, ranges: dict[str, dict[str, float]]) -> dict[str, Any]:
-    return {
-        "fields": [
-            {"name": name, "type": "number", **ranges[name], "nullable": name in spec.nullable}
-            for name in spec.features
-        ]
-    }
+    fields: list[dict[str, Any]] = [
+        {"name": name, "type": "number", **ranges[name], "nullable": name in spec.nullable}
+        for name in spec.features
+    ]
+    if not spec.calendar_features:
+        return {"fields": fields}
+    assert spec.data.timestamp is not None
+    for field in fields:  # serving derives these from the record's timestamp
+        if field["name"] in spec.calendar_features:
+            field["source"] = calendar_features.SOURCE
+    return {"fields": fields, "timestamp": {"utc_offset": spec.data.timestamp.utc_offset}}
+
+
+def golden_records(
+    rows: np.ndarray, stamps: list[str | None], feature_schema: dict[str, Any]
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The golden inputs as serving receives them: readings and the ISO-8601 timestamp, plus
+    the first reading again without its timestamp (its calendar features missing), so the
+    load-time check covers both. Returns the inputs with that row appended, and the records."""
+    fields = feature_schema["fields"]
+    derived = np.array([f.get("source") is not None for f in fields])
+    undated = rows[:1].copy()
+    undated[:, derived] = np.nan
+    rows = np.vstack([rows, undated])
+    records = []
+    for row, stamp in zip(rows, [*stamps, None], strict=True):
+        readings = {f["name"]: None if np.isnan(v) else float(v)
+                    for f, v, d in zip(fields, row, derived, strict=True) if not d}  # fmt: skip
+        records.append({"readings": readings} | ({} if stamp is None else {"timestamp": stamp}))
+    return rows, records
+
+
+def golden_positions(parts: Split) -> np.ndarray:
+    """Evenly spaced held-out rows: a fixed choice, so the bundle bytes are reproducible."""
+    return np.linspace(0, len(parts.X_test) - 1, GOLDEN_ROWS).round().astype(int)
 
 
 def golden_rows(parts: Split) -> pd.DataFrame:
-    """Evenly spaced held-out rows: a fixed choice, so the bundle bytes are reproducible."""
-    positions = np.linspace(0, len(parts.X_test) - 1, GOLDEN_ROWS).round().astype(int)
-    return parts.X_test.iloc[positions]
+    return parts.X_test.iloc[golden_positions(parts)]
 
 
 def boosters(fitted: Fitted) -> dict[str, xgb.Booster]:
@@ -91,6 +119,11 @@ def build(
     feature_schema = schema(spec, ranges)
     models = boosters(fitted)
     rows = matrix_from_columns(golden_rows(parts), feature_schema)
+    records = None
+    if spec.calendar_features:
+        assert parts.timestamps_test is not None
+        stamps = [parts.timestamps_test[i] for i in golden_positions(parts)]
+        rows, records = golden_records(rows, stamps, feature_schema)
     # What the trained booster itself gives: the reference serving must reproduce.
     matrix = xgb.DMatrix(rows, feature_names=list(spec.features))
     expected = {
@@ -101,7 +134,7 @@ def build(
     if output["kind"] == "banded_regression":
         output["sigma_scale"] = fitted.sigma_scale
     bundle: dict[str, Any] = {
-        "format": contract.FORMAT,
+        "format": contract.FORMAT_CALENDAR if records is not None else contract.FORMAT,
         "name": spec.name,
         "schema": feature_schema,
         "predictor": {
@@ -128,7 +161,10 @@ def build(
             "libraries": _versions(SERVING_LIBRARIES + TRAINING_LIBRARIES),
         },
     }
-    # The same check serving runs at load: the graph must answer as the booster did.
+    if records is not None:
+        bundle["golden"]["records"] = records
+    # The same check serving runs at load: the graph must answer as the booster did, and (with
+    # calendar features) validation must build the recorded rows from the records.
     predictor = Predictor(bundle)
     check_golden(bundle, predictor)
     bundle["golden"]["answers"] = predictor.answers(rows)

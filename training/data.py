@@ -5,12 +5,14 @@ from __future__ import annotations
 import codecs
 import io
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from inference import calendar_features
 from training.config import REPO
-from training.spec import EVAL_ENGINE, DataSpec, SpecError
+from training.spec import EVAL_ENGINE, ISO_8601, DataSpec, SpecError
 
 
 class DataError(Exception):
@@ -36,7 +38,8 @@ def load_frame(spec: DataSpec, raw: bytes) -> pd.DataFrame:
 
 
 def load(spec: DataSpec, raw: bytes) -> Loaded:
-    """Decode, parse, rename, derive columns, filter rows and sort as the spec says.
+    """Decode, parse, rename, derive columns, filter rows, sort and derive the calendar
+    features as the spec says.
 
     A derivation whose inputs are missing or not numeric is skipped, so the expectation suite
     reports the bad source column instead of a pandas traceback; one that cannot be evaluated
@@ -72,7 +75,55 @@ def load(spec: DataSpec, raw: bytes) -> Loaded:
     frame = _filter(spec, frame)
     if spec.sort_by and spec.sort_by in frame.columns:
         frame = frame.sort_values(spec.sort_by, kind="stable").reset_index(drop=True)
+    # Derived columns too, so the suite and the notebook see them; without the timestamp
+    # column they are skipped, as a derivation is, and the suite reports the column.
+    if spec.calendar and spec.timestamp and spec.timestamp.column in frame.columns:
+        frame = frame.assign(**calendar_columns(spec, iso_timestamps(spec, frame)))
     return Loaded(frame, rows_read, rows_read - len(frame))
+
+
+def iso_timestamps(spec: DataSpec, frame: pd.DataFrame) -> list[str | None]:
+    """The spec's timestamp column as serving receives a timestamp: ISO-8601 text with its UTC
+    offset (a value written without one is on the spec's ``utc_offset`` clock); None where the
+    cell is empty. A value that does not match the format is a DataError naming it."""
+    stamp = spec.timestamp
+    assert stamp is not None
+    if stamp.column not in frame.columns:
+        raise SpecError(f"{stamp.label} is not a column of {spec.path.name} "
+                        f"(columns: {', '.join(map(str, frame.columns))})")  # fmt: skip
+    zone = calendar_features.zone(stamp.utc_offset)
+    out: list[str | None] = []
+    for value in frame[stamp.column].tolist():
+        if pd.isna(value):
+            out.append(None)
+            continue
+        text = str(value).strip()
+        try:
+            if stamp.format == ISO_8601:
+                moment = datetime.fromisoformat(text)
+            else:
+                moment = datetime.strptime(text, stamp.format)
+        except ValueError:
+            raise DataError(f"{spec.path.name}: {stamp.label} holds {text!r}, which is not "
+                            f"{_format_name(stamp.format)}; fix the data or [data] timestamp "
+                            f"format in {_shown(spec)}") from None  # fmt: skip
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        out.append(moment.isoformat())
+    return out
+
+
+def calendar_columns(spec: DataSpec, stamps: list[str | None]) -> dict[str, np.ndarray]:
+    """The model's calendar features, derived by serving's own code
+    (inference/calendar_features.py) from the timestamps as serving receives them."""
+    assert spec.timestamp is not None
+    calendar = calendar_features.Calendar(spec.calendar, spec.timestamp.utc_offset)
+    values = calendar.columns(stamps)
+    return {name: values[:, j] for j, name in enumerate(calendar.names)}
+
+
+def _format_name(form: str) -> str:
+    return "ISO-8601 text" if form == ISO_8601 else f"in the format {form!r}"
 
 
 def _filter(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from inference.calendar_features import FEATURES as CALENDAR
 from training.spec import SpecError
 
 NUMERIC_TYPES = ["float64", "Float64", "float32", "int64", "Int64", "int32"]
@@ -37,8 +38,9 @@ def load_suite(path: Path) -> dict[str, Any]:
 
 
 def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[str, float]]:
-    """Value bounds per column, read from the suite: serving enforces these, not a copy."""
-    out: dict[str, dict[str, float]] = {c: {} for c in columns}
+    """Value bounds per column, read from the suite: serving enforces these, not a copy.
+    A calendar feature is not a column of the data: its bounds are its definition's."""
+    out: dict[str, dict[str, float]] = {c: {} for c in columns if c not in CALENDAR}
     for exp in suite["expectations"]:
         column, kwargs = exp["kwargs"].get("column"), exp["kwargs"]
         if column in out and exp["type"] == "expect_column_values_to_be_between":
@@ -55,7 +57,9 @@ def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[
             f"the suite gives no value range for feature(s) {unbounded}: add "
             "expect_column_values_to_be_between for each (serving enforces those ranges)"
         )
-    return out
+    calendar = {c: {"minimum": CALENDAR[c].minimum, "maximum": CALENDAR[c].maximum}
+                for c in columns if c in CALENDAR}  # fmt: skip
+    return {c: out.get(c) or calendar[c] for c in columns}
 
 
 def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:

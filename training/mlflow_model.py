@@ -9,7 +9,8 @@ host has.
 - ``load_context`` reads the bundle (``artifacts/model.joblib``), checks its SHA-256 against
   the one recorded in the MLmodel file (``model_config``) *before* unpickling, and loads it as
   the Lambda does: plain-data unpickler, warnings as errors, runtime and golden checks.
-- ``predict`` turns each row into the handler's record (``{"deviceId", "readings"}``) and
+- ``predict`` turns each row into the handler's record (``{"deviceId", "timestamp",
+  "readings"}``) and
   answers the batch with ``inference.handler.Service.answer_batch``: the same validation,
   float32 conversion, ONNX session and answer builder as a Lambda batch, so
   ``mlflow models predict`` answers a reading exactly as the handler does.
@@ -41,6 +42,7 @@ from inference.validation import ValidationError
 BUNDLE = "bundle"  # the artifact's key; MLflow copies it to <model>/artifacts/model.joblib
 SHA256_KEY = "artifact_sha256"  # model_config entry the bytes must match
 DEVICE_ID = "deviceId"  # optional input; every answer leads with it, as the handler's do
+TIMESTAMP = "timestamp"  # optional input of a model with calendar features (ISO-8601 text)
 INPUT_EXAMPLE_ROWS = 2
 
 
@@ -54,11 +56,22 @@ def answer_columns(output: dict[str, Any]) -> list[tuple[str, str]]:
             ("confidence", "double")]  # fmt: skip
 
 
+def reading_fields(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema's fields a reading carries (calendar features come from the timestamp)."""
+    return [f for f in bundle["schema"]["fields"] if f.get("source") is None]
+
+
+def dated(bundle: dict[str, Any]) -> bool:
+    return TIMESTAMP in bundle["schema"]
+
+
 def signature(bundle: dict[str, Any]) -> ModelSignature:
-    """Inputs: the schema's features as doubles (nullable ones optional) and an optional
-    deviceId; outputs: the handler's answer columns."""
-    fields = bundle["schema"]["fields"]
-    inputs = [ColSpec("double", f["name"], required=not f.get("nullable", False)) for f in fields]
+    """Inputs: the readings as doubles (nullable ones optional), the timestamp of a model with
+    calendar features and a deviceId, both optional; outputs: the handler's answer columns."""
+    inputs = [ColSpec("double", f["name"], required=not f.get("nullable", False))
+              for f in reading_fields(bundle)]  # fmt: skip
+    if dated(bundle):
+        inputs.append(ColSpec("string", TIMESTAMP, required=False))
     outputs = [ColSpec(kind, name) for name, kind in answer_columns(bundle["output"])]
     return ModelSignature(
         inputs=Schema([*inputs, ColSpec("string", DEVICE_ID, required=False)]),
@@ -68,14 +81,21 @@ def signature(bundle: dict[str, Any]) -> ModelSignature:
 
 def input_example(bundle: dict[str, Any]) -> pd.DataFrame:
     """The first golden readings: real rows the bundle is proven to answer as recorded."""
+    golden = bundle["golden"]
+    if "records" in golden:  # readings and their timestamps, as serving receives them
+        chosen = golden["records"][:INPUT_EXAMPLE_ROWS]
+        frame = pd.DataFrame([r["readings"] for r in chosen], dtype="float64")
+        return frame.assign(**{TIMESTAMP: [r.get(TIMESTAMP) for r in chosen]})
     names = [f["name"] for f in bundle["schema"]["fields"]]
-    rows = bundle["golden"]["inputs"][:INPUT_EXAMPLE_ROWS]
-    return pd.DataFrame(rows, columns=names, dtype="float64")
+    return pd.DataFrame(golden["inputs"][:INPUT_EXAMPLE_ROWS], columns=names, dtype="float64")
 
 
-def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
+def records(
+    frame: pd.DataFrame, features: list[str], timestamp: bool = False
+) -> list[dict[str, Any]]:
     """The handler's batch records: plain floats (the validator accepts only JSON numbers),
-    NaN or a missing optional column as null (refused unless the field is nullable)."""
+    NaN or a missing optional column as null (refused unless the field is nullable), and the
+    timestamp where given when ``timestamp``."""
     columns = []
     for name in features:
         if name in frame.columns:
@@ -84,11 +104,16 @@ def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
         else:
             columns.append([None] * len(frame))
     readings = [dict(zip(features, row, strict=True)) for row in zip(*columns, strict=True)]
+    out: list[dict[str, Any]] = [{"readings": r} for r in readings]
+    if timestamp and TIMESTAMP in frame.columns:
+        for record, stamp in zip(out, frame[TIMESTAMP].tolist(), strict=True):
+            if not pd.isna(stamp):
+                record[TIMESTAMP] = str(stamp)
     if DEVICE_ID not in frame.columns:
-        return [{"readings": r} for r in readings]
+        return out
     devices = [None if pd.isna(d) else str(d) for d in frame[DEVICE_ID].tolist()]
-    return [{DEVICE_ID: d, "readings": r} if d is not None else {"readings": r}
-            for d, r in zip(devices, readings, strict=True)]  # fmt: skip
+    return [{DEVICE_ID: d, **r} if d is not None else r
+            for d, r in zip(devices, out, strict=True)]  # fmt: skip
 
 
 class BundleModel(PythonModel):
@@ -97,6 +122,7 @@ class BundleModel(PythonModel):
     service: Service
     features: list[str]
     columns: list[str]
+    timestamp: bool
 
     def load_context(self, context: PythonModelContext) -> None:
         path = Path(context.artifacts[BUNDLE])
@@ -113,14 +139,15 @@ class BundleModel(PythonModel):
             bundle=bundle, predictor=predictor, sha256=expected, version_id="", source="mlflow"
         )
         self.service = Service(model, DEFAULT_MAX_BATCH)
-        self.features = [f["name"] for f in bundle["schema"]["fields"]]
+        self.features = [f["name"] for f in reading_fields(bundle)]
+        self.timestamp = dated(bundle)
         self.columns = [DEVICE_ID] + [name for name, _ in answer_columns(bundle["output"])]
 
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: Any = None
     ) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
-        batch = records(frame, self.features)
+        batch = records(frame, self.features, self.timestamp)
         answers: list[dict[str, Any]] = []
         try:  # in the handler's batch size, each all or nothing like a Lambda batch
             for start in range(0, len(batch), DEFAULT_MAX_BATCH):

@@ -14,6 +14,7 @@ from sklearn.model_selection import KFold, train_test_split
 
 from inference.outputs import BandedRegression
 from training import expectations
+from training.data import calendar_columns, iso_timestamps
 from training.progress import Progress
 from training.spec import ModelSpec
 
@@ -32,6 +33,7 @@ class Dataset:
     X: pd.DataFrame
     y: pd.Series
     dropped: dict[str, int]  # why rows were left out, and how many
+    timestamps: list[str | None] | None = None  # per row of X, as serving receives them
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Split:
     X_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
+    timestamps_test: list[str | None] | None = None  # per row of X_test (golden records)
 
 
 @dataclass
@@ -72,6 +75,10 @@ def make_dataset(
     finite and within the serving schema's ranges (``ranges``, read from the suite when not
     given). Each left-out row is counted under its first reason."""
     features = list(spec.features)
+    stamps = None
+    if spec.calendar_features:  # the timestamps as serving receives them, for golden records
+        stamps = iso_timestamps(spec.data, frame)
+        frame = frame.assign(**calendar_columns(spec.data, stamps))  # as serving derives them
     if ranges is None:
         suite = expectations.load_suite(spec.data.expectations)
         ranges = expectations.feature_ranges(suite, features)
@@ -92,17 +99,28 @@ def make_dataset(
     }
     X = frame.loc[keep, features].astype("float32").reset_index(drop=True)
     y = label[keep].astype("float64").reset_index(drop=True)
-    return Dataset(X, y, dropped)
+    kept = None if stamps is None else [s for s, k in zip(stamps, keep, strict=True) if k]
+    return Dataset(X, y, dropped, kept)
 
 
 def split(data: Dataset, spec: ModelSpec) -> Split:
     method, size, seed = spec.split["method"], float(spec.split["test_size"]), spec.split["seed"]
+    stamps = data.timestamps
     if method == "chronological":  # the frame is already in time order
         cut = round(len(data.X) * (1.0 - size))
-        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:])
+        test_stamps = None if stamps is None else stamps[cut:]
+        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:], test_stamps)
     stratify = data.y if method == "stratified" else None
-    parts = train_test_split(data.X, data.y, test_size=size, random_state=seed, stratify=stratify)
-    return Split(*parts)
+    if stamps is None:
+        parts = train_test_split(data.X, data.y, test_size=size, random_state=seed,
+                                 stratify=stratify)  # fmt: skip
+        return Split(*parts)
+    # The row numbers ride along: one shuffle for every array, the same as without them.
+    X_train, X_test, y_train, y_test, _, rows = train_test_split(
+        data.X, data.y, np.arange(len(data.X)), test_size=size, random_state=seed,
+        stratify=stratify,
+    )  # fmt: skip
+    return Split(X_train, X_test, y_train, y_test, [stamps[i] for i in rows])
 
 
 def planned_trees(params: dict[str, Any], banded: bool) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference import calendar_features
 from inference.bundle import is_model_name, model_name_problem
 from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
 
@@ -84,6 +85,24 @@ class Derivation:
 
 
 @dataclass(frozen=True)
+class TimestampSpec:
+    """``[data] timestamp``: the column calendar features come from, how it is written, and
+    the UTC offset of its clock (of values written without one, and of the features)."""
+
+    column: str
+    format: str  # ISO_8601, or a strptime format such as "%Y/%m/%d %H:%M"
+    utc_offset: str  # "+10:00"; the features are the wall clock at this offset
+
+    @property
+    def label(self) -> str:
+        return f"[data] timestamp column {self.column!r}"
+
+
+ISO_8601 = "ISO8601"
+TIMESTAMP_KEYS = ("column", "format", "utc_offset")
+
+
+@dataclass(frozen=True)
 class DataSpec:
     path: Path
     sha256: str
@@ -94,6 +113,8 @@ class DataSpec:
     derive: tuple[Derivation, ...] = ()
     sort_by: str | None = None
     filter: Expression | None = None  # rows where it is false are removed before validation
+    timestamp: TimestampSpec | None = None  # where calendar features come from
+    calendar: tuple[str, ...] = ()  # the model's calendar features, derived when loading
     source: Path | None = None  # the spec file, for messages that name the key to edit
 
 
@@ -140,6 +161,11 @@ class ModelSpec:
     @property
     def label_column(self) -> str:
         return str(self.label.get("column", self.label.get("function")))
+
+    @property
+    def calendar_features(self) -> tuple[str, ...]:
+        """Features derived from the timestamp (inference/calendar_features.py), in order."""
+        return self.data.calendar
 
 
 def available() -> list[str]:
@@ -208,6 +234,12 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         derive.append(Derivation(d["column"], d["expression"],
                                  Expression.parse(d["expression"], what).columns))  # fmt: skip
     row_filter = data.get("filter")
+    timestamp = _timestamp(data.get("timestamp"))
+    dated = [f for f in model["features"] if f in calendar_features.FEATURES]
+    if dated and timestamp is None:
+        raise SpecError(f"features {dated} are calendar features of a timestamp: add "
+                        f'[data] timestamp = {{ column = "...", format = "{ISO_8601}", '
+                        f'utc_offset = "+00:00" }}')  # fmt: skip
     data_spec = DataSpec(
         path=DATA_DIR / data["path"],
         sha256=data["sha256"],
@@ -220,6 +252,8 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         filter=None
         if row_filter is None
         else Expression.parse(row_filter, f"[data] filter {row_filter!r}"),
+        timestamp=timestamp,
+        calendar=tuple(dated),
         source=path,
     )
     if not data_spec.expectations.is_file():
@@ -229,7 +263,8 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         description=model.get("description", ""),
         task=model["task"],
         features=tuple(model["features"]),
-        nullable=tuple(model.get("nullable_features", [])),
+        # A reading without a timestamp is answered: its calendar features are missing (NaN).
+        nullable=tuple(dict.fromkeys([*model.get("nullable_features", []), *dated])),
         label=dict(label),
         data=data_spec,
         split=split,
@@ -243,6 +278,34 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
         ),
         source=path,
     )
+
+
+def _timestamp(raw: Any) -> TimestampSpec | None:
+    """``[data] timestamp = { column, format, utc_offset }``, checked as the spec loads."""
+    if raw is None:
+        return None
+    what = "[data] timestamp"
+    if not isinstance(raw, dict):
+        raise SpecError(f'{what} must be a table: {{ column = "Timestamp", format = "{ISO_8601}", '
+                        f'utc_offset = "+10:00" }}')  # fmt: skip
+    unknown = sorted(set(raw) - set(TIMESTAMP_KEYS))
+    if unknown:
+        raise SpecError(f"{what} has unknown key(s) {unknown}; it takes "
+                        f"{', '.join(TIMESTAMP_KEYS)}")  # fmt: skip
+    column, form = raw.get("column"), raw.get("format", ISO_8601)
+    if not isinstance(column, str) or not column:
+        raise SpecError(f"{what} column must name the column holding the timestamps")
+    if not isinstance(form, str) or (form != ISO_8601 and "%" not in form):
+        raise SpecError(f'{what} format must be "{ISO_8601}" or a strptime format such as '
+                        f'"%Y/%m/%d %H:%M", not {form!r}')  # fmt: skip
+    if "utc_offset" not in raw:
+        raise SpecError(f"{what} utc_offset is required: the UTC offset of the data's clock, "
+                        f'e.g. "+10:00" (the calendar features are that clock\'s)')  # fmt: skip
+    try:
+        calendar_features.utc_offset_seconds(raw["utc_offset"])
+    except ValueError as exc:
+        raise SpecError(f"{what} {exc}") from None
+    return TimestampSpec(column, form, raw["utc_offset"])
 
 
 def _check_output(output: dict[str, Any]) -> None:

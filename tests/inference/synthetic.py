@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
-from inference.bundle import FORMAT, sha256_hex
+from inference.bundle import FORMAT, FORMAT_CALENDAR, sha256_hex
 from inference.outputs import make_output
 
 WQI_FIELDS = [
@@ -129,6 +129,44 @@ def wqi_bundle(**overrides: Any) -> dict[str, Any]:
             "libraries": {},
         },
     }
+    bundle.update(overrides)
+    return bundle
+
+
+HOUR_FIELD = {"name": "hour_of_day", "type": "number", "minimum": 0.0, "maximum": 24.0,
+              "nullable": True, "source": "timestamp"}  # fmt: skip
+# Two golden readings with their timestamps (05:00Z is 15:00 on the model's +10:00 clock) and
+# one without: its hour is missing.
+CALENDAR_RECORDS = [
+    {"timestamp": "2024-03-01T06:30:00+10:00", "readings": GOOD_READING},
+    {"timestamp": "2024-03-01T05:00:00Z", "readings": GOOD_READING},
+    {"readings": GOOD_READING},
+]
+
+
+def wqi_calendar_bundle(**overrides: Any) -> dict[str, Any]:
+    """The wqi bundle with a fifth feature, hour_of_day, derived from the record's timestamp
+    (on a +10:00 clock): margin 60 + 25 (pH >= 7) + 5 (turbidity < 10) - 12 from 12:00 on;
+    a missing hour takes the morning branch."""
+    nodes = [
+        helper.make_node("Sum", ["m1", "m2", "m3"], ["margin"], name="margin"),
+        _stump("m1", 0, 7.0, 0.0, 25.0, base=60.0),
+        _stump("m2", 1, 10.0, 5.0, -20.0, base=0.0),
+        _stump("m3", 4, 12.0, 0.0, -12.0, base=0.0),
+        _stump("abs_error", 2, 1e9, 3.0, 3.0, base=0.0),
+    ]
+    fields = [*WQI_FIELDS, HOUR_FIELD]
+    onnx = onnx_graph(nodes, len(fields))
+    reading = [GOOD_READING[f["name"]] for f in WQI_FIELDS]
+    inputs = [[*reading, 6.5], [*reading, 15.0], [*reading, math.nan]]
+    bundle = wqi_bundle(
+        format=FORMAT_CALENDAR,
+        schema={"fields": fields, "timestamp": {"utc_offset": "+10:00"}},
+        predictor={"engine": "onnxruntime", "onnx": onnx, "input": "features",
+                   "outputs": ["margin", "abs_error"]},
+        golden=_golden(onnx, ["margin", "abs_error"], WQI_OUTPUT, inputs)
+        | {"records": [dict(r) for r in CALENDAR_RECORDS]},
+    )  # fmt: skip
     bundle.update(overrides)
     return bundle
 

@@ -37,6 +37,12 @@ def bundle_of(trained: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def golden_frame(bundle: dict[str, Any]) -> pd.DataFrame:
+    """The golden readings as pyfunc input: a reading per row, and the `timestamp` column of a
+    model with calendar features (its last golden record has none)."""
+    if "records" in bundle["golden"]:
+        records = bundle["golden"]["records"]
+        frame = pd.DataFrame([r["readings"] for r in records], dtype="float64")
+        return frame.assign(timestamp=[r.get("timestamp") for r in records])
     names = [f["name"] for f in bundle["schema"]["fields"]]
     return pd.DataFrame(bundle["golden"]["inputs"], columns=names, dtype="float64")
 
@@ -45,10 +51,11 @@ def handler_answers(
     trained: dict[str, Any], name: str, frame: pd.DataFrame, cache: Path
 ) -> list[dict[str, Any]]:
     """What the Lambda handler answers for these readings as one batch event."""
-    records = [
-        {"readings": {k: None if math.isnan(v) else v for k, v in row.items()}}
-        for row in frame.to_dict("records")
-    ]
+    records: list[dict[str, Any]] = []
+    for row in frame.to_dict("records"):
+        stamp = row.pop("timestamp", None)  # a str, or missing (None or NaN)
+        record = {"readings": {k: None if math.isnan(v) else v for k, v in row.items()}}
+        records.append(record if pd.isna(stamp) else {**record, "timestamp": stamp})
     handler.reset()
     try:
         handler.init(local_config(Path(trained["bundles"][name]).read_bytes(), cache))
@@ -83,9 +90,14 @@ def test_version_is_an_mlflow_model_of_the_same_bundle(trained: dict[str, Any], 
     bundle = bundle_of(trained, name)
     fields = bundle["schema"]["fields"]
     inputs = info.signature.inputs.to_dict()
+    dated = [{"type": "string", "name": "timestamp", "required": False}]
     assert inputs == [
-        {"type": "double", "name": f["name"], "required": not f["nullable"]} for f in fields
-    ] + [{"type": "string", "name": "deviceId", "required": False}]
+        {"type": "double", "name": f["name"], "required": not f["nullable"]}
+        for f in fields
+        if "source" not in f  # calendar features come from the timestamp
+    ] + (dated if "timestamp" in bundle["schema"] else []) + [
+        {"type": "string", "name": "deviceId", "required": False}
+    ]
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert outputs == ["deviceId", *bundle["golden"]["answers"][0]]
     assert info.saved_input_example_info["type"] == "dataframe"

@@ -172,6 +172,10 @@ def test_run_and_version_pages_show_metrics_plots_alias_and_lineage(
 
 
 def load_schema(trained: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's inputs besides deviceId: the readings, and the timestamp its calendar
+    features come from."""
     from inference.bundle import loads
 
-    return list(loads(Path(trained["bundles"]["wqi"]).read_bytes())["schema"]["fields"])
+    schema = loads(Path(trained["bundles"]["wqi"]).read_bytes())["schema"]
+    dated = [{"name": "timestamp", "nullable": True}] if "timestamp" in schema else []
+    return [f for f in schema["fields"] if "source" not in f] + dated
