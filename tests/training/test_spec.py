@@ -11,7 +11,7 @@ def test_shipped_specs_load() -> None:
     assert {"potability", "wqi"} <= set(names) and names == sorted(names)
     assert [load_spec(name).name for name in names] == names
     wqi = load_spec("wqi")
-    assert wqi.features == ("pH", "turbidity", "tds", "temperature")
+    assert wqi.features == ("pH", "turbidity", "tds", "temperature", "hour_of_day")
     assert wqi.label["function"] == "ccme_wqi"
     assert load_spec("potability").nullable == ("ph", "Sulfate", "Trihalomethanes")
 

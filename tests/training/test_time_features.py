@@ -21,7 +21,7 @@ from tests.inference.serving_helpers import local_config
 from training import data, model
 from training.__main__ import EXIT_DATA, EXIT_OK, main
 from training.expectations import feature_ranges
-from training.spec import SpecError, load_spec_file
+from training.spec import SpecError, load_spec, load_spec_file
 
 ROWS = 480
 NUMBER = ["float64", "Float64", "float32", "int64", "Int64"]
@@ -221,6 +221,37 @@ def test_a_timestamped_model_trains_bundles_and_serves_its_golden_records(
         morning = handler.lambda_handler({**reading, "timestamp": "2024-04-01T08:00:00+10:00"})
         evening = handler.lambda_handler({**reading, "timestamp": "2024-04-01T08:00:00Z"})
         assert morning["prediction"]["poor"] is False and evening["prediction"]["poor"] is True
+    finally:
+        handler.reset()
+
+
+def test_the_shipped_wqi_spec_uses_the_hour_of_day() -> None:
+    spec = load_spec("wqi")
+    assert spec.features == ("pH", "turbidity", "tds", "temperature", "hour_of_day")
+    assert spec.calendar_features == ("hour_of_day",)
+    stamp = spec.data.timestamp
+    assert stamp is not None and (stamp.column, stamp.format, stamp.utc_offset) == (
+        "Timestamp", "%Y/%m/%d %H:%M", "+10:00",
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_trained_wqi_answers_the_seed_shape_and_a_timestamp(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    raw = Path(trained["bundles"]["wqi"]).read_bytes()
+    golden = loads(raw)["golden"]
+    assert golden["records"][0]["timestamp"].endswith("+10:00")
+    handler.reset()
+    try:
+        handler.init(local_config(raw, tmp_path))
+        reading = golden["records"][0]["readings"]
+        seed = handler.lambda_handler({"deviceId": "buoy-01", "readings": reading})
+        # The last golden record is the first reading without its timestamp.
+        assert seed["prediction"] == {"deviceId": "buoy-01", **golden["answers"][-1]}
+        stamp = golden["records"][0]["timestamp"]
+        dated = handler.lambda_handler({"readings": reading, "timestamp": stamp})
+        assert dated["prediction"] == {"deviceId": None, **golden["answers"][0]}
     finally:
         handler.reset()
 
