@@ -9,11 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from tools import local_s3
+from training import openmp
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# As `python -m training` does, before anything loads OpenMP: idle XGBoost threads sleep
-# instead of spinning, so the `trained` fixture is not slowed 30x by a busy CPU.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# As `python -m training` does, before anything loads OpenMP: how XGBoost's threads wait,
+# so that a busy CPU does not slow the `trained` fixture tenfold (training/openmp.py).
+openmp.choose()
 
 
 @pytest.fixture(scope="session")

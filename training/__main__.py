@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Before anything loads OpenMP (xgboost, scikit-learn): the runtime reads this once, at load.
-# Its default spins idle threads at every barrier; on a shared CPU they then burn the slices
-# the working thread needs, and the wqi train stage took 87-223 s instead of 3 s. PASSIVE
-# threads sleep instead: 5-10 s under the same load, the same model bytes.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import json
 import subprocess
@@ -17,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training import openmp
 from training import spec as specs
 from training.config import REPO, tracking_uri
 from training.data import DataError
@@ -53,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    # Before the imports below load OpenMP, which reads its settings once (training/openmp.py).
+    if openmp.choose().get("OMP_WAIT_POLICY") == "PASSIVE":
+        print("the CPU is busy: XGBoost's threads sleep while they wait (OMP_WAIT_POLICY="
+              "PASSIVE; set it, or GOMP_SPINCOUNT, to choose)", file=sys.stderr)  # fmt: skip
     from training import bundle, pipeline  # heavy imports only once the arguments are good
 
     for warning in provenance_warnings(bundle.git_sha(), chosen):

@@ -20,8 +20,8 @@ from training.spec import ModelSpec
 
 # Fixed, not os.cpu_count(): histogram sums are reduced per thread, so the thread count is a
 # parameter of the bytes. 2 is the cores of the machine the figures come from. On a shared CPU
-# the cost is not the count but idle threads spinning: `python -m training` (and the tests) set
-# OMP_WAIT_POLICY=PASSIVE before OpenMP loads (training/__main__.py).
+# the cost is not the count but how waiting threads wait: `python -m training` (and the tests)
+# choose that before OpenMP loads (training/openmp.py).
 THREADS = 2
 ERROR_MODEL_PARAMS = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1}  # held-out ECE 0.10
 ERROR_MODEL_FOLDS = 20  # contiguous blocks of ~2.5 weeks: residuals of unseen weeks

@@ -1,11 +1,13 @@
 """`python -m training` on a developer's machine: it warns before recording a version that no
-commit reproduces, and its XGBoost threads sleep instead of spinning on a busy CPU."""
+commit reproduces, and chooses how XGBoost's threads wait before OpenMP loads."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,23 +15,57 @@ from typing import Any
 import pytest
 
 import training.__main__ as cli
+from training import openmp
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_openmp_threads_sleep_when_waiting() -> None:
-    """The entry point sets OMP_WAIT_POLICY before anything loads OpenMP: libgomp reads it
-    once, at load. Its spin count shows the policy it took: 300000 by default, 0 if PASSIVE."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    env |= {"OMP_DISPLAY_ENV": "VERBOSE", "PYTHONPATH": str(REPO)}
-    probe = "import training.__main__, xgboost, sklearn.ensemble"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    assert "GOMP_SPINCOUNT = '0'" in out.stderr, out.stderr
-    explicit = env | {"OMP_WAIT_POLICY": "ACTIVE"}  # a deliberate choice is respected
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=explicit,
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    assert "OMP_WAIT_POLICY = 'ACTIVE'" in out.stderr
+def spin_count(env: dict[str, str], tmp_path: Path) -> tuple[str, str]:
+    """What libgomp took, as it reports it when it loads (OMP_DISPLAY_ENV), through the real
+    entry point: a spec whose CSV is missing gets past the imports, then fails (exit 3)."""
+    spec = tmp_path / "nodata.toml"
+    text = (REPO / "training" / "specs" / "potability.toml").read_text()
+    spec.write_text(text.replace('path = "water_potability.csv"', 'path = "/nonexistent.csv"'))
+    out = subprocess.run([sys.executable, "-m", "training", "--spec", str(spec)], cwd=REPO,
+                         env=env | {"OMP_DISPLAY_ENV": "VERBOSE"}, capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    return re.findall(r"GOMP_SPINCOUNT = '(\d+)'", out.stderr)[0], out.stderr
+
+
+def test_the_entry_point_chooses_how_threads_wait_before_openmp_loads(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}  # fmt: skip
+    spins, stderr = spin_count(clean, tmp_path)  # libgomp's own default would be 300000
+    busy = "the CPU is busy" in stderr
+    assert spins == ("0" if busy else "1000"), stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "busy", "chosen"),
+    [
+        ({}, 0.1, {"GOMP_SPINCOUNT": "1000"}),  # idle: a short spin is as fast as the default
+        ({}, 1.9, {"OMP_WAIT_POLICY": "PASSIVE"}),  # others use the CPU: sleep at once
+        ({}, None, {"GOMP_SPINCOUNT": "1000"}),  # cannot tell (no /proc/stat)
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, 1.9, {}),  # the user's choice stands
+        ({"GOMP_SPINCOUNT": "5"}, 0.0, {}),
+    ],
+)
+def test_wait_policy(environ: dict[str, str], busy: float | None, chosen: dict[str, str]) -> None:
+    assert openmp.wait_policy(environ, lambda: busy) == chosen
+
+
+def test_busy_cores_sees_a_busy_loop() -> None:
+    idle = openmp.busy_cores()
+    assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = openmp.busy_cores(0.5)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy is not None and busy >= 0.8  # at least the busy loop's core
 
 
 def spec_at(source: Path, data: Path, suite: Path) -> Any:
