@@ -19,11 +19,11 @@ import subprocess
 import sys
 
 from tools import local_s3
-from training.config import REPO
+from training.config import LOCAL_DIR, REPO
 from training.spec import available
 
 PY = sys.executable
-DEMO_DIR = REPO / ".local" / "demo"
+DEMO_DIR = LOCAL_DIR / "demo"
 APPROVALS = DEMO_DIR / "approved.toml"
 TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
+from training.config import LOCAL_DIR
 
 
 class LocalError(Exception):
@@ -79,7 +80,7 @@ def invoke(event_path: str, model: str) -> Any:
     event = read_event(event_path)  # before any S3 call: a mistyped path fails at once
     pinned = {"MODEL_VERSION": "", **release(bucket, model).environment()}
     os.environ.update(pinned)  # exactly what a deploy sets (registry.manifest.Release)
-    os.environ.setdefault("MODEL_CACHE_DIR", os.path.join(os.getcwd(), ".local", "tmp"))
+    os.environ.setdefault("MODEL_CACHE_DIR", str(LOCAL_DIR / "tmp"))
     try:
         from inference import handler  # loads, verifies and checks the pinned bundle now
 
