@@ -27,6 +27,8 @@ DEMO_DIR = LOCAL_DIR / "demo"
 APPROVALS = DEMO_DIR / "approved.toml"
 TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
+# The models the later steps show (answering every event shape, tuning, rolling back).
+SHOWN = ("wqi", "potability")
 
 
 def step(title: str) -> None:
@@ -47,10 +49,9 @@ def run(*args: str, capture: bool = False) -> str:
 
 def train(*models: str) -> dict[str, tuple[str, str]]:
     """Candidates by name: (MLflow version, artifact_sha256), as `make train` prints them."""
-    lines = run("training", *models, "--json", capture=True).splitlines()
     return {
         r["name"]: (r["version"], r["artifact_sha256"])
-        for r in map(json.loads, lines)
+        for r in map(json.loads, run("training", *models, "--json", capture=True).splitlines())
         if r["candidate"]
     }
 
@@ -85,9 +86,15 @@ def main() -> int:
     models = available()  # every spec in training/specs/: a third model joins the demo
     step(f"1. train and register every model: {', '.join(models)} (make train)")
     versions = train()
-    if set(versions) != set(models):
-        missing = ", ".join(sorted(set(models) - set(versions)))
-        raise SystemExit(f"demo stopped: not every model became a candidate (not: {missing})")
+    below = sorted(set(models) - set(versions))
+    if any(name in below for name in SHOWN):
+        raise SystemExit(
+            f"demo stopped: not every model became a candidate (not: {', '.join(below)})"
+        )
+    if below:  # a model being added that misses its gates must not stop everyone's demo
+        print(
+            f"\nnot candidates (registered, below their [gates]; not promoted): {', '.join(below)}"
+        )
 
     step("2. approve the candidates (a reviewed edit of registry/approved.toml in real life)")
     approve(versions)
