@@ -34,6 +34,10 @@ def test_real_bundles_promote_and_rerun_is_a_noop(
     s3 = boto3.client("s3")
 
     for name, result in results.items():
+        if not result.candidate:  # a model added below its gates: promotion refuses it
+            assert cli.main(["promote", name, "--approvals", str(approvals)]) == 8
+            capsys.readouterr()
+            continue
         assert cli.main(["promote", name, "--approvals", str(approvals)]) == 0
         release = json.loads(capsys.readouterr().out)
         assert release["sha256"] == result.artifact_sha256

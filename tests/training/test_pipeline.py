@@ -33,7 +33,10 @@ def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> 
     assert version.tags["artifact_sha256"] == result.artifact_sha256
     assert version.tags["data_sha256"] == data.sha256
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", version.tags["git_sha"])
-    assert str(mlflow.get_model_version_by_alias(name, "candidate").version) == result.version
+    aliases = mlflow.get_registered_model(name).aliases
+    # A shipped model meets its gates; a model being added may not, and then holds no alias.
+    assert (aliases.get("candidate") == result.version) == result.candidate
+    assert result.candidate or name not in ("wqi", "potability")
     digest = contract.sha256_hex(trained["bundles"][name].read_bytes())
     assert digest == result.artifact_sha256
 
