@@ -35,7 +35,7 @@ def test_version_is_tagged_and_candidate(trained: dict[str, Any], name: str) -> 
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", version.tags["git_sha"])
     aliases = mlflow.get_registered_model(name).aliases
     # A shipped model meets its gates; a model being added may not, and then holds no alias.
-    assert (aliases.get("candidate") == result.version) == result.candidate
+    assert (str(aliases.get("candidate")) == result.version) == result.candidate
     assert result.candidate or name not in ("wqi", "potability")
     digest = contract.sha256_hex(trained["bundles"][name].read_bytes())
     assert digest == result.artifact_sha256
