@@ -218,6 +218,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_transport_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in ("botocore", "urllib3", "requests") or isinstance(
-        exc, ConnectionError | TimeoutError
-    )
+    from registry.store import transport_errors  # the one list of what a dead endpoint raises
+
+    return isinstance(exc, transport_errors())

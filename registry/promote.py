@@ -17,12 +17,9 @@ from inference.bundle import is_model_name, model_name_problem, sha256_hex
 from registry import approvals, failpoints, gates, manifest
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
-    BucketMissing,
     ConcurrentUpdate,
     DigestMismatch,
-    NoCredentials,
     RolledBack,
-    StorageError,
     UnknownModel,
     UsageError,
     VersionNotFound,
@@ -185,12 +182,9 @@ def _reuse_or_upload(
     sha = sha256_hex(data)
     key = manifest.bundle_key(model)
     for version_id in _reuse_candidates(store, model, sha, current):
-        try:
-            store.read_verified(key, version_id, sha)
-        except (StorageError, DigestMismatch) as exc:
-            if isinstance(exc, NoCredentials | BucketMissing):
-                raise
-            log(f"not reusing versionId {version_id}: {exc}")
+        problem = store.unreadable(key, version_id, sha)
+        if problem:
+            log(f"not reusing versionId {version_id}: {problem}")
             continue
         log(f"bytes already in S3 (versionId {version_id}); not uploading again")
         return version_id

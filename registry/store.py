@@ -83,13 +83,14 @@ class ManifestVersion:
     release: Release
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """What a dropped connection, a timeout or a dead endpoint can raise below botocore: none of
-    it may leave the CLI untranslated."""
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection, a timeout or a dead endpoint can raise below botocore (and
+    below an MLflow server's HTTP client): none of it may leave the CLI untranslated."""
     from botocore.exceptions import BotoCoreError
+    from requests import RequestException
     from urllib3.exceptions import HTTPError as Urllib3Error
 
-    return (BotoCoreError, Urllib3Error, ConnectionError, TimeoutError)
+    return (BotoCoreError, Urllib3Error, RequestException, ConnectionError, TimeoutError)
 
 
 @contextmanager
@@ -114,7 +115,7 @@ def _translated(what: str) -> Iterator[None]:
                 f"conditional write refused ({code}) while trying to {what}"
             ) from exc
         raise StorageError(f"S3 error {code or exc} while trying to {what}") from exc
-    except _transport_errors() as exc:
+    except transport_errors() as exc:
         raise StorageError(f"S3 unreachable while trying to {what}: {exc}") from exc
 
 
@@ -231,7 +232,7 @@ class ReleaseStore:
                 raise NoRelease(f"{name!r} has no release in s3://{self.bucket}") from exc
             with _translated(f"read s3://{self.bucket}/{key}"):
                 raise
-        except _transport_errors() as exc:
+        except transport_errors() as exc:
             with _translated(f"read s3://{self.bucket}/{key}"):
                 raise exc from None
         with _translated(f"read s3://{self.bucket}/{key}"):
@@ -349,7 +350,7 @@ class ReleaseStore:
                 return f"{where} does not exist ({code})"
             with _translated(f"read the metadata of {where}"):
                 raise
-        except _transport_errors() as exc:
+        except transport_errors() as exc:
             with _translated(f"read the metadata of {where}"):
                 raise exc from None
         stored = str(head.get("Metadata", {}).get("sha256", "")).lower()
@@ -357,15 +358,21 @@ class ReleaseStore:
             return f"{where} holds bytes with sha256 {stored}, not the release's {release.sha256}"
         return None
 
-    def bundle_ok(self, release: Release) -> bool:
-        """The release's bytes exist and verify (a full read, for choosing a good release)."""
+    def unreadable(self, key: str, version_id: str, sha256: str) -> str | None:
+        """Why these bytes cannot be used (gone, unreadable, another digest), or None when they
+        read back verified. Credentials and a missing bucket still raise: nothing else would
+        read better."""
         try:
-            self.read_verified(release.key, release.version_id, release.sha256)
+            self.read_verified(key, version_id, sha256)
         except (DigestMismatch, StorageError) as exc:
             if isinstance(exc, NoCredentials | BucketMissing):
                 raise
-            return False
-        return True
+            return str(exc)
+        return None
+
+    def bundle_ok(self, release: Release) -> bool:
+        """The release's bytes exist and verify (a full read, for choosing a good release)."""
+        return self.unreadable(release.key, release.version_id, release.sha256) is None
 
     # -- intents: what a rollback resolved, so that a retry lands on the same release -----------
 
@@ -382,7 +389,7 @@ class ReleaseStore:
                 return None
             with _translated(f"read s3://{self.bucket}/{key}"):
                 raise
-        except _transport_errors() as exc:
+        except transport_errors() as exc:
             with _translated(f"read s3://{self.bucket}/{key}"):
                 raise exc from None
         try:
