@@ -46,8 +46,16 @@ $(NODE_HOME)/bin/node: | $(UV)
 	$(UV) venv --quiet --python $(PYTHON) $(NODE_HOME)
 	$(UV) pip install --quiet --python $(NODE_HOME)/bin/python $(NODE_WHEEL)
 
+# --inexact: the optional groups below (spark, team) stay installed once synced, so switching
+# between `make train` and `make test` never uninstalls and reinstalls them.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --inexact --python $(PYTHON) --quiet
+	@touch $@
+
+# Optional dependency groups, kept out of the default environment: `spark` (a JDK and PySpark,
+# for `engine = "spark"` specs) and `team` (MLflow's server on PostgreSQL with basic auth).
+$(VENV)/.synced-%: $(VENV)/.synced
+	$(UV) sync --frozen --inexact --python $(PYTHON) --quiet --group $*
 	@touch $@
 
 .PHONY: venv
@@ -62,7 +70,7 @@ train: venv ## Validate data, train, evaluate, bundle and register every model (
 	$(RUN) training $(MODEL)
 
 .PHONY: test
-test: venv $(NODE) ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
@@ -84,6 +92,29 @@ notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each mo
 	@# Kernels get CurveZMQ keys from the server: their traffic is not plain-text TCP.
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --MappingKernelManager.transport_encryption=auto \
 	  notebooks/explore.ipynb
+
+.PHONY: tracking-up
+tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, basic auth (data in .local/tracking/)
+	$(RUN) tools.tracking_server up
+
+.PHONY: tracking-down
+tracking-down: $(VENV)/.synced-team ## Stop the team MLflow server and its PostgreSQL (WIPE=1: and delete their data)
+	$(RUN) tools.tracking_server down $(if $(filter 1,$(WIPE)),--wipe)
+
+.PHONY: drift
+drift: venv ## Drift report of a prediction log against MODEL's training profile (LOG=file.jsonl or s3://prefix)
+	$(need-model)
+	@test -n "$(LOG)" || { echo "error: set LOG=<file.jsonl or s3://bucket/prefix>" >&2; exit 2; }
+	$(RUN) monitoring.drift $(MODEL) $(LOG) $(ARGS)
+
+.PHONY: card
+card: venv ## Print the model card of MODEL (ARGS="--version N", default: champion, else newest)
+	$(need-model)
+	$(RUN) training.model_card $(MODEL) $(ARGS)
+
+.PHONY: bench-train
+bench-train: $(VENV)/.synced-spark ## Training at scale per engine (pandas, spark): wall time and peak memory, JSON (not a test)
+	$(RUN) benchmarks.train_scale $(ARGS)
 
 .PHONY: s3-up
 s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
