@@ -1,11 +1,17 @@
-"""Per-environment settings: one stack class, parameterised by an `EnvConfig`.
+"""Per-environment settings: one stack class per part, parameterised by an `EnvConfig`, and one
+serving stack per model, parameterised by a `ModelConfig`.
 
-The settings live in `infra/cdk.json` under the context key `waterml`:
-`defaults` applies to every environment and `environments.<name>` overrides it. Any key can
-also be overridden for one synth/deploy with `-c waterml.<env>.<key>=<value>`.
+The settings live in `infra/cdk.json` under the context key `waterml`: `defaults` applies to
+every environment and `environments.<name>` overrides it. `models` lists the served models
+(adding one to an environment is one line); `model_settings.<model>` overrides any per-function
+setting (`FunctionSettings`) for one model, in `defaults` or in an environment. Any key can also
+be overridden for one synth/deploy with `-c waterml.<env>.<key>=<value>`.
 
-`python -m waterml_infra.config <env> [--account A] [--github-output]` prints the derived
-resource names (bucket, repository, function...) so the workflows and this app agree on them.
+    python -m waterml_infra.config <env> [--account A] [--github-output]
+    python -m waterml_infra.config <env> --model <name> [--account A] [--github-output]
+
+print the derived resource names (bucket, repository, roles, models; with `--model` that model's
+function, stack, keys...) so the workflows and this app agree on them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inference.bundle import is_model_name
 from registry.manifest import bundle_key, manifest_key
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -28,34 +35,45 @@ CONTEXT_KEY = "waterml"
 DUMMY_ACCOUNT = "111111111111"
 DUMMY_REGION = "eu-west-1"
 ARCHITECTURES = ("x86_64", "arm64")
+LIVE_ALIAS = "live"
+HOOK_SUFFIX = "-pretraffic"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+# A served model name: the registry's rule (inference.bundle.MODEL_NAME) narrowed to what
+# CloudFormation stack names allow (no '_') and what keeps Lambda names within 64 characters.
+_MODEL = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+LAMBDA_NAME_MAX = 64
+
+# CodeDeploy's predefined Lambda deployment configurations, by the name cdk.json uses.
+TRAFFIC_PATTERNS: dict[str, str] = {
+    "all_at_once": "CodeDeployDefault.LambdaAllAtOnce",
+    "canary_10_percent_5_minutes": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+    "canary_10_percent_10_minutes": "CodeDeployDefault.LambdaCanary10Percent10Minutes",
+    "canary_10_percent_15_minutes": "CodeDeployDefault.LambdaCanary10Percent15Minutes",
+    "canary_10_percent_30_minutes": "CodeDeployDefault.LambdaCanary10Percent30Minutes",
+    "linear_10_percent_every_1_minute": "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+    "linear_10_percent_every_2_minutes": "CodeDeployDefault.LambdaLinear10PercentEvery2Minutes",
+    "linear_10_percent_every_3_minutes": "CodeDeployDefault.LambdaLinear10PercentEvery3Minutes",
+    "linear_10_percent_every_10_minutes": "CodeDeployDefault.LambdaLinear10PercentEvery10Minutes",
+}
 
 
 class ConfigError(ValueError):
     """The environment configuration is unusable."""
 
 
-@dataclasses.dataclass(frozen=True)
-class EnvConfig:
-    """Everything that differs between dev and prod. Defaults are the safe choice."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FunctionSettings:
+    """Settings of one model's function: set per environment, overridable per model
+    (`model_settings.<model>`). Defaults are the safe choice."""
 
-    name: str
-    account: str = DUMMY_ACCOUNT
-    region: str = DUMMY_REGION
-    project: str = "waterml"
-    model_name: str = "wqi"
-    github_repo: str = "example-org/waterml"
-    github_branch: str = "main"
-    # True: this stack creates the account-wide GitHub OIDC provider. Only one stack per
-    # account may do so; the others import it by its well-known ARN.
-    create_oidc_provider: bool = True
-    # Lambda
     memory_mb: int = 1024
     timeout_seconds: int = 30
-    architecture: str = "x86_64"
     reserved_concurrency: int | None = None
     provisioned_concurrency: int = 0
+    # SnapStart on published versions. Needs the Python 3.12+ image (Lambda supports
+    # SnapStart for Python from 3.12) and is exclusive with provisioned concurrency.
+    snapstart: bool = False
     warmup_minutes: int = 0  # 0: no warm-up schedule
     log_retention_days: int = 30
     log_level: str = "INFO"
@@ -63,32 +81,15 @@ class EnvConfig:
     async_retry_attempts: int = 2
     async_max_event_age_seconds: int = 3600
     failure_queue_retention_days: int = 14
-    # Model bucket
-    noncurrent_versions_to_retain: int = 10
-    noncurrent_version_expiration_days: int = 30
-    access_log_retention_days: int = 365
-    # ECR
-    ecr_max_images: int = 50
-    # Alarms
+    # Alarms (the rollback alarms of the deployment group and the failure-queue alarm)
     errors_threshold: int = 1
     throttles_threshold: int = 1
     p99_duration_threshold_ms: int = 3000
-    # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
-    alarm_topic_arn: str | None = None
-    termination_protection: bool = False
+    # Inference faults (the handler's InferenceError metric) per 100 invocations of `live`.
+    inference_error_rate_percent: float = 5.0
 
-    def __post_init__(self) -> None:
+    def function_problems(self) -> list[str]:
         problems: list[str] = []
-        if not _NAME.match(self.name):
-            problems.append(f"environment name {self.name!r} must match {_NAME.pattern}")
-        if not _NAME.match(self.model_name):
-            problems.append(f"model_name {self.model_name!r} must match {_NAME.pattern}")
-        if not re.fullmatch(r"\d{12}", self.account):
-            problems.append(f"account {self.account!r} must be 12 digits")
-        if self.architecture not in ARCHITECTURES:
-            problems.append(f"architecture must be one of {ARCHITECTURES}")
-        if not _REPO.match(self.github_repo):
-            problems.append(f"github_repo {self.github_repo!r} must be owner/name")
         if not 128 <= self.memory_mb <= 10240:
             problems.append("memory_mb must be within 128..10240")
         if not 1 <= self.timeout_seconds <= 900:
@@ -97,8 +98,6 @@ class EnvConfig:
             problems.append("async_retry_attempts must be within 0..2")
         if not 60 <= self.async_max_event_age_seconds <= 21600:
             problems.append("async_max_event_age_seconds must be within 60..21600")
-        if self.noncurrent_versions_to_retain < 1 or self.noncurrent_versions_to_retain > 100:
-            problems.append("noncurrent_versions_to_retain must be within 1..100")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
             problems.append("reserved_concurrency must be positive (or null for unreserved)")
         if self.provisioned_concurrency < 0 or self.warmup_minutes < 0:
@@ -108,10 +107,127 @@ class EnvConfig:
             and self.provisioned_concurrency > self.reserved_concurrency
         ):
             problems.append("provisioned_concurrency cannot exceed reserved_concurrency")
+        if self.snapstart and self.provisioned_concurrency > 0:
+            problems.append(
+                "snapstart and provisioned_concurrency are exclusive in Lambda: set "
+                "provisioned_concurrency to 0 to use snapstart"
+            )
+        if min(self.errors_threshold, self.throttles_threshold, self.p99_duration_threshold_ms) < 1:
+            problems.append("alarm thresholds must be at least 1")
+        if not 0 < self.inference_error_rate_percent <= 100:
+            problems.append("inference_error_rate_percent must be within (0, 100]")
+        return problems
+
+
+FUNCTION_SETTINGS = tuple(f.name for f in dataclasses.fields(FunctionSettings))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnvConfig(FunctionSettings):
+    """Everything that differs between dev and prod. Defaults are the safe choice."""
+
+    name: str
+    account: str = DUMMY_ACCOUNT
+    region: str = DUMMY_REGION
+    project: str = "waterml"
+    # The served models: one function, alias, deployment group and stack each.
+    models: tuple[str, ...] = ("wqi", "potability")
+    # model name -> {FunctionSettings field: value}, applied over this environment's settings.
+    model_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict, hash=False
+    )
+    # CodeDeploy's traffic shifting of every `live` alias (a key of TRAFFIC_PATTERNS).
+    traffic: str = "all_at_once"
+    github_repo: str = "example-org/waterml"
+    github_branch: str = "main"
+    # True: this stack creates the account-wide GitHub OIDC provider. Only one stack per
+    # account may do so; the others import it by its well-known ARN.
+    create_oidc_provider: bool = True
+    architecture: str = "x86_64"
+    # Model bucket
+    noncurrent_versions_to_retain: int = 10
+    noncurrent_version_expiration_days: int = 30
+    access_log_retention_days: int = 365
+    # ECR
+    ecr_max_images: int = 50
+    # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
+    alarm_topic_arn: str | None = None
+    termination_protection: bool = False
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not _NAME.match(self.name):
+            problems.append(f"environment name {self.name!r} must match {_NAME.pattern}")
+        if not _NAME.match(self.project):
+            problems.append(f"project {self.project!r} must match {_NAME.pattern}")
+        if not re.fullmatch(r"\d{12}", self.account):
+            problems.append(f"account {self.account!r} must be 12 digits")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {ARCHITECTURES}")
+        if not _REPO.match(self.github_repo):
+            problems.append(f"github_repo {self.github_repo!r} must be owner/name")
+        if self.noncurrent_versions_to_retain < 1 or self.noncurrent_versions_to_retain > 100:
+            problems.append("noncurrent_versions_to_retain must be within 1..100")
         if self.alarm_topic_arn and not self.alarm_topic_arn.startswith("arn:aws:sns:"):
             problems.append("alarm_topic_arn must be an SNS topic ARN")
+        if self.traffic not in TRAFFIC_PATTERNS:
+            problems.append(
+                f"traffic {self.traffic!r} is not a CodeDeploy pattern; known: "
+                + ", ".join(TRAFFIC_PATTERNS)
+            )
+        problems += self.function_problems()
+        problems += self._model_problems()
         if problems:
             raise ConfigError(f"environment {self.name!r}: " + "; ".join(problems))
+        for model in self.models:  # each model's merged settings must hold on their own
+            self.model(model)
+
+    def _model_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not self.models:
+            problems.append("models must list at least one model")
+        seen: set[str] = set()
+        for model in self.models:
+            if not (is_model_name(model) and _MODEL.match(model)):
+                problems.append(
+                    f"model name {model!r} must match {_MODEL.pattern} (lowercase letters, "
+                    "digits and '-': CloudFormation stack names allow no '_')"
+                )
+            elif model in seen:
+                problems.append(f"models lists {model!r} twice")
+            elif len(self._function_name(model) + HOOK_SUFFIX) > LAMBDA_NAME_MAX:
+                problems.append(
+                    f"model name {model!r} is too long: Lambda names have at most "
+                    f"{LAMBDA_NAME_MAX} characters ({self._function_name(model)}{HOOK_SUFFIX})"
+                )
+            seen.add(model)
+        for model, overrides in self.model_settings.items():
+            if model not in self.models:
+                problems.append(
+                    f"model_settings names {model!r}, which is not in models {list(self.models)}"
+                )
+            unknown = sorted(set(overrides) - set(FUNCTION_SETTINGS))
+            if unknown:
+                problems.append(
+                    f"model_settings.{model}: unknown setting(s) {unknown}; known: "
+                    + ", ".join(FUNCTION_SETTINGS)
+                )
+        return problems
+
+    # Per-model configuration -----------------------------------------------------------
+    def model(self, name: str) -> ModelConfig:
+        """`name`'s settings: this environment's, overridden by `model_settings.<name>`."""
+        if name not in self.models:
+            raise ConfigError(
+                f"environment {self.name!r} serves no model {name!r}; models: {list(self.models)}"
+            )
+        settings = {field: getattr(self, field) for field in FUNCTION_SETTINGS}
+        overrides = self.model_settings.get(name, {})
+        settings.update({k: _coerce(k, v) for k, v in overrides.items()})
+        return ModelConfig(env=self, name=name, **settings)
+
+    def _function_name(self, model: str) -> str:
+        return f"{self.prefix}-{model}"
 
     # Names shared by the stack and the workflows --------------------------------------
     @property
@@ -131,18 +247,6 @@ class EnvConfig:
         return f"{self.prefix}-inference"
 
     @property
-    def function_name(self) -> str:
-        return f"{self.prefix}-{self.model_name}"
-
-    @property
-    def model_key(self) -> str:
-        return bundle_key(self.model_name)
-
-    @property
-    def release_key(self) -> str:
-        return manifest_key(self.model_name)
-
-    @property
     def deploy_role_name(self) -> str:
         return f"{self.prefix}-github-deploy"
 
@@ -154,26 +258,101 @@ class EnvConfig:
     def platform(self) -> str:
         return "linux/arm64" if self.architecture == "arm64" else "linux/amd64"
 
+    @property
+    def deployment_config_name(self) -> str:
+        return TRAFFIC_PATTERNS[self.traffic]
+
     def stack_name(self, part: str) -> str:
         return f"WaterMl-{self.name}-{part}"
+
+    def function_arn(self, function_name: str, *, qualified: bool = False) -> str:
+        arn = f"arn:aws:lambda:{self.region}:{self.account}:function:{function_name}"
+        return arn + ":*" if qualified else arn
 
     def names(self) -> dict[str, str]:
         return {
             "environment": self.name,
             "account": self.account,
             "region": self.region,
-            "model_name": self.model_name,
+            "models": json.dumps(list(self.models), separators=(",", ":")),
             "bucket": self.bucket_name,
-            "model_key": self.model_key,
-            "release_key": self.release_key,
             "repository": self.repository_name,
-            "function_name": self.function_name,
             "architecture": self.architecture,
             "platform": self.platform,
+            "traffic": self.traffic,
             "deploy_role_arn": f"arn:aws:iam::{self.account}:role/{self.deploy_role_name}",
             "promote_role_arn": f"arn:aws:iam::{self.account}:role/{self.promote_role_name}",
             "foundation_stack": self.stack_name("Foundation"),
-            "serving_stack": self.stack_name("Serving"),
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig(FunctionSettings):
+    """One served model in one environment: the environment's settings merged with the
+    model's overrides (build with `EnvConfig.model`)."""
+
+    env: EnvConfig
+    name: str
+
+    def __post_init__(self) -> None:
+        problems = self.function_problems()
+        if problems:
+            raise ConfigError(
+                f"environment {self.env.name!r}, model {self.name!r}: " + "; ".join(problems)
+            )
+
+    @property
+    def function_name(self) -> str:
+        return self.env._function_name(self.name)
+
+    @property
+    def hook_function_name(self) -> str:
+        return self.function_name + HOOK_SUFFIX
+
+    @property
+    def stack_name(self) -> str:
+        return self.env.stack_name(f"Serving-{self.name}")
+
+    @property
+    def model_key(self) -> str:
+        return bundle_key(self.name)
+
+    @property
+    def release_key(self) -> str:
+        return manifest_key(self.name)
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def service_name(self) -> str:
+        """POWERTOOLS_SERVICE_NAME: the `service` dimension of the handler's EMF metrics."""
+        return self.function_name
+
+    @property
+    def codedeploy_application(self) -> str:
+        return self.function_name
+
+    @property
+    def deployment_group(self) -> str:
+        return LIVE_ALIAS
+
+    def function_arn(self, *, qualified: bool = False) -> str:
+        return self.env.function_arn(self.function_name, qualified=qualified)
+
+    def names(self) -> dict[str, str]:
+        return {
+            "model_name": self.name,
+            "function_name": self.function_name,
+            "serving_stack": self.stack_name,
+            "model_key": self.model_key,
+            "release_key": self.release_key,
+            "log_group": self.log_group_name,
+            "alias": LIVE_ALIAS,
+            "codedeploy_application": self.codedeploy_application,
+            "deployment_group": self.deployment_group,
+            "pretraffic_function": self.hook_function_name,
         }
 
 
@@ -184,21 +363,50 @@ def _coerce(key: str, value: Any) -> Any:
     """Context given on the command line arrives as strings: convert to the field's type."""
     if key not in _FIELDS:
         raise ConfigError(f"unknown setting {key!r}")
+    kind = str(_FIELDS[key].type)
+    if key == "models":
+        return _models(value)
+    if key == "model_settings":
+        return _model_settings(value)
     if not isinstance(value, str):
         return value
-    kind = str(_FIELDS[key].type)
     if kind == "bool":
         if value.lower() not in {"true", "false"}:
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value.lower() == "true"
-    if kind.startswith("int"):
+    if kind.startswith(("int", "float")):
         if value.lower() in {"", "none", "null"} and "None" in kind:
             return None
         try:
-            return int(value)
+            return float(value) if kind.startswith("float") else int(value)
         except ValueError as exc:
-            raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
+            raise ConfigError(f"{key} must be a number, got {value!r}") from exc
     return value
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    """A JSON list, or (on the command line) a JSON list or comma-separated names."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = _json(text, "models") if text.startswith("[") else text.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        raise ConfigError(f"models must be a list of model names, got {value!r}")
+    return tuple(m.strip() for m in value)
+
+
+def _model_settings(value: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(value, str):
+        value = _json(value, "model_settings")
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        raise ConfigError("model_settings must map model names to objects of settings")
+    return {str(k): dict(v) for k, v in value.items()}
+
+
+def _json(text: str, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key} is not valid JSON: {exc}") from exc
 
 
 def load_settings(path: Path = CDK_JSON) -> dict[str, Any]:
@@ -214,19 +422,34 @@ def resolve(
     account: str | None = None,
     region: str | None = None,
 ) -> EnvConfig:
-    """Merge defaults, the environment's block and overrides into an `EnvConfig`."""
+    """Merge defaults, the environment's block and overrides into an `EnvConfig`.
+
+    `model_settings` merges per model: an environment overrides single keys of a model's
+    defaults, not the model's whole block.
+    """
     environments = settings.get("environments", {})
     if env_name not in environments:
         raise ConfigError(f"unknown environment {env_name!r}; known: {sorted(environments)}")
     merged: dict[str, Any] = {}
+    model_settings: dict[str, dict[str, Any]] = {}
     for layer in (settings.get("defaults", {}), environments[env_name], overrides or {}):
-        merged.update({k: _coerce(k, v) for k, v in layer.items()})
+        for key, value in layer.items():
+            coerced = _coerce(key, value)
+            if key == "model_settings":
+                for model, values in coerced.items():
+                    model_settings.setdefault(model, {}).update(values)
+            else:
+                merged[key] = coerced
+    merged["model_settings"] = model_settings
     # Precedence for the target account: explicit config, then the CLI's credentials,
     # then a dummy so that synth works offline.
     merged["account"] = str(merged.get("account") or account or DUMMY_ACCOUNT)
     merged["region"] = str(merged.get("region") or region or DUMMY_REGION)
     merged["name"] = env_name
-    return EnvConfig(**merged)
+    try:
+        return EnvConfig(**merged)
+    except TypeError as exc:  # a mistyped value (e.g. a list where a number belongs)
+        raise ConfigError(f"environment {env_name!r}: {exc}") from exc
 
 
 def environment_names(settings: Mapping[str, Any]) -> list[str]:
@@ -236,12 +459,13 @@ def environment_names(settings: Mapping[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("environment")
+    parser.add_argument("--model", help="print this served model's names instead")
     parser.add_argument("--account", help="the target account (e.g. from sts get-caller-identity)")
     parser.add_argument("--region")
     parser.add_argument(
         "--github-output",
         action="store_true",
-        help="append key=value lines to $GITHUB_OUTPUT instead of printing JSON",
+        help="append key=value lines to $GITHUB_OUTPUT as well as printing JSON",
     )
     args = parser.parse_args(argv)
     settings = load_settings()
@@ -252,10 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             account=args.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
             region=args.region or os.environ.get("AWS_REGION"),
         )
+        names = cfg.model(args.model).names() if args.model is not None else cfg.names()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = cfg.names()
     if args.github_output:
         # A workflow must never fall back to the dummy account or a guessed region.
         chosen = {**settings.get("defaults", {}), **settings["environments"][cfg.name]}
@@ -266,7 +490,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    if args.github_output:
         target = os.environ.get("GITHUB_OUTPUT")
         if not target:
             print("error: GITHUB_OUTPUT is not set", file=sys.stderr)
