@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.bundle import MODEL_NAME, normalize_sha256, sha256_hex
+from inference.release import DIGEST_METADATA, digest_problem, pins
 from registry.errors import DigestMismatch, StorageError
 
 # Field names are a contract with infra/ and inference/: keep them.
@@ -38,8 +39,6 @@ REQUIRED = ("name", "bucket", "key", "version_id", "sha256")
 # The fields the CDK app needs (`-c release=<json>`, see Release.to_context).
 CONTEXT_FIELDS = ("name", "bucket", "key", "version_id", "sha256", "mlflow_version")
 
-# The S3 user-metadata key holding the SHA-256 of release.json's own bytes.
-DIGEST_METADATA = "sha256"
 # S3 VersionIds are opaque URL-safe strings of up to 1024 characters; "null" is what S3 returns
 # for an object written while versioning was off, which a release must never point at.
 _VERSION_ID = re.compile(r"^[A-Za-z0-9._+/=-]{1,1024}$")
@@ -114,15 +113,7 @@ class Release:
     def environment(self) -> dict[str, str]:
         """The function's model environment variables, as the handler reads them
         (inference/config.py): the pinned object, and the MLflow version when known."""
-        env = {
-            "MODEL_BUCKET": self.bucket,
-            "MODEL_KEY": self.key,
-            "MODEL_VERSION_ID": self.version_id,
-            "MODEL_SHA256": self.sha256,
-        }
-        if self.mlflow_version:
-            env["MODEL_VERSION"] = self.mlflow_version
-        return env
+        return pins(self.to_dict())
 
     def to_context(self) -> dict[str, str]:
         """The fields the CDK app needs (`-c release=<json>`)."""
@@ -209,15 +200,9 @@ def read_stored(
     """Parse ``release.json`` as read from S3: its bytes must match the ``sha256`` user
     metadata written with them. Every reader goes through here (the registry, ``make invoke``,
     the deploy scripts), so a damaged or hand-edited manifest is refused the same way."""
-    stored = (metadata or {}).get(DIGEST_METADATA)
-    if not stored:
-        raise ManifestDigestError(f"{where} has no {DIGEST_METADATA} metadata")
-    actual = sha256_hex(body)
-    if actual != stored.strip().lower():
-        raise ManifestDigestError(
-            f"SHA-256 mismatch for {where}: its {DIGEST_METADATA} metadata says {stored},"
-            f" its bytes hash to {actual}"
-        )
+    problem = digest_problem(body, metadata, where)  # the one check, shared with the image
+    if problem:
+        raise ManifestDigestError(problem)
     return loads(body, complete=complete)
 
 
