@@ -21,6 +21,9 @@ DEFAULT_MAX_BATCH = 10_000  # 10k readings are ~0.8 MB of JSON, well under the 6
 # also imports the runtime, unpickles and checks the bundle: 6 s leaves that room, and a
 # healthy GetObject of a bundle takes well under a second.
 DEFAULT_LOAD_DEADLINE_S = 6.0
+# The share of readings the prediction log records (inference/prediction_log.py): 1 % keeps a
+# drift report's sample in the thousands per day at modest traffic, at a log line each.
+DEFAULT_PREDICTION_LOG_RATE = 0.01
 
 
 class ConfigError(Exception):
@@ -38,6 +41,8 @@ class Config:
     max_batch: int = DEFAULT_MAX_BATCH
     model_version: str | None = None  # the MLflow version, set by the deploy from release.json
     load_deadline_s: float = DEFAULT_LOAD_DEADLINE_S
+    prediction_log_rate: float = 0.0  # the environment's default is DEFAULT_PREDICTION_LOG_RATE
+    prediction_log_seed: int | None = None  # repeatable sampling (tests)
 
     @property
     def uri(self) -> str:
@@ -71,6 +76,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         deadline = math.nan
     if not (0 < deadline < math.inf):  # also refuses nan
         raise ConfigError(f"MODEL_LOAD_DEADLINE_S must be a positive number, not {raw_deadline!r}")
+    rate, seed = _prediction_log(env)
     return Config(
         bucket=env["MODEL_BUCKET"].strip(),
         key=env["MODEL_KEY"].strip(),
@@ -81,4 +87,25 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         max_batch=max_batch,
         model_version=env.get("MODEL_VERSION") or None,
         load_deadline_s=deadline,
+        prediction_log_rate=rate,
+        prediction_log_seed=seed,
     )
+
+
+def _prediction_log(env: Mapping[str, str]) -> tuple[float, int | None]:
+    raw_rate = env.get("PREDICTION_LOG_RATE", "").strip() or str(DEFAULT_PREDICTION_LOG_RATE)
+    try:
+        rate = float(raw_rate)
+    except ValueError:
+        rate = math.nan
+    if not 0.0 <= rate <= 1.0:  # also refuses nan
+        raise ConfigError(
+            f"PREDICTION_LOG_RATE must be a number from 0 (off) to 1 (every reading), not"
+            f" {raw_rate!r}"
+        )
+    raw_seed = env.get("PREDICTION_LOG_SEED", "").strip()
+    try:
+        seed = int(raw_seed) if raw_seed else None
+    except ValueError:
+        raise ConfigError(f"PREDICTION_LOG_SEED must be an integer, not {raw_seed!r}") from None
+    return rate, seed

@@ -18,10 +18,18 @@ from typing import Any
 import numpy as np
 
 from inference import config as config_mod
-from inference import events, loader
-from inference.blocks import joined
+from inference import events, loader, snapstart
 from inference.events import HTTP_KINDS, Kind
-from inference.observability import count_error, debug_enabled, logger, publish_cold_start
+from inference.observability import (
+    AnswerMetrics,
+    count_error,
+    debug_enabled,
+    logger,
+    publish_cold_start,
+)
+from inference.outputs import Answered
+from inference.prediction_log import PredictionLog
+from inference.predictor import joined_answers
 from inference.validation import ValidationError, Validator, json_type, problem
 
 VALIDATION_ERROR = "VALIDATION_ERROR"
@@ -36,20 +44,35 @@ class InitError(Exception):
 class Service:
     """A loaded model with everything the hot path needs, precomputed once."""
 
-    def __init__(self, model: loader.Model, max_batch: int) -> None:
+    def __init__(
+        self, model: loader.Model, max_batch: int, prediction_log: PredictionLog | None = None
+    ) -> None:
         self.model = model
         self.predictor = model.predictor
         self.validator = Validator(model.bundle["schema"], max_batch)
         self.identity = model.identity
+        names = [f["name"] for f in model.bundle["schema"]["fields"]]
+        self.metrics = AnswerMetrics(self.identity, self.predictor.output.labels, names)
+        self.prediction_log = prediction_log or PredictionLog(0.0)
 
     def predict(
         self, features: np.ndarray | list[list[float]], devices: list[str | None]
     ) -> list[dict[str, Any]]:
         """One answer per row, led by its deviceId."""
-        return self.predictor.answers(as_float32(features), devices)
+        return self.answered(features, devices).answers
+
+    def answered(
+        self, features: np.ndarray | list[list[float]], devices: list[str | None]
+    ) -> Answered:
+        """Answers with their domain verdicts, and their tally for the metrics."""
+        return self.predictor.answered(as_float32(features), devices)
 
     def answer_batch(self, records: Any) -> list[dict[str, Any]]:
-        """A batch's answers, or ValidationError listing every problem (all or nothing).
+        """A batch's answers, or ValidationError listing every problem (all or nothing)."""
+        return self.answered_batch(records).answers
+
+    def answered_batch(self, records: Any) -> Answered:
+        """A batch's answers and tally, or ValidationError listing every problem.
 
         Row blocks are validated on this thread and predicted and answered on their own
         (inference/blocks.py), so validating one block overlaps predicting another. A block
@@ -64,14 +87,27 @@ class Service:
             # copies, and the caller would take it back before the block reached the model.
             return None if block is None else (as_float32(block[1]), block[0])
 
-        def answer(block: tuple[np.ndarray, list[str | None]] | None) -> list[Any] | None:
-            return None if block is None else predictor.answers_here(*block)
+        def answer(block: tuple[np.ndarray, list[str | None]] | None) -> Answered | None:
+            return None if block is None else predictor.answered_here(*block)
 
         parts = predictor.blocks.map(len(records), prepare, answer)
         if any(part is None for part in parts):
             devices, matrix = validator.batch(records)  # raises, or is valid (e.g. with nulls)
-            return self.predict(matrix, devices)
-        return joined(parts)  # type: ignore[arg-type]
+            return self.answered(matrix, devices)
+        return joined_answers(parts)  # type: ignore[arg-type]
+
+    def report(self, answered: Answered, records: list[Any], context: Any) -> None:
+        """After answering: the invocation's one EMF document, and the sampled prediction
+        log. Never fails the request (logged instead)."""
+        try:
+            self.metrics.publish(answered.tally)
+            rows = self.prediction_log.sample(len(records))
+            if rows:
+                log, calendar = self.prediction_log, self.validator.calendar
+                log.write(rows, records, answered.answers, self.identity, _request_id(context),
+                          calendar)  # fmt: skip
+        except Exception:
+            logger.exception("could not publish the answers' metrics or prediction log")
 
 
 def as_float32(features: np.ndarray | list[list[float]]) -> np.ndarray:
@@ -96,7 +132,8 @@ def init(cfg: config_mod.Config | None = None) -> Service:
     except Exception as exc:
         logger.error("model failed to load", extra={"error": f"{type(exc).__name__}: {exc}"})
         raise InitError(f"{type(exc).__name__}: {exc}") from exc
-    _service = Service(model, cfg.max_batch)
+    log = PredictionLog(cfg.prediction_log_rate, cfg.prediction_log_seed)
+    _service = Service(model, cfg.max_batch, log)
     _init_ms = round((time.perf_counter() - started) * 1000, 2)
     logger.append_keys(
         model_name=model.name,
@@ -104,7 +141,17 @@ def init(cfg: config_mod.Config | None = None) -> Service:
         model_s3_version_id=model.version_id,
         model_sha256=model.sha256[:12],
     )
-    logger.info("model loaded", extra={"source": model.source, "timings_ms": model.timings_ms})
+    logger.info(
+        "model loaded",
+        extra={
+            "source": model.source,
+            "timings_ms": model.timings_ms,
+            "domain": "profile" if model.predictor.domain else "none (bundle without a profile)",
+            "prediction_log_rate": cfg.prediction_log_rate,
+        },
+    )
+    if cfg.prediction_log_rate > 0 and logger.log_level > 20:  # logging.INFO
+        logger.warning("the prediction log writes at INFO: POWERTOOLS_LOG_LEVEL turns it off")
     return _service
 
 
@@ -120,6 +167,7 @@ def reset() -> None:
 # only when the pin MODEL_SHA256 is set, so importing this module stays harmless.
 if os.environ.get("AWS_LAMBDA_RUNTIME_API") or os.environ.get("MODEL_SHA256"):
     init()
+snapstart.register()  # SnapStart hooks: run only by a SnapStart init (inference/snapstart.py)
 
 _DEBUG = debug_enabled()
 
@@ -139,13 +187,10 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
             raise ValidationError([UNRECOGNISED], "unrecognised event")
         service = _service or init()
         if kind is Kind.DIRECT:
-            return {
-                "statusCode": 200,
-                "model": service.identity,
-                "prediction": _one(service, event),
-            }
+            answer = _one(service, event, context)
+            return {"statusCode": 200, "model": service.identity, "prediction": answer}
         if kind is Kind.BATCH:
-            return {"statusCode": 200, "model": service.identity, **_batch(service, event)}
+            return {"statusCode": 200, "model": service.identity, **_batch(service, event, context)}
         if kind is Kind.SQS:
             return _sqs(service, event, context)
         return _http(service, kind, event, context)
@@ -168,20 +213,25 @@ def _identity() -> dict[str, Any] | None:
 
 
 # ---- event families ---------------------------------------------------------------------------
-def _one(service: Service, record: Any) -> dict[str, Any]:
+def _one(service: Service, record: Any, context: Any) -> dict[str, Any]:
     device, row = service.validator.single(record)
-    answer = service.predict([row], [device])[0]
+    answered = service.answered([row], [device])
+    answer = answered.answers[0]
     if _DEBUG:
         logger.debug("prediction", extra={"answer": answer})
+    service.report(answered, [record], context)
     return answer
 
 
-def _batch(service: Service, body: dict[str, Any]) -> dict[str, Any]:
+def _batch(service: Service, body: dict[str, Any], context: Any) -> dict[str, Any]:
     if len(body) != 1:
         extra = sorted(str(k) for k in body if k != "records")
         # An empty key is named "" as validation names it (a field name must be readable).
         raise ValidationError([problem(k or '""', "unknown field") for k in extra])
-    return {"predictions": service.answer_batch(body["records"])}
+    records = body["records"]
+    answered = service.answered_batch(records)
+    service.report(answered, records, context)
+    return {"predictions": answered.answers}
 
 
 def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -189,9 +239,9 @@ def _http(service: Service, kind: Kind, event: dict[str, Any], context: Any) -> 
     if type(body) is not dict:  # named as the body it is, not as the event around it
         raise ValidationError([problem("body", f"must be a JSON object, not {json_type(body)}")])
     if "records" in body:
-        payload = {"model": service.identity, **_batch(service, body)}
+        payload = {"model": service.identity, **_batch(service, body, context)}
     else:
-        payload = {"model": service.identity, "prediction": _one(service, body)}
+        payload = {"model": service.identity, "prediction": _one(service, body, context)}
     return events.http_response(kind, event, 200, payload, _request_id(context))
 
 
@@ -202,7 +252,7 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
     anything is predicted (see events.sqs_messages): the whole invocation then fails.
     """
     failures: list[dict[str, str]] = []
-    ids, devices, rows = [], [], []
+    ids, devices, rows, bodies = [], [], [], []
     for message_id, record in events.sqs_messages(event):
         try:
             body = events.parse_json(events.sqs_body(record), "body")
@@ -224,9 +274,10 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
         ids.append(message_id)
         devices.append(device)
         rows.append(row)
+        bodies.append(body)
     if rows:
         try:
-            answers = service.predict(rows, devices)
+            answered = service.answered(rows, devices)
         except Exception:
             logger.exception(
                 "SQS batch inference failed", extra={"requestId": _request_id(context)}
@@ -234,12 +285,14 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
             count_error(INFERENCE_ERROR)
             return {"batchItemFailures": failures + [{"itemIdentifier": i} for i in ids]}
         # The answers go to the log as one structured line (async callers read them there).
+        answers = answered.answers
         logger.info(
             "sqs predictions",
             extra={
                 "predictions": [{"messageId": i, **a} for i, a in zip(ids, answers, strict=True)]
             },
         )
+        service.report(answered, bodies, context)
     return {"batchItemFailures": failures}
 
 

@@ -5,32 +5,82 @@
   per row (``abs_error``) and that training calibrated on held-out data (``sigma_scale``).
 - ``binary_classification``: a probability (sigmoid of the margin), a label from the threshold,
   and a confidence: the probability of the reported label.
+
+``answered`` adds the reading's domain verdict (``inference/domain.py``) and a tally of the
+answers for the invocation's metrics. A reading outside the domain never reports more
+confidence than the training labels' share of its band or class (``prior``): there the
+features are evidence the model never learned to weigh, and the label mix is what is known
+without them (inference/README.md, "Outside the domain", has the measurement behind it).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from itertools import repeat
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from inference.bundle import BundleError
+from inference.domain import Checked
 
 Devices = Sequence[str | None] | None
+DOMAIN = "domain"
+
+
+class Tally(NamedTuple):
+    """What one block of answers adds to the invocation's metrics."""
+
+    rows: int
+    labels: np.ndarray  # answers per label (band or class), in ``Output.labels`` order
+    confidence_sum: float  # of the reported (rounded, capped) confidences
+    outside_rows: int = 0  # readings outside the domain on any feature
+    outside: np.ndarray | None = None  # per feature; None without a profile
+
+    @staticmethod
+    def total(tallies: Sequence[Tally]) -> Tally:
+        first = tallies[0]
+        if len(tallies) == 1:
+            return first
+        outside = None
+        if first.outside is not None:
+            outside = np.sum([t.outside for t in tallies if t.outside is not None], axis=0)
+        labels = np.sum([t.labels for t in tallies], axis=0)
+        return Tally(sum(t.rows for t in tallies), labels, sum(t.confidence_sum for t in tallies),
+                     sum(t.outside_rows for t in tallies), outside)  # fmt: skip
+
+
+class Answered(NamedTuple):
+    answers: list[dict[str, Any]]
+    tally: Tally
 
 
 class Output(Protocol):
+    labels: list[Any]  # the values of the answer's label field: bands, or False/True
+
     def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
-        """One answer per row; led by ``deviceId`` when ``devices`` is given."""
+        """One answer per row; led by ``deviceId`` when ``devices`` is given. No domain: the
+        golden check compares these with what training recorded."""
+        ...
+
+    def answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
+    ) -> Answered:
+        """Answers with their ``domain`` verdict (None when ``checked`` is None: the bundle
+        has no profile), out-of-domain confidences capped, and their tally."""
         ...
 
 
 def rounded(values: np.ndarray, digits: int) -> list[float]:
     """Half-to-even at ``digits`` decimals, as plain floats: ten times cheaper than ``round``
     per element, and ``round_one`` gives the same float for one value."""
+    return rounded_array(values, digits).tolist()
+
+
+def rounded_array(values: np.ndarray, digits: int) -> np.ndarray:
     scale = 10.0**digits
-    return (np.rint(values * scale) / scale).tolist()
+    return np.rint(values * scale) / scale
 
 
 def round_one(value: float, digits: int) -> float:
@@ -42,12 +92,48 @@ def rows(
     names: tuple[str, str, str],
     columns: tuple[Sequence[Any], Sequence[Any], Sequence[Any]],
     devices: Devices,
+    verdicts: Sequence[Any] | None = None,
+    domain: bool = False,
 ) -> list[dict[str, Any]]:
-    """Answer dicts from three columns, built in one comprehension (the batch hot path)."""
+    """Answer dicts from three columns, built in one comprehension (the batch hot path), and
+    with ``domain`` each row's verdict (None when ``verdicts`` is None)."""
     a, b, c = names
+    if not domain:
+        if devices is None:
+            return [{a: x, b: y, c: z} for x, y, z in zip(*columns, strict=True)]
+        return [{"deviceId": d, a: x, b: y, c: z}
+                for d, x, y, z in zip(devices, *columns, strict=True)]  # fmt: skip
+    v = repeat(None, len(columns[0])) if verdicts is None else verdicts
     if devices is None:
-        return [{a: x, b: y, c: z} for x, y, z in zip(*columns, strict=True)]
-    return [{"deviceId": d, a: x, b: y, c: z} for d, x, y, z in zip(devices, *columns, strict=True)]
+        return [{a: x, b: y, c: z, DOMAIN: w} for x, y, z, w in zip(*columns, v, strict=True)]
+    return [{"deviceId": d, a: x, b: y, c: z, DOMAIN: w}
+            for d, x, y, z, w in zip(devices, *columns, v, strict=True)]  # fmt: skip
+
+
+def priors(spec: Any, labels: list[Any]) -> np.ndarray | None:
+    """The training labels' share per label, checked against ``labels`` (None: no cap)."""
+    if spec is None:
+        return None
+    shares = np.asarray(spec, dtype=np.float64)
+    if shares.shape != (len(labels),) or not np.isfinite(shares).all():
+        raise BundleError(f"the profile's label shares {spec!r} do not fit labels {labels!r}")
+    return shares
+
+
+def capped(conf: np.ndarray, index: np.ndarray, checked: Checked | None,
+           prior: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """Out-of-domain rows' confidence, at most their label's prior."""
+    if checked is None or prior is None or not checked.outside_rows.any():
+        return conf
+    return np.where(checked.outside_rows, np.minimum(conf, prior[index]), conf)
+
+
+def tally(index: np.ndarray, conf: np.ndarray, n_labels: int, checked: Checked | None) -> Tally:
+    labels = np.bincount(index, minlength=n_labels)
+    if checked is None:
+        return Tally(len(index), labels, float(conf.sum()))
+    outside = int(np.count_nonzero(checked.outside_rows))
+    return Tally(len(index), labels, float(conf.sum()), outside, checked.outside_counts)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -78,16 +164,19 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class BandedRegression:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], prior: Any = None) -> None:
         self.value_name: str = spec["value_name"]
         self.band_name: str = spec["band_name"]
         self.lower, self.upper = float(spec["clip"][0]), float(spec["clip"][1])
         bands = sorted(spec["bands"], key=lambda b: b["min"], reverse=True)  # highest first
         self.band_labels = [b["label"] for b in bands]
+        self.labels: list[Any] = self.band_labels
         self.band_mins = np.array([b["min"] for b in bands], dtype=np.float64)
         self.band_mins_list: list[float] = self.band_mins.tolist()
         self.sigma_scale = float(spec["sigma_scale"])
         self.names = (self.value_name, self.band_name, "confidence")
+        self.prior = priors(prior, self.labels)
+        self.prior_list: list[float] | None = None if self.prior is None else self.prior.tolist()
 
     def band_index(self, values: np.ndarray) -> np.ndarray:
         # Index of the first (highest) band whose minimum the value reaches; the last band
@@ -97,13 +186,16 @@ class BandedRegression:
         return reached.argmax(axis=1)
 
     def confidence(self, values: np.ndarray, abs_error: np.ndarray) -> np.ndarray:
-        idx = self.band_index(values)
+        return self._confidence(values, abs_error, self.band_index(values))
+
+    def _confidence(self, values: np.ndarray, abs_error: np.ndarray, idx: np.ndarray) -> np.ndarray:
         lo = np.where(idx == len(self.band_mins) - 1, -np.inf, self.band_mins[idx])
         hi = np.where(idx == 0, np.inf, self.band_mins[np.maximum(idx - 1, 0)])
         sigma = np.maximum(abs_error.astype(np.float64) * self.sigma_scale, 1e-6)
         return normal_cdf((hi - values) / sigma) - normal_cdf((lo - values) / sigma)
 
-    def _one(self, value: float, abs_error: float) -> tuple[float, str, float]:
+    def _one(self, value: float, abs_error: float, outside: bool = False
+             ) -> tuple[float, str, float, int]:  # fmt: skip
         """The vectorised path's answer for one row, in plain floats (the request hot path)."""
         value = min(max(value, self.lower), self.upper)
         mins = self.band_mins_list
@@ -114,31 +206,70 @@ class BandedRegression:
         sigma = max(abs_error * self.sigma_scale, 1e-6)
         up = 1.0 if hi == math.inf else normal_cdf_scalar((hi - value) / sigma)
         down = 0.0 if lo == -math.inf else normal_cdf_scalar((lo - value) / sigma)
-        return round_one(value, 2), self.band_labels[i], round_one(up - down, 4)
+        conf = up - down
+        if outside and self.prior_list is not None:
+            conf = min(conf, self.prior_list[i])
+        return round_one(value, 2), self.band_labels[i], round_one(conf, 4), i
 
     def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
+        return self._answered(raw, devices, None, domain=False).answers
+
+    def answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
+    ) -> Answered:
+        return self._answered(raw, devices, checked, domain=True)
+
+    def _answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
+    ) -> Answered:
         margin, abs_error = raw["margin"].astype(np.float64), raw["abs_error"].astype(np.float64)
+        verdicts = None if checked is None else checked.verdicts
+        n_labels = len(self.band_labels)
         if 0 < len(margin) <= SMALL:
-            one = map(self._one, margin.tolist(), abs_error.tolist())
-            value, band, confidence = zip(*one, strict=True)
-            return rows(self.names, (value, band, confidence), devices)
+            flags = [False] * len(margin) if checked is None else checked.outside_rows.tolist()
+            one = map(self._one, margin.tolist(), abs_error.tolist(), flags)
+            value, band, confidence, index = zip(*one, strict=True)
+            answers = rows(self.names, (value, band, confidence), devices, verdicts, domain)
+            conf = np.array(confidence)
+            return Answered(answers, tally(np.array(index), conf, n_labels, checked))
         values = np.clip(margin, self.lower, self.upper)
-        conf = self.confidence(values, abs_error)
-        labels = list(map(self.band_labels.__getitem__, self.band_index(values).tolist()))
-        return rows(self.names, (rounded(values, 2), labels, rounded(conf, 4)), devices)
+        idx = self.band_index(values)
+        conf = rounded_array(capped(self._confidence(values, abs_error, idx), idx, checked,
+                                    self.prior), 4)  # fmt: skip
+        labels = list(map(self.band_labels.__getitem__, idx.tolist()))
+        columns = (rounded(values, 2), labels, conf.tolist())
+        answers = rows(self.names, columns, devices, verdicts, domain)
+        return Answered(answers, tally(idx, conf, n_labels, checked))
 
 
 class BinaryClassification:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], prior: Any = None) -> None:
         self.label_name: str = spec["label_name"]
         self.threshold = float(spec["threshold"])
+        self.labels: list[Any] = [False, True]  # index = the label as 0/1
+        self.names = (self.label_name, "probability", "confidence")
+        self.prior = priors(prior, self.labels)
 
     def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
+        return self._answered(raw, devices, None, domain=False).answers
+
+    def answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
+    ) -> Answered:
+        return self._answered(raw, devices, checked, domain=True)
+
+    def _answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
+    ) -> Answered:
         prob = sigmoid(raw["margin"].astype(np.float64))
         positive = prob >= self.threshold
-        conf = np.where(positive, prob, 1.0 - prob)
-        names = (self.label_name, "probability", "confidence")
-        return rows(names, (positive.tolist(), rounded(prob, 4), rounded(conf, 4)), devices)
+        idx = positive.astype(np.int64)
+        conf = rounded_array(capped(np.where(positive, prob, 1.0 - prob), idx, checked,
+                                    self.prior), 4)  # fmt: skip
+        columns = (positive.tolist(), rounded(prob, 4), conf.tolist())
+        verdicts = None if checked is None else checked.verdicts
+        answers = rows(self.names, columns, devices, verdicts, domain)
+        return Answered(answers, tally(idx, conf, 2, checked))
 
 
 KINDS: dict[str, type[BandedRegression] | type[BinaryClassification]] = {
@@ -147,8 +278,10 @@ KINDS: dict[str, type[BandedRegression] | type[BinaryClassification]] = {
 }
 
 
-def make_output(spec: dict[str, Any]) -> Output:
+def make_output(spec: dict[str, Any], prior: Any = None) -> Output:
+    """The answer builder of a bundle's ``output``; ``prior``: the training labels' share per
+    label (the profile's ``outputs.label_shares``), the cap of out-of-domain confidences."""
     try:
-        return KINDS[spec["kind"]](spec)
+        return KINDS[spec["kind"]](spec, prior)
     except KeyError as exc:
         raise BundleError(f"unknown or incomplete output spec: {exc}") from exc

@@ -11,7 +11,8 @@ import onnxruntime as ort
 
 from inference.blocks import Blocks, joined
 from inference.bundle import BundleError
-from inference.outputs import Devices, Output, make_output
+from inference.domain import Domain
+from inference.outputs import Answered, Devices, Output, Tally, make_output
 
 ENGINE = "onnxruntime"
 
@@ -217,7 +218,13 @@ class Predictor:
         self._session = _session(spec["onnx"])
         self._input: str = spec["input"]
         self._outputs: list[str] = list(spec["outputs"])
-        self.output: Output = make_output(bundle["output"])
+        # The applicability domain and the out-of-domain confidence cap come from the training
+        # profile; a bundle without one is answered with "domain": null and no cap.
+        self.domain = Domain.of_bundle(bundle)
+        prior = None
+        if self.domain is not None:
+            prior = (bundle["profile"].get("outputs") or {}).get("label_shares")
+        self.output: Output = make_output(bundle["output"], prior)
         # Large batches run as row blocks on threads of their own, each through this same
         # single-threaded session (a session may be run concurrently). Against one session with
         # an intra-op pool that is faster (no pool wake-ups between the graph's two tree nodes:
@@ -235,19 +242,29 @@ class Predictor:
         return self._named(results)
 
     def answers(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
-        """Answers, each block's built on the thread that predicted it."""
+        """Answers with their domain verdicts, each block's built on the thread that predicted
+        it."""
+        return self.answered(features, devices).answers
+
+    def answered(self, features: np.ndarray, devices: Devices = None) -> Answered:
+        """Answers and their tally (for the invocation's metrics)."""
         if not self.blocks.splits(len(features)):  # a single row: the request hot path
-            return self.answers_here(features, devices)
+            return self.answered_here(features, devices)
 
         def prepare(lo: int, hi: int) -> tuple[np.ndarray, Devices]:
             return features[lo:hi], None if devices is None else devices[lo:hi]
 
-        parts = self.blocks.map(len(features), prepare, lambda block: self.answers_here(*block))
-        return joined(parts)
+        parts = self.blocks.map(len(features), prepare, lambda block: self.answered_here(*block))
+        return joined_answers(parts)
 
     def answers_here(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
         """Answers computed on the calling thread alone."""
-        return self.output.answers(self._named(self._run(features)), devices)
+        return self.answered_here(features, devices).answers
+
+    def answered_here(self, features: np.ndarray, devices: Devices = None) -> Answered:
+        raw = self._named(self._run(features))
+        checked = None if self.domain is None else self.domain.check(features)
+        return self.output.answered(raw, devices, checked)
 
     def _named(self, results: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {
@@ -256,3 +273,8 @@ class Predictor:
 
     def _run(self, features: np.ndarray) -> list[np.ndarray]:
         return self._session.run(self._outputs, {self._input: features})  # type: ignore[no-any-return]
+
+
+def joined_answers(parts: list[Answered]) -> Answered:
+    """Blocks' answers in row order, and their tallies summed."""
+    return Answered(joined([p.answers for p in parts]), Tally.total([p.tally for p in parts]))

@@ -12,14 +12,15 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
 from inference import bundle as contract
 from inference import calendar_features
+from inference.domain import Domain
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
 from inference.sanity import GOLDEN_ATOL, GOLDEN_RTOL, SERVING_LIBRARIES, check_golden
+from training import profile
 from training.config import REPO
 from training.model import Fitted, Split
 from training.onnx_export import INPUT, to_onnx
@@ -91,13 +92,17 @@ def golden_records(
     return rows, records
 
 
-def golden_positions(parts: Split) -> np.ndarray:
-    """Evenly spaced held-out rows: a fixed choice, so the bundle bytes are reproducible."""
-    return np.linspace(0, len(parts.X_test) - 1, GOLDEN_ROWS).round().astype(int)
+def golden_positions(parts: Split, inside: np.ndarray | None = None) -> np.ndarray:
+    """Evenly spaced held-out rows: a fixed choice, so the bundle bytes are reproducible.
 
-
-def golden_rows(parts: Split) -> pd.DataFrame:
-    return parts.X_test.iloc[golden_positions(parts)]
+    With ``inside`` (per held-out row: inside the training domain), only such rows, when
+    there are enough: an answer outside has its confidence capped by serving, and the golden
+    answers are what every serving version (older ones ignore the profile) and the pre-traffic
+    check compare exactly."""
+    candidates = np.arange(len(parts.X_test))
+    if inside is not None and int(inside.sum()) >= GOLDEN_ROWS:
+        candidates = candidates[inside]
+    return candidates[np.linspace(0, len(candidates) - 1, GOLDEN_ROWS).round().astype(int)]
 
 
 def boosters(fitted: Fitted) -> dict[str, xgb.Booster]:
@@ -118,11 +123,22 @@ def build(
 ) -> dict[str, Any]:
     feature_schema = schema(spec, ranges)
     models = boosters(fitted)
-    rows = matrix_from_columns(golden_rows(parts), feature_schema)
+    onnx = to_onnx(models, len(spec.features))
+    output = dict(spec.output)
+    if output["kind"] == "banded_regression":
+        output["sigma_scale"] = fitted.sigma_scale
+    graph = {"engine": "onnxruntime", "onnx": onnx, "input": INPUT, "outputs": list(models)}
+    # The training rows' profile, from the graph serving runs (its answers' mix), and the
+    # domain it defines, which the golden rows are chosen inside.
+    fit_profile = profile.build(spec, parts, Predictor({"predictor": graph, "output": output}))
+    held_out = matrix_from_columns(parts.X_test, feature_schema)
+    inside = ~Domain(fit_profile, list(spec.features)).check(held_out).outside_rows
+    positions = golden_positions(parts, inside)
+    rows = held_out[positions]
     records = None
     if spec.calendar_features:
         assert parts.timestamps_test is not None
-        stamps = [parts.timestamps_test[i] for i in golden_positions(parts)]
+        stamps = [parts.timestamps_test[i] for i in positions]
         rows, records = golden_records(rows, stamps, feature_schema)
     # What the trained booster itself gives: the reference serving must reproduce.
     matrix = xgb.DMatrix(rows, feature_names=list(spec.features))
@@ -130,19 +146,11 @@ def build(
         name: [float(v) for v in booster.predict(matrix, output_margin=True)]
         for name, booster in models.items()
     }
-    output = dict(spec.output)
-    if output["kind"] == "banded_regression":
-        output["sigma_scale"] = fitted.sigma_scale
     bundle: dict[str, Any] = {
         "format": contract.FORMAT_CALENDAR if records is not None else contract.FORMAT,
         "name": spec.name,
         "schema": feature_schema,
-        "predictor": {
-            "engine": "onnxruntime",
-            "onnx": to_onnx(models, len(spec.features)),
-            "input": INPUT,
-            "outputs": list(models),
-        },
+        "predictor": graph,
         "output": output,
         "golden": {
             "inputs": rows.astype(float).tolist(),
@@ -163,11 +171,13 @@ def build(
     }
     if records is not None:
         bundle["golden"]["records"] = records
+    bundle["profile"] = fit_profile  # optional for serving: older code ignores it
     # The same check serving runs at load: the graph must answer as the booster did, and (with
     # calendar features) validation must build the recorded rows from the records.
     predictor = Predictor(bundle)
     check_golden(bundle, predictor)
-    bundle["golden"]["answers"] = predictor.answers(rows)
+    # Without the domain verdict: the golden check compares the output's answers (sanity.py).
+    bundle["golden"]["answers"] = predictor.output.answers(predictor.raw(rows))
     return bundle
 
 

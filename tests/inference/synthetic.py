@@ -211,3 +211,32 @@ def write(bundle: dict[str, Any], path: Path) -> str:
     data = dumps(bundle)
     path.write_bytes(data)
     return sha256_hex(data)
+
+
+def profile(bounds: dict[str, tuple[float, float]], label_shares: list[float] | None = None,
+            labels: list[Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A training profile in the bundle's contract whose domain is ``bounds`` per feature (its
+    0.5 % and 99.5 % quantiles); the other quantiles sit in between."""
+    features = {}
+    for name, (lo, hi) in bounds.items():
+        mid = (lo + hi) / 2
+        levels = {"0": lo - 1, "0.005": lo, "0.01": lo, "0.05": lo, "0.1": lo, "0.25": mid,
+                  "0.5": mid, "0.75": mid, "0.9": hi, "0.95": hi, "0.99": hi, "0.995": hi,
+                  "1": hi + 1}  # fmt: skip
+        features[name] = {"quantiles": levels, "mean": mid, "std": (hi - lo) / 4,
+                          "missing_rate": 0.0, "sample": [lo, mid, hi]}  # fmt: skip
+    labels = labels or ["Excellent", "Good", "Fair", "Poor", "Very Poor"]
+    shares = label_shares or [0.2, 0.6, 0.2, 0.0, 0.0]
+    return {"rule": "synthetic", "lower_q": 0.005, "upper_q": 0.995, "rows": 100,
+            "features": features,
+            "outputs": {"kind": "bands" if len(labels) > 2 else "classes", "labels": labels,
+                        "shares": shares, "label_shares": shares}}  # fmt: skip
+
+
+# The synthetic wqi model's domain: GOOD_READING is inside; TDS below 300 mg/L is not.
+WQI_DOMAIN = {"pH": (7.0, 8.5), "turbidity": (0.5, 40.0), "tds": (300.0, 36000.0),
+              "temperature": (15.0, 32.0)}  # fmt: skip
+
+
+def wqi_profiled_bundle() -> dict[str, Any]:
+    return wqi_bundle(profile=profile(WQI_DOMAIN))

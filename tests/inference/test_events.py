@@ -33,8 +33,9 @@ def test_direct_invocation() -> None:
     response = handler.lambda_handler(sample("direct"), context())
     assert response["statusCode"] == 200
     carries_model(response)
-    assert response["prediction"] == {
-        "deviceId": "buoy-01", "wqi": 90.0, "quality": "Excellent", "confidence": 0.5
+    assert response["prediction"] == {  # a bundle without a training profile: no verdict
+        "deviceId": "buoy-01", "wqi": 90.0, "quality": "Excellent", "confidence": 0.5,
+        "domain": None,
     }  # fmt: skip
 
 
@@ -48,7 +49,8 @@ def test_batch_is_one_predict_call(monkeypatch: pytest.MonkeyPatch) -> None:
     assert response["statusCode"] == 200
     carries_model(response)
     assert [p["deviceId"] for p in response["predictions"]] == ["buoy-01", "buoy-02"]
-    assert [p["quality"] for p in response["predictions"]] == ["Excellent", "Poor"]
+    # The synthetic stumps: pH >= 7 is +25, turbidity >= 10 is -20 (buoy-02: 65, Fair).
+    assert [p["quality"] for p in response["predictions"]] == ["Excellent", "Fair"]
     assert calls == [2]
 
 
