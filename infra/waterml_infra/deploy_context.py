@@ -1,22 +1,22 @@
-"""Turn the current release manifest into `cdk deploy` context arguments.
+"""Turn a model's current release manifest into `cdk deploy` context arguments.
 
-    python -m waterml_infra.deploy_context --env dev --image-digest sha256:... \
-        [--manifest release.json | --bucket B] [--function-name F]
+    python -m waterml_infra.deploy_context --env dev --model wqi --image-digest sha256:... \
+        (--manifest release.json | --bucket B) [--release-out pinned.json]
 
 Prints one argument per line (for `mapfile -t`), e.g.:
 
     --context
     env=dev
     --context
+    model=wqi
+    --context
     imageDigest=sha256:...
     --context
     release={"name": "wqi", ...}
-    --context
-    liveVersion=7
 
-`liveVersion` is the version the `live` alias points at right now: pinning it keeps
-`cdk deploy` from moving the alias; only `waterml_infra.alias` moves it, after the smoke test.
-Without `--manifest`, the manifest is read from `s3://<bucket>/models/<name>/release.json`.
+The `live` alias is not pinned here: `cdk deploy` publishes a new version and CodeDeploy
+shifts `live` to it (the pre-traffic hook and the alarms decide), or leaves it where it was.
+Without `--manifest`, the manifest is read from `s3://<bucket>/models/<model>/release.json`.
 """
 
 from __future__ import annotations
@@ -65,31 +65,16 @@ def fetch_release(s3: Any, bucket: str, model: str) -> Release:
     return release
 
 
-def current_live_version(lambda_client: Any, function_name: str, alias: str = "live") -> str | None:
-    """The version the alias points at, or None before the first deploy."""
-    try:
-        return str(
-            lambda_client.get_alias(FunctionName=function_name, Name=alias)["FunctionVersion"]
-        )
-    except lambda_client.exceptions.ResourceNotFoundException:
-        return None
-
-
-def context_args(
-    env: str, image_digest: str, release: Release, live_version: str | None
-) -> list[str]:
+def context_args(env: str, image_digest: str, release: Release) -> list[str]:
+    """`--context` pairs for one model's stack: the model is the one the release names."""
     if not DIGEST.match(image_digest):
         raise ManifestError(f"image digest {image_digest!r} is not sha256:<64 hex>")
-    if live_version is not None and not re.fullmatch(r"\d+", live_version):
-        # $LATEST or anything else unpinned must never be what `live` serves.
-        raise ManifestError(f"live alias points at {live_version!r}, not a published version")
     pairs = [
         f"env={env}",
+        f"model={release.name}",
         f"imageDigest={image_digest}",
         "release=" + json.dumps(release.to_context(), sort_keys=True, separators=(",", ":")),
     ]
-    if live_version is not None:
-        pairs.append(f"liveVersion={live_version}")
     args: list[str] = []
     for pair in pairs:
         args += ["--context", pair]
@@ -100,13 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--image-digest", required=True)
-    parser.add_argument("--model", default="wqi")
+    parser.add_argument("--model", required=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", type=Path, help="a release.json file")
     source.add_argument("--bucket", help="read models/<model>/release.json from this bucket")
-    parser.add_argument("--function-name", help="read the live alias' version from this function")
     parser.add_argument(
-        "--release-out", type=Path, help="also write the pinned release here (for the smoke test)"
+        "--release-out", type=Path, help="also write the pinned release here (for the summary)"
     )
     args = parser.parse_args(argv)
     try:
@@ -118,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             import boto3
 
             release = fetch_release(boto3.client("s3"), args.bucket, args.model)
-        live = None
-        if args.function_name:
-            import boto3
-
-            live = current_live_version(boto3.client("lambda"), args.function_name)
-        lines = context_args(args.env, args.image_digest, release, live)
+        lines = context_args(args.env, args.image_digest, release)
         if args.release_out:
             args.release_out.write_text(json.dumps(release.to_context(), indent=2) + "\n")
     except (ManifestError, ManifestDigestError, OSError) as exc:

@@ -3,10 +3,14 @@ promotion printed.
 
     python -m waterml_infra.promotion models registry/approved.toml      # JSON list of names
     python -m waterml_infra.promotion extract promote.log release.json   # validated manifest
+    python -m waterml_infra.promotion promoted releases/                 # JSON list of names
 
 The registry CLI prints the release manifest as JSON on stdout; `extract` finds the last JSON
 object in that output (anything logged before it is ignored), validates it like a deploy would
-and writes it canonically.
+and writes it canonically. `promoted` names the models whose release changed: for each
+`releases/<model>.json` (written by `extract`), `releases/<model>.before.log` holds what
+`python -m registry current <model>` printed before the promotion (nothing: no release yet).
+An approved model that was already the release is not promoted again, so it is not deployed.
 """
 
 from __future__ import annotations
@@ -51,6 +55,30 @@ def extract_release(output: str) -> tuple[Release, dict[str, Any]]:
     return parse_release(raw, complete=False), raw
 
 
+def newly_released(before_output: str, after: dict[str, Any]) -> bool:
+    """True when the promotion wrote a new release: what `registry current` printed before
+    it (empty: there was none) is not the release it printed."""
+    if not before_output.strip():
+        return True
+    return last_release_object(before_output) != after
+
+
+def promoted_models(folder: Path) -> list[str]:
+    """Models whose `<model>.json` differs from the release in `<model>.before.log`."""
+    names = []
+    for path in sorted(folder.glob("*.json")):
+        before = folder / f"{path.stem}.before.log"
+        if not before.is_file():
+            raise ManifestError(f"{before} is missing: was the release read before promoting?")
+        after = json.loads(path.read_text())
+        name = parse_release(after, complete=False).name
+        if name != path.stem:
+            raise ManifestError(f"{path} is a release of {name!r}")
+        if newly_released(before.read_text(), after):
+            names.append(name)
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,13 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     extract = sub.add_parser("extract", help="validate the release printed by a promotion")
     extract.add_argument("log", type=Path)
     extract.add_argument("out", type=Path)
+    promoted = sub.add_parser("promoted", help="print the models whose release changed (JSON)")
+    promoted.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "models":
             print(json.dumps(approved_models(args.approval_file.read_text())))
             return 0
+        if args.command == "promoted":
+            print(json.dumps(promoted_models(args.folder), separators=(",", ":")))
+            return 0
         release, raw = extract_release(args.log.read_text())
-    except (ValueError, OSError, RegistryError) as exc:
+    except (ValueError, OSError, RegistryError) as exc:  # JSONDecodeError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args.out.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")

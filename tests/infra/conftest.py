@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,7 +54,7 @@ def default_app():
 
 @pytest.fixture(scope="session")
 def pinned_app():
-    """dev as a real deploy sees it: a digest, a release, the alias pinned at version 7, and
+    """dev as a real deploy sees it: a digest, the model and its release, and
     non-default settings given as context overrides."""
     from waterml_infra.app import build, make_app
     from waterml_infra.deploy_context import context_args
@@ -61,7 +62,7 @@ def pinned_app():
     from registry.manifest import parse_release
 
     # Exactly what deploy.yml passes to `cdk deploy` (waterml_infra.deploy_context's output).
-    args = context_args("dev", DIGEST, parse_release(RELEASE), "7")
+    args = context_args("dev", DIGEST, parse_release(RELEASE))
     app = make_app(
         {
             **dict(arg.split("=", 1) for arg in args[1::2]),
@@ -79,6 +80,29 @@ def pinned_app():
     return app, build(app)
 
 
+# A third model that exists only in this test's settings: it needs no stack code.
+FLEET = ["wqi", "potability", "turbidity-test"]
+
+
+@pytest.fixture(scope="session")
+def fleet_app():
+    """dev and prod serving three models, given as `-c` context the way an operator would:
+    the third one with its own settings."""
+    from waterml_infra.app import build, make_app
+
+    app = make_app(
+        {
+            "nag": "false",
+            "waterml.dev.models": ",".join(FLEET),
+            "waterml.prod.models": json.dumps(FLEET),
+            "waterml.prod.model_settings": json.dumps(
+                {"turbidity-test": {"memory_mb": 512, "provisioned_concurrency": 0}}
+            ),
+        }
+    )
+    return app, build(app)
+
+
 @pytest.fixture(scope="session")
 def templates(default_app, pinned_app):
     from aws_cdk.assertions import Template
@@ -87,10 +111,10 @@ def templates(default_app, pinned_app):
     _, pinned = pinned_app
     return {
         "dev-foundation": Template.from_stack(default["dev"].foundation),
-        "dev-serving": Template.from_stack(default["dev"].serving),
+        "dev-serving": Template.from_stack(default["dev"].serving["wqi"]),
         "prod-foundation": Template.from_stack(default["prod"].foundation),
-        "prod-serving": Template.from_stack(default["prod"].serving),
-        "pinned-serving": Template.from_stack(pinned["dev"].serving),
+        "prod-serving": Template.from_stack(default["prod"].serving["wqi"]),
+        "pinned-serving": Template.from_stack(pinned["dev"].serving["wqi"]),
         "pinned-foundation": Template.from_stack(pinned["dev"].foundation),
     }
 

@@ -103,27 +103,26 @@ def test_manifest_must_be_json_object():
 
 
 # deploy_context ----------------------------------------------------------------------------
-def test_context_args_pin_digest_release_and_live_version():
+def test_context_args_name_environment_model_digest_and_release():
     release = parse_release(manifest())
-    args = deploy_context.context_args("dev", DIGEST, release, "7")
+    args = deploy_context.context_args("dev", DIGEST, release)
     assert args[0::2] == ["--context"] * 4
     pairs = dict(a.split("=", 1) for a in args[1::2])
-    assert pairs["env"] == "dev"
-    assert pairs["imageDigest"] == DIGEST
-    assert pairs["liveVersion"] == "7"
+    assert pairs == {
+        "env": "dev",
+        "model": "wqi",  # the model the release is of: its own stack, WaterMl-dev-Serving-wqi
+        "imageDigest": DIGEST,
+        "release": pairs["release"],
+    }
     assert json.loads(pairs["release"]) == release.to_context()
-    assert "liveVersion" not in "".join(deploy_context.context_args("dev", DIGEST, release, None))
+    # CodeDeploy moves `live`; the deploy never pins it (it once passed liveVersion).
+    assert not any("liveVersion" in a for a in args)
 
 
 @pytest.mark.parametrize("digest", ["latest", "sha256:abc", "sha256:" + "AB" * 32])
 def test_context_args_refuse_a_tag_instead_of_a_digest(digest):
     with pytest.raises(ManifestError, match="digest"):
-        deploy_context.context_args("dev", digest, parse_release(manifest()), None)
-
-
-def test_context_args_refuse_an_unpublished_live_version():
-    with pytest.raises(ManifestError, match="LATEST"):
-        deploy_context.context_args("dev", DIGEST, parse_release(manifest()), "$LATEST")
+        deploy_context.context_args("dev", digest, parse_release(manifest()))
 
 
 def stored(data: bytes, metadata_of: bytes | None = None) -> dict:
@@ -176,7 +175,7 @@ def test_fetch_release_refuses_a_manifest_edited_without_its_metadata(monkeypatc
         # The CLI: one line naming the problem, exit 1, no traceback.
         stub.add_response("get_object", stored(edited, metadata_of=original))
         monkeypatch.setattr(boto3, "client", lambda service, **kwargs: s3)
-        args = ["--env", "dev", "--image-digest", DIGEST, "--bucket", BUCKET]
+        args = ["--env", "dev", "--model", "wqi", "--image-digest", DIGEST, "--bucket", BUCKET]
         assert deploy_context.main(args) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -184,35 +183,26 @@ def test_fetch_release_refuses_a_manifest_edited_without_its_metadata(monkeypatc
     assert len(captured.err.splitlines()) == 1 and "Traceback" not in captured.err
 
 
-def test_current_live_version():
-    lam = client("lambda")
-    with Stubber(lam) as stub:
-        stub.add_response(
-            "get_alias",
-            {"FunctionVersion": "7", "Name": "live"},
-            {"FunctionName": "waterml-dev-wqi", "Name": "live"},
-        )
-        assert deploy_context.current_live_version(lam, "waterml-dev-wqi") == "7"
-        stub.add_client_error("get_alias", service_error_code="ResourceNotFoundException")
-        assert deploy_context.current_live_version(lam, "waterml-dev-wqi") is None
-
-
 def test_deploy_context_cli_from_a_manifest_file(tmp_path, capsys):
     path = tmp_path / "release.json"
     path.write_text(json.dumps(manifest()))
-    code = deploy_context.main(["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)])
+    args = ["--env", "dev", "--model", "wqi", "--image-digest", DIGEST, "--manifest", str(path)]
+    code = deploy_context.main(args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
+    assert lines[:4] == ["--context", "env=dev", "--context", "model=wqi"]
     out = tmp_path / "pinned.json"
-    args = ["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)]
     assert deploy_context.main([*args, "--release-out", str(out)]) == 0
     assert json.loads(out.read_text())["version_id"] == manifest()["version_id"]
-    assert lines[:4] == ["--context", "env=dev", "--context", f"imageDigest={DIGEST}"]
+    # A release of another model is refused: each model's stack gets its own release only.
+    other = ["--env", "dev", "--model", "potability", "--image-digest", DIGEST]
+    assert deploy_context.main([*other, "--manifest", str(path)]) == 1
+    assert "is a release of 'wqi'" in capsys.readouterr().err
     path.write_text(json.dumps(manifest(sha256="bad")))
-    assert (
+    assert deploy_context.main(args) == 1
+    # The model is required: the default once deployed wqi whatever was meant.
+    with pytest.raises(SystemExit):
         deploy_context.main(["--env", "dev", "--image-digest", DIGEST, "--manifest", str(path)])
-        == 1
-    )
 
 
 def test_deploy_context_output_is_accepted_by_the_cdk_app(pinned_app, templates):
@@ -220,21 +210,23 @@ def test_deploy_context_output_is_accepted_by_the_cdk_app(pinned_app, templates)
     _, stacks = pinned_app
     assert list(stacks) == ["dev"]
     t = templates["pinned-serving"]
-    t.has_resource_properties("AWS::Lambda::Alias", {"FunctionVersion": "7"})
     fn = next(iter(t.find_resources("AWS::Lambda::Function").values()))
     assert fn["Properties"]["Environment"]["Variables"]["MODEL_SHA256"] == SHA
+    assert DIGEST in json.dumps(fn["Properties"]["Code"])
 
 
 def test_app_refuses_a_release_of_another_environment():
     from waterml_infra.app import build, make_app
 
     wrong = manifest(bucket="waterml-prod-models-111111111111-eu-west-1")
-    app = make_app({"env": "dev", "release": json.dumps(wrong), "nag": "false"})
-    with pytest.raises(ManifestError, match="does not belong to environment dev"):
-        build(app)
-    app = make_app({"release": json.dumps(manifest()), "nag": "false"})
-    with pytest.raises(ManifestError, match="one environment"):
-        build(app)
+    context = {"env": "dev", "model": "wqi", "release": json.dumps(wrong), "nag": "false"}
+    with pytest.raises(ManifestError, match="does not belong to WaterMl-dev-Serving-wqi"):
+        build(make_app(context))
+    # A release is one model's, in one environment: both must be named.
+    for missing in ("env", "model"):
+        partial = {k: v for k, v in context.items() if k != missing}
+        with pytest.raises(ManifestError, match="one environment"):
+            build(make_app({**partial, "release": json.dumps(manifest())}))
 
 
 # smoke ---------------------------------------------------------------------------------------
@@ -517,12 +509,50 @@ def test_extract_release_from_promotion_output(tmp_path):
     assert promotion.main(["extract", str(log), str(out)]) == 1
 
 
+def test_promoted_models_are_those_whose_release_changed(tmp_path, capsys):
+    """promote.yml deploys only these: an approved model already released stays as it is."""
+    same = manifest()
+    new_wqi = manifest(version_id="newer", mlflow_version="4", release_id="r2")
+    potability = manifest(name="potability", key="models/potability/model.joblib", version_id="p1")
+    files = {
+        # wqi: a new release over an older one.
+        "wqi.before.log": json.dumps(same) + "\n",
+        "wqi.json": json.dumps(new_wqi),
+        # potability: its first release (`registry current` printed nothing).
+        "potability.before.log": "",
+        "potability.json": json.dumps(potability),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert promotion.promoted_models(tmp_path) == ["potability", "wqi"]
+    # Already the release: promote printed the very release `current` printed before.
+    (tmp_path / "wqi.json").write_text(json.dumps(same, indent=2))
+    assert promotion.promoted_models(tmp_path) == ["potability"]
+    assert promotion.main(["promoted", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == '["potability"]'
+    # Nothing read before promoting: refused, not guessed.
+    (tmp_path / "potability.before.log").unlink()
+    assert promotion.main(["promoted", str(tmp_path)]) == 1
+    assert "potability.before.log is missing" in capsys.readouterr().err
+
+
+def test_promoted_models_refuses_a_file_named_for_another_model(tmp_path):
+    (tmp_path / "wqi.json").write_text(
+        json.dumps(manifest(name="potability", key="models/potability/model.joblib"))
+    )
+    (tmp_path / "wqi.before.log").write_text("")
+    with pytest.raises(ManifestError, match="is a release of 'potability'"):
+        promotion.promoted_models(tmp_path)
+
+
 # config -----------------------------------------------------------------------------------------
 def test_config_names_are_derived_consistently():
     cfg = resolve(load_settings(), "dev", account="222222222222", region="us-east-1")
     names = cfg.names()
     assert names["bucket"] == "waterml-dev-models-222222222222-us-east-1"
-    assert names["function_name"] == "waterml-dev-wqi"
+    model = cfg.model("wqi").names()
+    assert model["function_name"] == "waterml-dev-wqi"
+    assert model["serving_stack"] == "WaterMl-dev-Serving-wqi"  # deploy.yml's STACK
     assert names["deploy_role_arn"] == "arn:aws:iam::222222222222:role/waterml-dev-github-deploy"
     assert names["platform"] == "linux/amd64"
     assert resolve(load_settings(), "dev", overrides={"architecture": "arm64"}).platform == (
@@ -567,8 +597,11 @@ def test_config_cli_writes_github_outputs(tmp_path, monkeypatch, capsys):
     assert not gh.exists()
     args = ["prod", "--account", "333333333333", "--region", "eu-central-1", "--github-output"]
     assert config.main(args) == 0
+    # deploy.yml's model job reads both: the environment's names, then its model's.
+    assert config.main([*args[:1], "--model", "wqi", *args[1:]]) == 0
     lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
-    assert lines["serving_stack"] == "WaterMl-prod-Serving"
+    assert lines["serving_stack"] == "WaterMl-prod-Serving-wqi"
+    assert json.loads(lines["models"]) == list(resolve(settings, "prod").models)
     assert lines["repository"] == "waterml-prod-inference"
     assert lines["account"] == "333333333333"
     assert lines["region"] == "eu-central-1"

@@ -215,9 +215,15 @@ def test_promote_runs_on_approval_changes_and_then_deploys():
     assert not re.search(r"make .*promote", runs)
     assert "waterml_infra.promotion extract" in runs
     assert "promote_role_arn" in str(job["steps"])
+    # The release before each promotion, so that only the models whose release changed deploy.
+    assert runs.index('registry current "$model"') < runs.index('registry promote "$model"')
+    assert "waterml_infra.promotion promoted releases" in runs
+    assert job["outputs"]["models"] == "${{ steps.promoted.outputs.models }}"
     deploy = wf["jobs"]["deploy"]
     assert deploy["needs"] == "promote"
     assert deploy["uses"] == "./.github/workflows/deploy.yml"
+    assert deploy["with"]["models"] == "${{ needs.promote.outputs.models }}"
+    assert deploy["if"] == "needs.promote.outputs.models != '[]'"
 
 
 def test_deploy_triggers():
@@ -225,44 +231,103 @@ def test_deploy_triggers():
     assert set(wf["on"]) == {"push", "workflow_call", "workflow_dispatch"}
     paths = wf["on"]["push"]["paths"]
     assert "inference/**" in paths and "infra/**" in paths
+    assert wf["on"]["workflow_call"]["inputs"]["models"]["required"] is True
+    assert wf["on"]["workflow_dispatch"]["inputs"]["models"]["default"] == ""
 
 
-def test_deploys_never_interleave():
+def test_every_path_that_triggers_a_deploy_is_one_the_plan_knows():
+    """A push path the plan did not class as image or infrastructure would deploy nothing."""
+    from waterml_infra.deploy_plan import fleet_changes
+
+    for pattern in load("deploy.yml")["on"]["push"]["paths"]:
+        example = pattern.split("#")[0].strip().replace("**", "x/y.py")
+        assert fleet_changes([example]), pattern
+
+
+def test_deploy_jobs_plan_then_build_once_then_one_deploy_per_model():
+    jobs = load("deploy.yml")["jobs"]
+    assert list(jobs) == ["plan", "build", "deploy"]
+    assert jobs["build"]["needs"] == "plan"
+    assert jobs["deploy"]["needs"] == ["plan", "build"]
+    # Nothing to deploy: no image is built, no model job starts (an empty matrix is an error).
+    assert jobs["build"]["if"] == "needs.plan.outputs.count != '0'"
+    plan_steps = jobs["plan"]["steps"]
+    assert plan_steps[0]["with"]["fetch-depth"] == 0  # git diff <before> <sha>
+    plan_run = next(s["run"] for s in plan_steps if "deploy_plan" in s.get("run", ""))
+    for arg in ('--requested "$REQUESTED"', '--base "$BASE"', '--head "$GITHUB_SHA"'):
+        assert arg in plan_run
+    assert "--github-output" in plan_run
+    assert jobs["plan"]["outputs"]["models"] == "${{ steps.plan.outputs.models }}"
+
+
+def test_one_models_failure_never_cancels_another():
     job = load("deploy.yml")["jobs"]["deploy"]
-    assert job["concurrency"]["group"].startswith("deploy-")
+    assert job["strategy"]["fail-fast"] is False
+    assert job["strategy"]["matrix"] == {"model": "${{ fromJSON(needs.plan.outputs.models) }}"}
+    assert "max-parallel" not in job["strategy"]
+
+
+def test_deploys_of_one_model_never_interleave():
+    job = load("deploy.yml")["jobs"]["deploy"]
+    group = job["concurrency"]["group"]
+    assert group.startswith("deploy-") and "inputs.environment" in group
+    assert group.endswith("${{ matrix.model }}")
     assert job["concurrency"]["cancel-in-progress"] is False
+    build = load("deploy.yml")["jobs"]["build"]["concurrency"]
+    assert "github.sha" in build["group"] and build["cancel-in-progress"] is False
 
 
-def test_deploy_order_build_deploy_smoke_then_alias():
+def test_the_image_is_built_once_by_digest():
+    job_steps = steps(load("deploy.yml"), "build")
+    build = next(s for s in job_steps if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["file"] == "inference/Dockerfile"
+    assert build["with"]["context"] == "."
+    assert build["with"]["provenance"] is False
+    assert "steps.names.outputs.platform" in build["with"]["platforms"]
+    assert load("deploy.yml")["jobs"]["build"]["outputs"]["digest"] == (
+        "${{ steps.image.outputs.digest }}"
+    )
+    foundation = next(s for s in job_steps if "cdk deploy" in s.get("name", ""))
+    assert '"$STACK" --exclusively' in foundation["run"]
+    assert "foundation_stack" in str(foundation["env"])
+
+
+def test_each_model_job_deploys_its_stack_then_checks_released_vs_deployed():
     job_steps = steps(load("deploy.yml"), "deploy")
-    names = [s.get("name", s.get("uses", "")) for s in job_steps]
 
     def index(fragment: str) -> int:
         matches = [i for i, s in enumerate(job_steps) if fragment in str(s)]
         assert matches, fragment
         return matches[0]
 
-    build = index("docker/build-push-action@")
+    names = index('waterml_infra.config "$DEPLOY_ENV" --model "$MODEL"')
     deploy = index("node_modules/.bin/cdk deploy")
-    smoke = index("waterml_infra.smoke")
-    move = index("waterml_infra.alias")
-    assert build < deploy < smoke < move, names
-    # Nothing between the deploy and the alias move may swallow a failure, and the alias move
-    # itself only runs when everything before it succeeded.
-    for step in job_steps[deploy : move + 1]:
+    status = index('waterml_infra.status --env "$DEPLOY_ENV" --model "$MODEL"')
+    assert names < deploy < status
+    run = job_steps[deploy]["run"]
+    # Only this model's stack (the Foundation went first, in `build`), with its context.
+    assert 'cdk deploy "$STACK" --exclusively "${CONTEXT[@]}"' in run
+    assert '--model "$MODEL"' in run and '--image-digest "$DIGEST"' in run
+    assert "--require-approval never" in run
+    assert job_steps[deploy]["env"]["STACK"] == "${{ steps.names.outputs.serving_stack }}"
+    assert job_steps[deploy]["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
+    # CodeDeploy's hook and alarms guard `live`: no smoke test or alias move of our own.
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert "waterml_infra.smoke" not in text and "waterml_infra.alias" not in text
+    assert "liveVersion" not in text and "--function-name" not in text
+    # The report runs after a failed deploy too (a rollback is what it must show) and its exit
+    # code is the step's: nothing swallows it.
+    assert job_steps[status]["if"] == "${{ !cancelled() && steps.names.outcome == 'success' }}"
+    assert 'exit "$rc"' in job_steps[status]["run"]
+    assert "GITHUB_STEP_SUMMARY" in job_steps[status]["run"]
+    for step in job_steps[deploy : status + 1]:
         assert "continue-on-error" not in step
-        assert "if" not in step, step
-    build_step = job_steps[build]["with"]
-    assert build_step["file"] == "inference/Dockerfile"
-    assert build_step["context"] == "."
-    assert build_step["provenance"] is False
-    assert "steps.names.outputs.platform" in build_step["platforms"]
-    assert "--image-digest" in job_steps[deploy]["run"]
-    assert "--require-approval never" in job_steps[deploy]["run"]
+    assert job_steps[-1]["if"] == "always()" and "matrix" not in job_steps[-1]["run"]
 
 
 @pytest.mark.parametrize(
-    "module", ["config", "promotion", "image", "deploy_context", "outputs", "smoke", "alias"]
+    "module",
+    ["config", "promotion", "image", "deploy_context", "deploy_plan", "outputs", "status"],
 )
 def test_every_script_the_workflows_call_exists(module):
     text = "".join(f.read_text() for f in FILES)
