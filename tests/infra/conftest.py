@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -80,29 +79,6 @@ def pinned_app():
     return app, build(app)
 
 
-# A third model that exists only in this test's settings: it needs no stack code.
-FLEET = ["wqi", "potability", "turbidity-test"]
-
-
-@pytest.fixture(scope="session")
-def fleet_app():
-    """dev and prod serving three models, given as `-c` context the way an operator would:
-    the third one with its own settings."""
-    from waterml_infra.app import build, make_app
-
-    app = make_app(
-        {
-            "nag": "false",
-            "waterml.dev.models": ",".join(FLEET),
-            "waterml.prod.models": json.dumps(FLEET),
-            "waterml.prod.model_settings": json.dumps(
-                {"turbidity-test": {"memory_mb": 512, "provisioned_concurrency": 0}}
-            ),
-        }
-    )
-    return app, build(app)
-
-
 @pytest.fixture(scope="session")
 def templates(default_app, pinned_app):
     from aws_cdk.assertions import Template
@@ -111,10 +87,10 @@ def templates(default_app, pinned_app):
     _, pinned = pinned_app
     return {
         "dev-foundation": Template.from_stack(default["dev"].foundation),
-        "dev-serving": Template.from_stack(default["dev"].serving["wqi"]),
+        "dev-serving": Template.from_stack(default["dev"].serving),
         "prod-foundation": Template.from_stack(default["prod"].foundation),
-        "prod-serving": Template.from_stack(default["prod"].serving["wqi"]),
-        "pinned-serving": Template.from_stack(pinned["dev"].serving["wqi"]),
+        "prod-serving": Template.from_stack(default["prod"].serving),
+        "pinned-serving": Template.from_stack(pinned["dev"].serving),
         "pinned-foundation": Template.from_stack(pinned["dev"].foundation),
     }
 
