@@ -1,11 +1,14 @@
-"""Smoke-test one published version of the function before the `live` alias moves to it.
+"""Smoke-test one published version of a model function by hand: one request, one answer.
 
     python -m waterml_infra.smoke --function-name waterml-dev-wqi --version 8 \
-        [--model wqi] [--expect-version 3]
+        [--model wqi] [--expect-version 3] [--release release.json] [--event request.json]
 
-Waits until the version is Active, invokes it synchronously with a sample reading and checks
-the answer: no function error, a JSON object naming the model and the model version, and no
-"error" key. Exit status 0 only if every check passed.
+Deploys do not need it: CodeDeploy runs the pre-traffic hook (inference/pretraffic.py) on every
+new version, with the bundle's golden samples and one event of every shape. This is the quick
+check by hand, with the hook's own answer checks: waits until the version is Active, invokes it
+synchronously with a sample reading (wqi's, or ``--event``) and requires no function error, a
+2xx answer naming the model and its version (and the release's S3 VersionId with
+``--release``), and no error. Exit status 0 only if every check passed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inference.pretraffic import CheckFailed, Expected, check_answer, invoke, wait_active
 from registry.manifest import loads
 
 SAMPLE_EVENT: dict[str, Any] = {
@@ -25,94 +29,8 @@ SAMPLE_EVENT: dict[str, Any] = {
     "readings": {"pH": 7.2, "turbidity": 1.5, "tds": 320, "temperature": 22.0},
 }
 
-
-class SmokeTestFailed(RuntimeError):
-    """The version answered, but not like a healthy deployment."""
-
-
-def wait_active(
-    client: Any,
-    function_name: str,
-    version: str,
-    *,
-    attempts: int = 60,
-    delay: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Poll until the version's State is Active (image functions take a while to optimise)."""
-    for _ in range(attempts):
-        config = client.get_function_configuration(FunctionName=function_name, Qualifier=version)
-        state = config.get("State", "Active")
-        if state == "Active":
-            return
-        if state == "Failed":
-            raise SmokeTestFailed(
-                f"{function_name}:{version} failed to become active: {config.get('StateReason')}"
-            )
-        sleep(delay)
-    raise SmokeTestFailed(f"{function_name}:{version} is still not active")
-
-
-def check_answer(
-    payload: Any,
-    *,
-    model: str,
-    expect_version: str | None = None,
-    expect_s3_version_id: str | None = None,
-) -> dict[str, Any]:
-    """Validate the decoded answer of a direct invocation.
-
-    The handler answers `{"statusCode": 200, "model": {"name", "version", "s3VersionId",
-    ...}, "prediction": {...}}`; an HTTP-proxy shaped answer (`{"statusCode", "body":
-    "<json>"}`) is accepted too.
-    """
-    if not isinstance(payload, dict):
-        raise SmokeTestFailed(f"answer is not a JSON object: {payload!r}"[:500])
-    status = payload.get("statusCode", 200)
-    if not isinstance(status, int) or status >= 300:
-        raise SmokeTestFailed(f"status {status}: {json.dumps(payload)[:500]}")
-    if isinstance(payload.get("body"), str):
-        payload = json.loads(payload["body"])
-        if not isinstance(payload, dict):
-            raise SmokeTestFailed("answer body is not a JSON object")
-    if "error" in payload or "code" in payload:
-        raise SmokeTestFailed(f"answer is an error: {json.dumps(payload)[:500]}")
-    identity = payload.get("model")
-    if not isinstance(identity, dict):
-        raise SmokeTestFailed(f"answer has no model identity: {json.dumps(payload)[:500]}")
-    name, version = identity.get("name"), identity.get("version")
-    s3_version_id = identity.get("s3VersionId")
-    if name is None or version is None:
-        raise SmokeTestFailed(f"answer lacks the model or its version: {json.dumps(payload)[:500]}")
-    if str(name) != model:
-        raise SmokeTestFailed(f"answer is from model {name!r}, expected {model!r}")
-    if expect_version and str(version) != str(expect_version):
-        raise SmokeTestFailed(
-            f"answer is from model version {version!r}, expected {expect_version!r}"
-        )
-    if expect_s3_version_id and s3_version_id != expect_s3_version_id:
-        raise SmokeTestFailed(
-            f"answer is from S3 version {s3_version_id!r}, expected {expect_s3_version_id!r}"
-        )
-    return payload
-
-
-def invoke(client: Any, function_name: str, version: str, event: dict[str, Any]) -> Any:
-    response = client.invoke(
-        FunctionName=function_name,
-        Qualifier=version,
-        InvocationType="RequestResponse",
-        Payload=json.dumps(event).encode(),
-    )
-    raw = response["Payload"].read()
-    if response.get("FunctionError"):
-        raise SmokeTestFailed(f"function error ({response['FunctionError']}): {raw[:500]!r}")
-    if response.get("StatusCode") != 200:
-        raise SmokeTestFailed(f"invoke returned HTTP {response.get('StatusCode')}")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SmokeTestFailed(f"answer is not JSON: {raw[:500]!r}") from exc
+# The answer checks are the pre-traffic hook's (inference/pretraffic.py): one copy.
+SmokeTestFailed = CheckFailed
 
 
 def run(
@@ -126,16 +44,9 @@ def run(
     event: dict[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    if not version.isdigit():
-        raise SmokeTestFailed(f"refusing to smoke-test {version!r}: give a published version")
     wait_active(client, function_name, version, sleep=sleep)
     payload = invoke(client, function_name, version, event or SAMPLE_EVENT)
-    return check_answer(
-        payload,
-        model=model,
-        expect_version=expect_version,
-        expect_s3_version_id=expect_s3_version_id,
-    )
+    return check_answer(payload, Expected(model, expect_version, expect_s3_version_id))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,9 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         help="release.json this deploy pinned: the answer must come from its model version "
         "and S3 VersionId",
     )
+    parser.add_argument(
+        "--event", type=Path, help="a JSON request to send instead of the wqi sample reading"
+    )
     args = parser.parse_args(argv)
     import boto3
 
+    try:
+        event = json.loads(args.event.read_text()) if args.event else None
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read --event {args.event}: {exc}", file=sys.stderr)
+        return 2
     expect_version, expect_s3 = args.expect_version, None
     if args.release:
         # deploy_context --release-out: the context form, without git_sha or released_at.
@@ -168,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             expect_version=expect_version,
             expect_s3_version_id=expect_s3,
+            event=event,
         )
     except SmokeTestFailed as exc:
         print(f"smoke test FAILED for {args.function_name}:{args.version}: {exc}", file=sys.stderr)
