@@ -7,10 +7,8 @@ from __future__ import annotations
 import copy
 import io
 import json
-import logging
 import math
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from serving_helpers import context, local_config
 from inference import handler
 from inference.bundle import BundleError
 from inference.domain import INSIDE, Domain, Verdict
-from inference.observability import logger
 from inference.prediction_log import PredictionLog
 
 FRESH = synthetic.GOOD_READING | {"tds": 100.0}  # below the synthetic domain's 300 mg/L
@@ -48,19 +45,6 @@ def predictions(text: str) -> list[dict[str, Any]]:
         for line in lines
         if isinstance(line.get("message"), dict) and line["message"].get("kind") == "prediction"
     ]
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """The Powertools logger's JSON lines, as Lambda's log stream receives them."""
-    buffer = io.StringIO()
-    stream = logging.StreamHandler(buffer)
-    stream.setFormatter(logger.registered_formatter)
-    logger.addHandler(stream)
-    try:
-        yield buffer
-    finally:
-        logger.removeHandler(stream)
 
 
 # ---- the rule ---------------------------------------------------------------------------------
