@@ -180,9 +180,17 @@ def _releases(model: str, as_json: bool) -> int:
         print(json.dumps(rows))
     else:
         _table(history, broken=bool(problem))
+        print(DEPLOYED_HINT)
     if problem:
         raise errors.BrokenRelease(_broken(model, problem))
     return errors.OK
+
+
+# release.json says what is released; a CodeDeploy rollback leaves it naming the new model.
+DEPLOYED_HINT = (
+    "what each environment's live alias serves: "
+    "PYTHONPATH=infra python -m waterml_infra.status --env ENV"
+)
 
 
 def _table(history: list[ManifestVersion], broken: bool = False) -> None:
