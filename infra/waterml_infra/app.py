@@ -1,11 +1,12 @@
-"""Build the CDK app: a Foundation and a Serving stack per environment.
+"""Build the CDK app: per environment a Foundation stack and one Serving stack per model.
 
 Context (all optional, so `cdk synth` works offline):
   env          one environment (dev, prod...) or a comma-separated list; default: all in cdk.json
+  model        one served model (its Serving stack only, besides Foundation); default: every
+               model of each selected environment
   imageDigest  sha256:... of the image in the environment's repository; default: a placeholder
-  release      the release manifest as JSON (from waterml_infra.deploy_context); default: a
-               placeholder that cannot load (for synth only)
-  liveVersion  the version the `live` alias keeps during this deploy
+  release      the release manifest as JSON (from waterml_infra.deploy_context); needs exactly
+               one env and one model; default: a placeholder that cannot load (synth only)
   nag          "false" to skip the cdk-nag checks (they run by default)
   waterml.<env>.<setting>=<value>  override one setting of EnvConfig for this run
 """
@@ -18,14 +19,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App, Environment, Tags
+from aws_cdk import App, Environment, Stack, Tags
 
 from registry.manifest import ManifestError, Release, parse_release
 from waterml_infra import nag
 from waterml_infra.config import (
     CDK_JSON,
     CONTEXT_KEY,
+    ConfigError,
     EnvConfig,
+    ModelConfig,
     environment_names,
     load_settings,
     resolve,
@@ -41,14 +44,14 @@ PLACEHOLDER_VERSION_ID = "synth-placeholder"
 class EnvStacks:
     config: EnvConfig
     foundation: FoundationStack
-    serving: ServingStack
+    serving: dict[str, ServingStack]  # by model name
 
 
-def placeholder_release(cfg: EnvConfig) -> Release:
+def placeholder_release(cfg: ModelConfig) -> Release:
     return Release(
-        name=cfg.model_name,
+        name=cfg.name,
         mlflow_version="0",
-        bucket=cfg.bucket_name,
+        bucket=cfg.env.bucket_name,
         key=cfg.model_key,
         version_id=PLACEHOLDER_VERSION_ID,
         sha256="0" * 64,
@@ -87,11 +90,14 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
         settings = context.get(CONTEXT_KEY) or load_settings()
     known = environment_names(settings)
     selected = [e for e in str(context.get("env") or ",".join(known)).split(",") if e]
+    model = str(context.get("model") or "") or None
     release_ctx = context.get("release")
-    if release_ctx and len(selected) != 1:
-        raise ManifestError("a release can only be deployed to one environment (-c env=...)")
+    if release_ctx and (len(selected) != 1 or model is None):
+        raise ManifestError(
+            "a release is deployed to one model of one environment: "
+            "-c env=<env> -c model=<model> -c release=<json>"
+        )
     digest = str(context.get("imageDigest") or PLACEHOLDER_DIGEST)
-    live = context.get("liveVersion")
 
     result: dict[str, EnvStacks] = {}
     for env_name in selected:
@@ -102,6 +108,10 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
             region=os.environ.get("CDK_DEFAULT_REGION"),
         )
+        if model is not None and model not in cfg.models:
+            raise ConfigError(
+                f"environment {env_name!r} serves no model {model!r}; models: {list(cfg.models)}"
+            )
         env = Environment(account=cfg.account, region=cfg.region)
         foundation = FoundationStack(
             app,
@@ -111,23 +121,34 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
             description=f"waterml {cfg.name}: model bucket, image repository, GitHub OIDC roles",
             termination_protection=cfg.termination_protection,
         )
-        serving = ServingStack(
-            app,
-            cfg.stack_name("Serving"),
-            config=cfg,
-            image_digest=digest,
-            release=_release(release_ctx) if release_ctx else placeholder_release(cfg),
-            live_version=str(live) if live not in (None, "") else None,
-            env=env,
-            description=f"waterml {cfg.name}: {cfg.model_name} inference function and alarms",
-            termination_protection=cfg.termination_protection,
-        )
-        serving.add_stack_dependency(foundation)
-        for stack in (foundation, serving):
-            Tags.of(stack).add("project", cfg.project)
-            Tags.of(stack).add("environment", cfg.name)
+        _tag(foundation, cfg)
+        serving: dict[str, ServingStack] = {}
+        for name in [model] if model is not None else cfg.models:
+            model_cfg = cfg.model(name)
+            stack = ServingStack(
+                app,
+                model_cfg.stack_name,
+                config=model_cfg,
+                image_digest=digest,
+                release=_release(release_ctx) if release_ctx else placeholder_release(model_cfg),
+                env=env,
+                description=(
+                    f"waterml {cfg.name}: {name} inference function, its live alias rolled out "
+                    f"by CodeDeploy ({cfg.traffic}), alarms"
+                ),
+                termination_protection=cfg.termination_protection,
+            )
+            stack.add_stack_dependency(foundation)
+            _tag(stack, cfg)
+            Tags.of(stack).add("model", name)
+            serving[name] = stack
         result[env_name] = EnvStacks(cfg, foundation, serving)
 
     if str(context.get("nag", "true")).lower() != "false":
         nag.add_checks(app)
     return result
+
+
+def _tag(stack: Stack, cfg: EnvConfig) -> None:
+    Tags.of(stack).add("project", cfg.project)
+    Tags.of(stack).add("environment", cfg.name)

@@ -43,6 +43,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _MODEL = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LAMBDA_NAME_MAX = 64
+# The retention periods CloudWatch Logs offers (the ones this app maps; waterml_infra.loggroups).
+RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, 731)
 
 # CodeDeploy's predefined Lambda deployment configurations, by the name cdk.json uses.
 TRAFFIC_PATTERNS: dict[str, str] = {
@@ -94,6 +96,8 @@ class FunctionSettings:
             problems.append("memory_mb must be within 128..10240")
         if not 1 <= self.timeout_seconds <= 900:
             problems.append("timeout_seconds must be within 1..900")
+        if self.log_retention_days not in RETENTION_DAYS:
+            problems.append(f"log_retention_days must be one of {list(RETENTION_DAYS)}")
         if not 0 <= self.async_retry_attempts <= 2:
             problems.append("async_retry_attempts must be within 0..2")
         if not 60 <= self.async_max_event_age_seconds <= 21600:

@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from registry.manifest import manifest_key
-from waterml_infra.config import EnvConfig
+from waterml_infra.config import LIVE_ALIAS, EnvConfig
 from waterml_infra.nag import acknowledge
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -122,7 +122,8 @@ class FoundationStack(Stack):
             ],
         )
         # Lambda pulls the image with its service principal; only for this environment's
-        # function, in this account.
+        # functions (every model's and its pre-traffic hook), in this account. By name prefix,
+        # so that a model added to `models` needs no change here.
         repo.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="LambdaImagePull",
@@ -130,19 +131,22 @@ class FoundationStack(Stack):
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                 conditions={
                     "StringEquals": {"aws:SourceAccount": cfg.account},
-                    "ArnLike": {
-                        "aws:SourceArn": [self.function_arn(), self.function_arn(qualified=True)]
-                    },
+                    "ArnLike": {"aws:SourceArn": self.functions_arn()},
                 },
             )
         )
         return repo
 
+    def _bucket_ref(self) -> str:
+        """The model bucket's ARN as cdk-nag reports it in a finding."""
+        bucket = self.model_bucket.node.default_child
+        return f"<{self.get_logical_id(bucket)}.Arn>"  # type: ignore[arg-type]
+
     # Identity ----------------------------------------------------------------------------
-    def function_arn(self, *, qualified: bool = False) -> str:
-        cfg = self.config
-        arn = f"arn:aws:lambda:{cfg.region}:{cfg.account}:function:{cfg.function_name}"
-        return arn + ":*" if qualified else arn
+    def functions_arn(self) -> str:
+        """Every function of this environment, and their versions and aliases (an IAM `*`
+        also matches the `:qualifier`)."""
+        return self.config.function_arn(f"{self.config.prefix}-*")
 
     def _oidc_provider(self) -> str:
         """The ARN of the account's GitHub OIDC provider (created here or imported).
@@ -188,7 +192,7 @@ class FoundationStack(Stack):
         )
         models_prefix = bucket.arn_for_objects("models/*")
         release_manifests = bucket.arn_for_objects(manifest_key("*"))
-        bucket_ref = f"<{self.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_ref = self._bucket_ref()
         policy = iam.Policy(
             self,
             "GitHubPromotePolicy",
@@ -237,7 +241,7 @@ class FoundationStack(Stack):
             self,
             "GitHubDeployRole",
             role_name=cfg.deploy_role_name,
-            description="deploy.yml: push the image, cdk deploy, smoke-test, move the live alias",
+            description="deploy.yml: push the image, cdk deploy, check released vs deployed",
             assumed_by=self._github_principal(provider),
             max_session_duration=Duration.hours(1),
         )
@@ -265,28 +269,55 @@ class FoundationStack(Stack):
                     actions=["sts:AssumeRole"],
                     resources=bootstrap_roles,
                 ),
+                # The released-vs-deployed check (waterml_infra.status) of every model: what
+                # each manifest releases and what each `live` alias serves.
                 iam.PolicyStatement(
-                    sid="ReadRelease",
+                    sid="ReadReleases",
                     actions=["s3:GetObject"],
-                    resources=[self.model_bucket.arn_for_objects(cfg.release_key)],
+                    resources=[self.model_bucket.arn_for_objects(manifest_key("*"))],
                 ),
+                # `live` is moved by CodeDeploy (started by CloudFormation with the CDK
+                # bootstrap roles), never by this role: reading and a smoke invocation only.
                 iam.PolicyStatement(
-                    sid="SmokeTestAndMoveAlias",
+                    sid="ReadAndSmokeTestFunctions",
                     actions=[
                         "lambda:GetAlias",
                         "lambda:GetFunctionConfiguration",
                         "lambda:InvokeFunction",
-                        "lambda:UpdateAlias",
                     ],
-                    resources=[self.function_arn(), self.function_arn(qualified=True)],
+                    resources=[self.functions_arn()],
+                ),
+                iam.PolicyStatement(
+                    sid="WatchRollouts",
+                    actions=["codedeploy:GetDeployment", "codedeploy:ListDeployments"],
+                    resources=[self.deployment_groups_arn()],
                 ),
             ],
         )
         policy.attach_to_role(role)
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]")
+        bucket_ref = self._bucket_ref()
         acknowledge(
             policy,
-            "AwsSolutions-IAM5[Resource::<FUNCTION_QUALIFIERS>]",
-            resource=self.function_arn(qualified=True),
+            "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS_READ>]",
+            resource=f"{bucket_ref}/{manifest_key('*')}",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]",
+            resource=self.functions_arn(),
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::<ENV_DEPLOYMENT_GROUPS>]",
+            resource=self.deployment_groups_arn(),
         )
         return role
+
+    def deployment_groups_arn(self) -> str:
+        """The `live` deployment group of every model's CodeDeploy application."""
+        cfg = self.config
+        return (
+            f"arn:aws:codedeploy:{cfg.region}:{cfg.account}:deploymentgroup:"
+            f"{cfg.prefix}-*/{LIVE_ALIAS}"
+        )

@@ -30,9 +30,35 @@ REASONS: dict[str, str] = {
         "version again if a concurrent promotion won; s3:DeleteObjectVersion is limited to the "
         "release manifests under models/, never the model bundles."
     ),
-    "AwsSolutions-IAM5[Resource::<FUNCTION_QUALIFIERS>]": (
-        "Smoke tests invoke a numbered version and the alias move addresses the 'live' alias: "
-        "both are qualified ARNs of this one function, which only a ':*' suffix can express."
+    "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS_READ>]": (
+        "The deploy workflow's released-vs-deployed check reads every served model's "
+        "models/<name>/release.json (s3:GetObject only, never a bundle or a write); the models "
+        "come from cdk.json, so the pattern spares the foundation stack a change per model."
+    ),
+    "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]": (
+        "The deploy role reads each model's `live` alias and version configuration (and may "
+        "invoke them for a smoke test) for every function of this one environment: named "
+        "<project>-<env>-<model>, so a model added to `models` needs no foundation change. "
+        "It cannot update code, aliases or configuration."
+    ),
+    "AwsSolutions-IAM5[Resource::<ENV_DEPLOYMENT_GROUPS>]": (
+        "The deploy workflow reports the CodeDeploy rollout (and its rollback) of every model: "
+        "read-only GetDeployment/ListDeployments on the `live` deployment group of this "
+        "environment's applications, one per model."
+    ),
+    "AwsSolutions-IAM5[Resource::<FUNCTION_VERSIONS>]": (
+        "The pre-traffic hook invokes and reads the configuration of the numbered version "
+        "CodeDeploy is about to shift traffic to; the version is only known per deployment, so "
+        "the resource is this one function's qualified ARN (':*')."
+    ),
+    "AwsSolutions-IAM5[Resource::<HOOK_QUALIFIERS>]": (
+        "CDK's LambdaDeploymentGroup grants its CodeDeploy service role lambda:InvokeFunction "
+        "on its own pre-traffic hook and the hook's qualifiers; one function, nothing else."
+    ),
+    "AwsSolutions-IAM4[Policy::<CODEDEPLOY_LAMBDA_LIMITED>]": (
+        "AWSCodeDeployRoleForLambdaLimited is the AWS-maintained policy CodeDeploy needs to shift "
+        "a Lambda alias and read the rollback alarms (it is the narrow variant: no S3, no SNS, "
+        "hooks named CodeDeployHook_* only); CDK attaches it to every Lambda deployment group."
     ),
 }
 

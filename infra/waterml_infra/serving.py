@@ -1,5 +1,9 @@
-"""The serving side of one environment: the function from the image by digest, pinned to the
-released model, its `live` alias, asynchronous-failure capture, warm-up and alarms.
+"""The serving side of one model in one environment (stack `WaterMl-<env>-Serving-<model>`):
+the function from the image by digest, pinned to the released model, its `live` alias shifted
+by CodeDeploy (waterml_infra.rollout), asynchronous-failure capture, warm-up and alarms.
+
+One stack per model, so one model's failed deployment (and CloudFormation's rollback of it)
+never touches another model's function.
 """
 
 from __future__ import annotations
@@ -13,16 +17,16 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from registry.manifest import ManifestError, Release
-from waterml_infra.config import EnvConfig
+from waterml_infra import alarms
+from waterml_infra.config import LIVE_ALIAS, ModelConfig
+from waterml_infra.loggroups import function_log_group
 from waterml_infra.nag import acknowledge
-
-LIVE_ALIAS = "live"
+from waterml_infra.rollout import LiveRollout
 
 
 class ServingStack(Stack):
@@ -31,21 +35,16 @@ class ServingStack(Stack):
         scope: Construct,
         construct_id: str,
         *,
-        config: EnvConfig,
+        config: ModelConfig,
         image_digest: str,
         release: Release,
-        live_version: str | None = None,
         **kwargs: object,
     ):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.config = config
-        _check_release(config, release, live_version)
-        self.log_group = logs.LogGroup(
-            self,
-            "FunctionLogs",
-            log_group_name=f"/aws/lambda/{config.function_name}",
-            retention=_retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
+        _check_release(config, release)
+        self.log_group = function_log_group(
+            self, "FunctionLogs", config.function_name, config.log_retention_days
         )
         self.role = self._execution_role()
         self.failure_queue = sqs.Queue(
@@ -56,33 +55,76 @@ class ServingStack(Stack):
             retention_period=Duration.days(config.failure_queue_retention_days),
         )
         acknowledge(self.failure_queue, "AwsSolutions-SQS3")
-        self.function = self._function(image_digest, release)
+        repository = ecr.Repository.from_repository_name(self, "Images", config.env.repository_name)
+        self.function = self._function(repository, image_digest, release)
+        # The first cold start reads the model: the policy must be attached by then.
+        self.function.node.add_dependency(self.execution_policy)
+        # A new image or a new model VersionId changes the function's configuration, so either
+        # publishes a new version, and moving `live` to it goes through the same rollout.
         self.version = self.function.current_version
-        self.alias = self._live_alias(live_version)
+        self.alias = self._live_alias()
         if config.warmup_minutes:
             self._warmup_rule()
-        self.alarms = self._alarms()
-        self._notify_alarms()
+        self.alarms: dict[str, cloudwatch.Alarm] = alarms.rollback_alarms(
+            self, config, self.alias, self.version
+        )
+        self.rollout = LiveRollout(
+            self,
+            "Rollout",
+            config=config,
+            alias=self.alias,
+            repository=repository,
+            image_digest=image_digest,
+            architecture=self._architecture(),
+            alarms=list(self.alarms.values()),
+        )
+        self._rollback_alarms: list[cloudwatch.IAlarm] = list(self.alarms.values())
+        self.alarms["failure_queue"] = alarms.failure_queue_alarm(self, config, self.failure_queue)
+        for alarm in self.alarms.values():
+            self._notify(alarm)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
         CfnOutput(self, "FunctionVersion", value=self.version.version)
         CfnOutput(self, "LiveAliasName", value=LIVE_ALIAS)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+        CfnOutput(self, "DeploymentApplication", value=self.rollout.application.application_name)
+        CfnOutput(
+            self,
+            "DeploymentGroupName",
+            value=self.rollout.deployment_group.deployment_group_name,
+        )
+        CfnOutput(self, "PreTrafficFunctionName", value=self.rollout.hook.function_name)
 
-    def _function(self, image_digest: str, release: Release) -> lambda_.DockerImageFunction:
+    # The rollback alarms of this model's deployment group ----------------------------------
+    @property
+    def rollback_alarms(self) -> tuple[cloudwatch.IAlarm, ...]:
+        return tuple(self._rollback_alarms)
+
+    def add_rollback_alarm(self, alarm: cloudwatch.IAlarm, *, notify: bool = True) -> None:
+        """Roll `live` back when `alarm` fires during a rollout (e.g. out-of-domain inputs or
+        drift of this model); it notifies the alarm topic like the others unless told not to."""
+        self.rollout.add_rollback_alarm(alarm)
+        self._rollback_alarms.append(alarm)
+        if notify and isinstance(alarm, cloudwatch.Alarm):
+            self._notify(alarm)
+
+    # Resources -------------------------------------------------------------------------------
+    def _architecture(self) -> lambda_.Architecture:
+        if self.config.env.architecture == "arm64":
+            return lambda_.Architecture.ARM_64
+        return lambda_.Architecture.X86_64
+
+    def _function(
+        self, repository: ecr.IRepository, image_digest: str, release: Release
+    ) -> lambda_.DockerImageFunction:
         """The image by digest, pinned to the released model by its environment."""
         cfg = self.config
-        repository = ecr.Repository.from_repository_name(self, "Images", cfg.repository_name)
         return lambda_.DockerImageFunction(
             self,
             "Function",
             function_name=cfg.function_name,
-            description=f"{cfg.model_name} model v{release.mlflow_version or '?'} ({cfg.name})",
+            description=(f"{cfg.name} model v{release.mlflow_version or '?'} ({cfg.env.name})"),
             code=lambda_.DockerImageCode.from_ecr(repository, tag_or_digest=image_digest),
-            architecture=(
-                lambda_.Architecture.ARM_64
-                if cfg.architecture == "arm64"
-                else lambda_.Architecture.X86_64
-            ),
+            architecture=self._architecture(),
             memory_size=cfg.memory_mb,
             timeout=Duration.seconds(cfg.timeout_seconds),
             reserved_concurrent_executions=cfg.reserved_concurrency,
@@ -91,32 +133,27 @@ class ServingStack(Stack):
             environment={
                 **release.environment(),
                 "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": f"{cfg.project}-{cfg.model_name}",
+                "POWERTOOLS_SERVICE_NAME": cfg.service_name,
             },
+            # SnapStart (Python 3.12+ images only; exclusive with provisioned concurrency,
+            # which the config refuses): each published version restores from a snapshot.
+            snap_start=(lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if cfg.snapstart else None),
             current_version_options=lambda_.VersionOptions(
-                # Old versions stay: the alias may point at one, and rollback needs them.
+                # Old versions stay: rollback returns `live` to one.
                 removal_policy=RemovalPolicy.RETAIN,
                 description=f"image {image_digest} model {release.version_id}",
             ),
         )
 
-    def _live_alias(self, live_version: str | None) -> lambda_.Alias:
-        """`cdk deploy` publishes the new version; the alias stays where it is (liveVersion,
-        read from the alias before the deploy) until the smoke test has passed and
-        waterml_infra.alias moves it. On the very first deploy it starts at the new version."""
+    def _live_alias(self) -> lambda_.Alias:
+        """`live` names the new version; CodeDeploy moves it there (waterml_infra.rollout).
+        On the very first deploy it is created at the new version directly."""
         cfg = self.config
-        live_target: lambda_.IVersion = (
-            lambda_.Version.from_version_attributes(
-                self, "LiveVersion", lambda_=self.function, version=live_version
-            )
-            if live_version is not None
-            else self.version
-        )
         return lambda_.Alias(
             self,
             "LiveAlias",
             alias_name=LIVE_ALIAS,
-            version=live_target,
+            version=self.version,
             provisioned_concurrent_executions=cfg.provisioned_concurrency or None,
             # Readings arrive by asynchronous invocation: bounded retries, bounded age, and
             # whatever still fails lands in the queue instead of being dropped.
@@ -125,13 +162,16 @@ class ServingStack(Stack):
             on_failure=destinations.SqsDestination(self.failure_queue),
         )
 
-    def _notify_alarms(self) -> None:
-        if not self.config.alarm_topic_arn:
+    def _notify(self, alarm: cloudwatch.Alarm) -> None:
+        arn = self.config.env.alarm_topic_arn
+        if not arn:
             return
-        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", self.config.alarm_topic_arn)
-        for alarm in self.alarms.values():
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-            alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
+        topic = self.node.try_find_child("AlarmTopic") or sns.Topic.from_topic_arn(
+            self, "AlarmTopic", arn
+        )
+        action = cloudwatch_actions.SnsAction(topic)  # type: ignore[arg-type]
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
 
     def _execution_role(self) -> iam.Role:
         cfg = self.config
@@ -141,7 +181,7 @@ class ServingStack(Stack):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{cfg.function_name}: write its logs, read its released model",
         )
-        model_object = f"arn:aws:s3:::{cfg.bucket_name}/{cfg.model_key}"
+        model_object = f"arn:aws:s3:::{cfg.env.bucket_name}/{cfg.model_key}"
         policy = iam.Policy(
             self,
             "ExecutionPolicy",
@@ -159,6 +199,7 @@ class ServingStack(Stack):
             ],
         )
         policy.attach_to_role(role)
+        self.execution_policy = policy
         return role
 
     def _warmup_rule(self) -> events.Rule:
@@ -176,86 +217,12 @@ class ServingStack(Stack):
             ],
         )
 
-    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
-        cfg = self.config
-        period = Duration.minutes(5)
-        live = f"{cfg.function_name}:{LIVE_ALIAS}"
-        return {
-            "errors": self._alarm(
-                "ErrorsAlarm", f"{live} returned errors",
-                self.alias.metric_errors(period=period, statistic="Sum"), cfg.errors_threshold,
-            ),
-            "throttles": self._alarm(
-                "ThrottlesAlarm", f"{live} was throttled",
-                self.alias.metric_throttles(period=period, statistic="Sum"),
-                cfg.throttles_threshold,
-            ),
-            "duration_p99": self._alarm(
-                "DurationP99Alarm", f"{live} p99 duration is high",
-                self.alias.metric_duration(period=period, statistic="p99"),
-                cfg.p99_duration_threshold_ms, evaluation_periods=3, datapoints_to_alarm=2,
-            ),
-            "failure_queue": self._alarm(
-                "AsyncFailuresAlarm",
-                f"asynchronous invocations of {cfg.function_name} failed after retries",
-                self.failure_queue.metric_approximate_number_of_messages_visible(
-                    period=period, statistic="Maximum"
-                ),
-                1,
-            ),
-        }  # fmt: skip
 
-    def _alarm(
-        self,
-        construct_id: str,
-        description: str,
-        metric: cloudwatch.IMetric,
-        threshold: float,
-        evaluation_periods: int = 1,
-        datapoints_to_alarm: int | None = None,
-    ) -> cloudwatch.Alarm:
-        """An alarm at or above ``threshold``; no data (no traffic) is not a breach."""
-        return cloudwatch.Alarm(
-            self,
-            construct_id,
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=evaluation_periods,
-            datapoints_to_alarm=datapoints_to_alarm,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
-
-_RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    731: logs.RetentionDays.TWO_YEARS,
-}
-
-
-def _check_release(config: EnvConfig, release: Release, live_version: str | None) -> None:
-    """Refuse a release of another model, bucket or key, and a live version that is not one."""
-    ours = (config.model_name, config.bucket_name, config.model_key)
+def _check_release(config: ModelConfig, release: Release) -> None:
+    """Refuse a release of another model, bucket or key."""
+    ours = (config.name, config.env.bucket_name, config.model_key)
     if (release.name, release.bucket, release.key) != ours:
         raise ManifestError(
             f"release {release.name} s3://{release.bucket}/{release.key} does not belong to "
-            f"environment {config.name} (s3://{config.bucket_name}/{config.model_key})"
+            f"{config.stack_name} (s3://{config.env.bucket_name}/{config.model_key})"
         )
-    if live_version is not None and not live_version.isdigit():
-        raise ManifestError(f"liveVersion must be a version number, got {live_version!r}")
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    if days not in _RETENTION:
-        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}, got {days}")
-    return _RETENTION[days]

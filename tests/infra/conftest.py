@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,6 +80,29 @@ def pinned_app():
     return app, build(app)
 
 
+# A third model that exists only in this test's settings: it needs no stack code.
+FLEET = ["wqi", "potability", "third-test-model"]
+
+
+@pytest.fixture(scope="session")
+def fleet_app():
+    """dev and prod serving three models, given as `-c` context the way an operator would:
+    the third one with its own settings."""
+    from waterml_infra.app import build, make_app
+
+    app = make_app(
+        {
+            "nag": "false",
+            "waterml.dev.models": ",".join(FLEET),
+            "waterml.prod.models": json.dumps(FLEET),
+            "waterml.prod.model_settings": json.dumps(
+                {"third-test-model": {"memory_mb": 512, "provisioned_concurrency": 0}}
+            ),
+        }
+    )
+    return app, build(app)
+
+
 @pytest.fixture(scope="session")
 def templates(default_app, pinned_app):
     from aws_cdk.assertions import Template
@@ -87,10 +111,10 @@ def templates(default_app, pinned_app):
     _, pinned = pinned_app
     return {
         "dev-foundation": Template.from_stack(default["dev"].foundation),
-        "dev-serving": Template.from_stack(default["dev"].serving),
+        "dev-serving": Template.from_stack(default["dev"].serving["wqi"]),
         "prod-foundation": Template.from_stack(default["prod"].foundation),
-        "prod-serving": Template.from_stack(default["prod"].serving),
-        "pinned-serving": Template.from_stack(pinned["dev"].serving),
+        "prod-serving": Template.from_stack(default["prod"].serving["wqi"]),
+        "pinned-serving": Template.from_stack(pinned["dev"].serving["wqi"]),
         "pinned-foundation": Template.from_stack(pinned["dev"].foundation),
     }
 

@@ -22,17 +22,27 @@ def _violations(app, stack) -> list[str]:
     ]
 
 
+def _stacks(env_stacks) -> list:
+    return [env_stacks.foundation, *env_stacks.serving.values()]
+
+
 @pytest.mark.parametrize("env", ["dev", "prod"])
-@pytest.mark.parametrize("part", ["foundation", "serving"])
-def test_no_unacknowledged_findings(default_app, env, part):
+def test_no_unacknowledged_findings(default_app, env):
     app, stacks = default_app
-    assert _violations(app, getattr(stacks[env], part)) == []
+    for stack in _stacks(stacks[env]):
+        assert _violations(app, stack) == [], stack.stack_name
 
 
-@pytest.mark.parametrize("part", ["foundation", "serving"])
-def test_no_unacknowledged_findings_with_every_option_on(pinned_app, part):
+def test_no_unacknowledged_findings_with_every_option_on(pinned_app):
     app, stacks = pinned_app
-    assert _violations(app, getattr(stacks["dev"], part)) == []
+    for stack in _stacks(stacks["dev"]):
+        assert _violations(app, stack) == [], stack.stack_name
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_no_unacknowledged_findings_for_a_third_model(fleet_app, env):
+    app, stacks = fleet_app
+    assert _violations(app, stacks[env].serving["third-test-model"]) == []
 
 
 def test_checks_really_run(default_app):
@@ -81,10 +91,17 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
         "WaterMl-dev-Foundation/GitHubDeployPolicy",
         "WaterMl-dev-Foundation/GitHubPromotePolicy",
     ]
-    assert sorted(foundation["WaterMl-dev-Foundation/GitHubDeployPolicy"]) == [
+    deploy = sorted(foundation["WaterMl-dev-Foundation/GitHubDeployPolicy"])
+    assert len(deploy) == 4
+    manifests = deploy.pop(1)
+    assert manifests.startswith("Annotation::AwsSolutions-IAM5[Resource::<ModelBucket")
+    assert manifests.endswith(".Arn>/models/*/release.json]")
+    assert deploy == [
         "Annotation::AwsSolutions-IAM5[Resource::*]",
+        "Annotation::AwsSolutions-IAM5[Resource::arn:aws:codedeploy:eu-west-1:111111111111:"
+        "deploymentgroup:waterml-dev-*/live]",
         "Annotation::AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:111111111111:"
-        "function:waterml-dev-wqi:*]",
+        "function:waterml-dev-*]",
     ]
     promote = foundation["WaterMl-dev-Foundation/GitHubPromotePolicy"]
     assert len(promote) == 2
@@ -94,9 +111,28 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
         "/models/*/release.json]",
         "/models/*]",
     ]
-    assert _acknowledged(dev.serving) == {
-        "WaterMl-dev-Serving/AsyncFailures": ["Annotation::AwsSolutions-SQS3"]
-    }
+    serving = _acknowledged(dev.serving["wqi"])
+    prefix = "WaterMl-dev-Serving-wqi/"
+    assert sorted(serving) == [
+        prefix + "AsyncFailures",
+        prefix + "Rollout/DeploymentGroup/ServiceRole",
+        prefix + "Rollout/DeploymentGroup/ServiceRole/DefaultPolicy",
+        prefix + "Rollout/PreTrafficPolicy",
+    ]
+    assert serving[prefix + "AsyncFailures"] == ["Annotation::AwsSolutions-SQS3"]
+    assert serving[prefix + "Rollout/DeploymentGroup/ServiceRole"] == [
+        "Annotation::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+        "service-role/AWSCodeDeployRoleForLambdaLimited]"
+    ]
+    (hook_invoke,) = serving[prefix + "Rollout/DeploymentGroup/ServiceRole/DefaultPolicy"]
+    assert re.fullmatch(
+        r"Annotation::AwsSolutions-IAM5\[Resource::<RolloutPreTraffic[0-9A-F]{8}\.Arn>:\*\]",
+        hook_invoke,
+    )
+    assert serving[prefix + "Rollout/PreTrafficPolicy"] == [
+        "Annotation::AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:111111111111:"
+        "function:waterml-dev-wqi:*]"
+    ]
 
 
 def test_cdk_app_registers_the_nag_plugin():

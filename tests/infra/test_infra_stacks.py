@@ -1,4 +1,5 @@
-"""Assertion tests: every property issue 5 asks of the CDK app."""
+"""Assertion tests: every property issues 5 and 13 ask of the CDK app (one model's stack here;
+tests/infra/test_infra_fleet.py covers the fleet and its rollouts)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def policy_statements(t: Template, role_id: str) -> list[dict[str, Any]]:
         if {"Ref": role_id} in policy["Properties"].get("Roles", []):
             statements += policy["Properties"]["PolicyDocument"]["Statement"]
     return statements
+
+
+def function(t: Template, name: str = "waterml-dev-wqi") -> dict[str, Any]:
+    """The model's function (the stack also holds its pre-traffic hook)."""
+    (fn,) = [
+        f
+        for f in t.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == name
+    ]
+    return fn
 
 
 DEV_BUCKET = "waterml-dev-models-111111111111-eu-west-1"
@@ -150,21 +161,22 @@ def test_repository_scans_on_push_is_immutable_and_has_a_lifecycle(templates):
     assert rule["action"]["type"] == "expire"
 
 
-def test_repository_lets_only_this_environments_function_pull(templates):
+def test_repository_lets_only_this_environments_functions_pull(templates):
     t: Template = templates["dev-foundation"]
     repo = next(iter(t.find_resources("AWS::ECR::Repository").values()))
     (statement,) = repo["Properties"]["RepositoryPolicyText"]["Statement"]
     assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
     assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    fn = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-wqi"
-    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == [fn, fn + ":*"]
+    # Every model's function and hook, by name prefix: adding a model changes nothing here.
+    fns = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-*"
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == fns
     assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == "111111111111"
 
 
 # Function ---------------------------------------------------------------------------------
 def test_function_uses_the_image_by_digest_not_by_tag(templates):
     t: Template = templates["pinned-serving"]
-    fn = next(iter(t.find_resources("AWS::Lambda::Function").values()))
+    fn = function(t)
     uri = json.dumps(fn["Properties"]["Code"]["ImageUri"])
     assert "@sha256:" + "ab" * 32 in uri
     assert "waterml-dev-inference" in uri
@@ -183,8 +195,9 @@ def test_function_defaults(templates):
             "Architectures": ["x86_64"],
         },
     )
-    fn = next(iter(t.find_resources("AWS::Lambda::Function").values()))
+    fn = function(t)
     assert "ReservedConcurrentExecutions" not in fn["Properties"]
+    assert "SnapStart" not in fn["Properties"]
 
 
 def test_function_settings_are_configurable(templates):
@@ -214,7 +227,7 @@ def test_function_environment_comes_from_the_release(templates):
                     "MODEL_SHA256": "5" * 64,
                     "MODEL_VERSION": "3",
                     "LOG_LEVEL": "INFO",
-                    "POWERTOOLS_SERVICE_NAME": "waterml-wqi",
+                    "POWERTOOLS_SERVICE_NAME": "waterml-dev-wqi",
                 }
             }
         },
@@ -223,11 +236,7 @@ def test_function_environment_comes_from_the_release(templates):
 
 def test_function_reads_exactly_its_model_object_and_nothing_else(templates):
     t: Template = templates["pinned-serving"]
-    role_id = find_one(
-        t,
-        "AWS::IAM::Role",
-        {"AssumeRolePolicyDocument": Match.object_like({"Statement": Match.any_value()})},
-    )
+    role_id = function(t)["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = policy_statements(t, role_id)
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _list(s["Action"]))]
     assert len(s3) == 1
@@ -247,8 +256,7 @@ def test_function_reads_exactly_its_model_object_and_nothing_else(templates):
         "sqs:GetQueueUrl",
     }
     t.resource_count_is("AWS::IAM::ManagedPolicy", 0)
-    for role in t.find_resources("AWS::IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+    assert "ManagedPolicyArns" not in t.to_json()["Resources"][role_id]["Properties"]
 
 
 def test_function_logs_have_a_retention(templates):
@@ -271,12 +279,22 @@ def test_live_alias_starts_at_the_new_version_on_first_deploy(templates):
     t.resource_count_is("AWS::Events::Rule", 0)
 
 
-def test_deploy_publishes_a_version_but_keeps_the_alias_where_it_is(templates):
+def test_deploy_publishes_a_version_and_names_it_for_codedeploy_to_shift(templates):
+    """`live` names the new version; its UpdatePolicy hands the move to CodeDeploy, and the old
+    versions are retained so that a rollback has somewhere to return to."""
     t: Template = templates["pinned-serving"]
     t.resource_count_is("AWS::Lambda::Version", 1)
     t.has_resource("AWS::Lambda::Version", {"DeletionPolicy": "Retain"})
-    t.has_resource_properties("AWS::Lambda::Alias", {"Name": "live", "FunctionVersion": "7"})
     version_id = find_one(t, "AWS::Lambda::Version", {})
+    t.has_resource(
+        "AWS::Lambda::Alias",
+        {
+            "Properties": Match.object_like(
+                {"Name": "live", "FunctionVersion": {"Fn::GetAtt": [version_id, "Version"]}}
+            ),
+            "UpdatePolicy": {"CodeDeployLambdaAliasUpdate": Match.any_value()},
+        },
+    )
     t.has_output("FunctionVersion", {"Value": {"Fn::GetAtt": [version_id, "Version"]}})
     t.has_output("FunctionName", Match.any_value())
     t.has_output("LiveAliasName", {"Value": "live"})
@@ -296,6 +314,7 @@ def test_provisioned_concurrency_is_optional(templates):
 def test_warmup_schedule_targets_the_live_alias(templates):
     t: Template = templates["pinned-serving"]
     alias_id = find_one(t, "AWS::Lambda::Alias", {})
+    t.resource_count_is("AWS::Events::Rule", 1)
     t.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -328,7 +347,11 @@ def test_async_invocation_has_bounded_retries_and_age_and_an_on_failure_queue(te
     t: Template = templates["dev-serving"]
     queue_id = find_one(t, "AWS::SQS::Queue", {})
     alias_id = find_one(t, "AWS::Lambda::Alias", {})
-    (config,) = t.find_resources("AWS::Lambda::EventInvokeConfig").values()
+    (config,) = [
+        c
+        for c in t.find_resources("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["Qualifier"] != "$LATEST"  # the hook's own config
+    ]
     # On the alias (its qualifier is taken from the alias ARN), not on $LATEST.
     assert {"Ref": alias_id} in config["Properties"]["Qualifier"]["Fn::Select"][1]["Fn::Split"]
     t.has_resource_properties(
@@ -376,6 +399,8 @@ def test_failure_queue_is_encrypted_and_ssl_only(templates):
     ],
 )
 def test_function_alarms_on_the_live_alias(templates, metric, statistic, threshold):
+    """Errors and p99 on the version being deployed as `live` executes it (ExecutedVersion),
+    throttles on the alias; every one a one-minute alarm (a canary bakes for five)."""
     templates["dev-serving"].has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -384,6 +409,7 @@ def test_function_alarms_on_the_live_alias(templates, metric, statistic, thresho
             "Threshold": threshold,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold",
             "Dimensions": Match.array_with([{"Name": "Resource", "Value": Match.any_value()}]),
+            "Period": 60,
             **statistic,
         },
     )
@@ -391,7 +417,7 @@ def test_function_alarms_on_the_live_alias(templates, metric, statistic, thresho
 
 def test_alarms_notify_the_configured_topic(templates):
     pinned = templates["pinned-serving"].find_resources("AWS::CloudWatch::Alarm")
-    assert len(pinned) == 4
+    assert len(pinned) == 5
     for alarm in pinned.values():
         assert alarm["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
         assert alarm["Properties"]["OKActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
@@ -458,7 +484,7 @@ def test_github_roles_trust_only_this_repository_and_branch(templates):
         assert role["Properties"]["MaxSessionDuration"] == 3600
 
 
-def test_deploy_role_may_only_push_the_image_deploy_and_move_the_alias(templates):
+def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_deployed(templates):
     t: Template = templates["dev-foundation"]
     statements = policy_statements(t, _role_id(t, "waterml-dev-github-deploy"))
     by_sid = {s["Sid"]: s for s in statements}
@@ -466,8 +492,9 @@ def test_deploy_role_may_only_push_the_image_deploy_and_move_the_alias(templates
         "EcrLogin",
         "EcrPushThisRepository",
         "CdkDeploy",
-        "ReadRelease",
-        "SmokeTestAndMoveAlias",
+        "ReadReleases",
+        "ReadAndSmokeTestFunctions",
+        "WatchRollouts",
     }
     assert by_sid["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert by_sid["EcrLogin"]["Resource"] == "*"
@@ -480,16 +507,26 @@ def test_deploy_role_may_only_push_the_image_deploy_and_move_the_alias(templates
         f"arn:aws:iam::111111111111:role/cdk-hnb659fds-{r}-111111111111-eu-west-1"
         for r in ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role")
     )
-    fn = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-wqi"
-    assert sorted(by_sid["SmokeTestAndMoveAlias"]["Resource"]) == [fn, fn + ":*"]
-    assert sorted(by_sid["SmokeTestAndMoveAlias"]["Action"]) == [
+    # Every model of the environment (the status command); CodeDeploy moves `live`, not this
+    # role: no lambda:UpdateAlias, no code or configuration change.
+    fns = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-*"
+    assert by_sid["ReadAndSmokeTestFunctions"]["Resource"] == fns
+    assert sorted(by_sid["ReadAndSmokeTestFunctions"]["Action"]) == [
         "lambda:GetAlias",
         "lambda:GetFunctionConfiguration",
         "lambda:InvokeFunction",
-        "lambda:UpdateAlias",
     ]
-    assert by_sid["ReadRelease"]["Action"] == "s3:GetObject"
-    assert json.dumps(by_sid["ReadRelease"]["Resource"]).endswith('/models/wqi/release.json"]]}')
+    assert by_sid["ReadReleases"]["Action"] == "s3:GetObject"
+    assert json.dumps(by_sid["ReadReleases"]["Resource"]).endswith('/models/*/release.json"]]}')
+    assert sorted(by_sid["WatchRollouts"]["Action"]) == [
+        "codedeploy:GetDeployment",
+        "codedeploy:ListDeployments",
+    ]
+    assert by_sid["WatchRollouts"]["Resource"] == (
+        "arn:aws:codedeploy:eu-west-1:111111111111:deploymentgroup:waterml-dev-*/live"
+    )
+    actions = {a for st in statements for a in _list(st["Action"])}
+    assert not any(a.startswith(("s3:Put", "s3:Delete", "lambda:Update", "iam:")) for a in actions)
 
 
 def test_promote_role_is_limited_to_the_models_prefix(templates):
@@ -524,7 +561,9 @@ def _list(value):
 def test_environments_are_one_stack_class_with_different_settings(default_app):
     _, stacks = default_app
     assert sorted(stacks) == ["dev", "prod"]
-    assert type(stacks["dev"].serving) is type(stacks["prod"].serving)
-    assert stacks["dev"].serving.stack_name == "WaterMl-dev-Serving"
+    assert type(stacks["dev"].serving["wqi"]) is type(stacks["prod"].serving["potability"])
+    assert sorted(stacks["dev"].serving) == ["potability", "wqi"]
+    assert stacks["dev"].serving["wqi"].stack_name == "WaterMl-dev-Serving-wqi"
+    assert stacks["prod"].serving["wqi"].termination_protection is True
     assert stacks["prod"].foundation.termination_protection is True
     assert stacks["dev"].foundation.termination_protection is False

@@ -42,12 +42,21 @@ def test_cdk_cli_synth_offline(infra_node_modules, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in out.glob("*.template.json"))
+    # One serving stack per model per environment (cdk.json `models`).
     assert names == [
         "WaterMl-dev-Foundation.template.json",
-        "WaterMl-dev-Serving.template.json",
+        "WaterMl-dev-Serving-potability.template.json",
+        "WaterMl-dev-Serving-wqi.template.json",
         "WaterMl-prod-Foundation.template.json",
-        "WaterMl-prod-Serving.template.json",
+        "WaterMl-prod-Serving-potability.template.json",
+        "WaterMl-prod-Serving-wqi.template.json",
     ]
-    template = json.loads((out / "WaterMl-dev-Serving.template.json").read_text())
-    types = {r["Type"] for r in template["Resources"].values()}
-    assert {"AWS::Lambda::Function", "AWS::Lambda::Alias", "AWS::CloudWatch::Alarm"} <= types
+    for name in names[1:3] + names[4:]:
+        template = json.loads((out / name).read_text())
+        types = {r["Type"] for r in template["Resources"].values()}
+        assert {
+            "AWS::Lambda::Function",
+            "AWS::Lambda::Alias",
+            "AWS::CodeDeploy::DeploymentGroup",
+            "AWS::CloudWatch::Alarm",
+        } <= types, name
