@@ -13,6 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from training import model_card
 from training.config import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
 from training.mlflow_names import (
     ARTIFACT_SHA256,
@@ -220,6 +221,8 @@ def log_and_register(run: TrainingRun) -> Registered:
         with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version..."
             version = mlflow.register_model(f"models:/{model.model_id}", name, tags=run.tags)
         client.update_run(run_id, name=run_name(name, str(version.version), run.tags))
+        # The card (Markdown, HTML, its facts) with the run; the Markdown is the description.
+        model_card.attach(client, run, str(version.version), run_id)
     candidate = not gate_failures
     if candidate:
         client.set_registered_model_alias(name, CANDIDATE, version.version)
