@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inference import config as config_mod
-from inference import events, loader
+from inference import events, loader, snapstart
 from inference.events import HTTP_KINDS, Kind
 from inference.observability import (
     AnswerMetrics,
@@ -167,6 +167,7 @@ def reset() -> None:
 # only when the pin MODEL_SHA256 is set, so importing this module stays harmless.
 if os.environ.get("AWS_LAMBDA_RUNTIME_API") or os.environ.get("MODEL_SHA256"):
     init()
+snapstart.register()  # SnapStart hooks: run only by a SnapStart init (inference/snapstart.py)
 
 _DEBUG = debug_enabled()
 

@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,7 +25,7 @@ HOLD_SECONDS = 30.0  # an idle `next` is held this long (the test stops the runt
 
 @dataclass
 class Posted:
-    kind: str  # "response", "error" or "init-error"
+    kind: str  # "response", "error", "init-error" or "restore-error"
     request_id: str | None
     body: Any
     headers: dict[str, str]
@@ -35,6 +36,9 @@ class RuntimeApi:
     events: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
     posted: queue.Queue[Posted] = field(default_factory=queue.Queue)
     server: ThreadingHTTPServer | None = None
+    # SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): the runtime's GET restore/next
+    # returns once this has run, i.e. "the snapshot was taken and this is the restore".
+    on_restore: Callable[[], None] = lambda: None
 
     @property
     def address(self) -> str:
@@ -68,6 +72,10 @@ class RuntimeApi:
                     self.wfile.write(body)
 
             def do_GET(self) -> None:
+                if self.path == f"{PREFIX}/restore/next":
+                    api.on_restore()
+                    self._send(200, b"", {})
+                    return
                 if self.path != f"{PREFIX}/invocation/next":
                     self._send(404, b"{}", {"Content-Type": "application/json"})
                     return
@@ -91,8 +99,8 @@ class RuntimeApi:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 parts = self.path[len(PREFIX) :].strip("/").split("/")
-                if parts == ["init", "error"]:
-                    posted = Posted("init-error", None, body, dict(self.headers))
+                if parts in (["init", "error"], ["restore", "error"]):
+                    posted = Posted(f"{parts[0]}-error", None, body, dict(self.headers))
                 elif (
                     len(parts) == 3
                     and parts[0] == "invocation"
