@@ -116,10 +116,17 @@ class LiveRollout(Construct):
             self,
             "PreTrafficPolicy",
             statements=[
+                # The deployment's target version is in its AppSpec: GetDeployment names the
+                # revision, GetApplicationRevision returns its content.
                 iam.PolicyStatement(
                     sid="ReadDeployment",
                     actions=["codedeploy:GetDeployment"],
                     resources=[self.deployment_group.deployment_group_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadAppSpec",
+                    actions=["codedeploy:GetApplicationRevision"],
+                    resources=[self.application.application_arn],
                 ),
                 iam.PolicyStatement(
                     sid="ReadTargetConfiguration",

@@ -137,6 +137,17 @@ def test_hook_has_exactly_its_permissions(fleet, model):
             ],
         ]
     }
+    app_arn = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":codedeploy:eu-west-1:111111111111:application:",
+                {"Ref": app_id},
+            ],
+        ]
+    }
     fn_arn = f"arn:aws:lambda:eu-west-1:111111111111:function:{name}"
     bucket = "arn:aws:s3:::waterml-prod-models-111111111111-eu-west-1"
     granted = sorted(
@@ -150,6 +161,7 @@ def test_hook_has_exactly_its_permissions(fleet, model):
         (action, json.dumps(resource, sort_keys=True))
         for action, resource in [
             ("codedeploy:GetDeployment", group_arn),
+            ("codedeploy:GetApplicationRevision", app_arn),
             ("codedeploy:PutLifecycleEventHookExecutionStatus", group_arn),
             ("lambda:GetFunctionConfiguration", fn_arn),
             ("lambda:GetFunctionConfiguration", fn_arn + ":*"),
