@@ -40,12 +40,16 @@ from inference.bundle import loads, verify_digest
 from inference.events import Kind
 from inference.observability import logger
 from inference.release import pin_differences, read_verified
+from inference.s3_get import Deadline
 from inference.sanity import _answer_difference  # the load-time check's own tolerance
 
 ALIAS = "live"
 DEVICE = "pretraffic"
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 SETTINGS = ("TARGET_FUNCTION", "MODEL_NAME", "RELEASE_BUCKET", "RELEASE_KEY")
+# Of the hook's own time limit, kept back for reporting the status; and asked for beyond the
+# target's timeout before each invocation, which may take that long.
+REPORT_RESERVE_S, INVOKE_MARGIN_S = 10.0, 5.0
 
 
 class CheckFailed(RuntimeError):
@@ -133,8 +137,10 @@ def wait_active(
     attempts: int = 60,
     delay: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
-    """The version's configuration once its State is Active (image functions take a while)."""
+    """The version's configuration once its State is Active (image functions take a while),
+    polled ``attempts`` times at most and never past ``deadline``."""
     if not version.isdigit():
         raise CheckFailed(f"refusing to check {version!r}: give a published version")
     for _ in range(attempts):
@@ -146,6 +152,8 @@ def wait_active(
             raise CheckFailed(
                 f"{function_name}:{version} failed to become active: {config.get('StateReason')}"
             )
+        if deadline is not None and deadline.remaining() < delay:
+            break
         sleep(delay)
     raise CheckFailed(f"{function_name}:{version} is still not active")
 
@@ -313,10 +321,12 @@ def verify(
     version: str,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> list[str]:
-    """Every reason ``version`` of the target function must not take traffic (none: it may)."""
+    """Every reason ``version`` of the target function must not take traffic (none: it may).
+    No invocation starts unless the target's whole timeout still fits before ``deadline``."""
     function, model = settings["TARGET_FUNCTION"], settings["MODEL_NAME"]
-    configuration = wait_active(lambda_client, function, version, sleep=sleep)
+    configuration = wait_active(lambda_client, function, version, sleep=sleep, deadline=deadline)
     pins = (configuration.get("Environment") or {}).get("Variables") or {}
     release = read_release(s3, settings["RELEASE_BUCKET"], settings["RELEASE_KEY"])
     problems = [f"pins differ from release.json: {d}" for d in pin_differences(release, pins)]
@@ -334,7 +344,14 @@ def verify(
     golden = bundle["golden"].get("answers")
     if not golden:
         return [*problems, "the bundle records no golden answers to compare with"]
+    needed = float(configuration.get("Timeout") or 0) + INVOKE_MARGIN_S
     for kind, event in events(golden_records(bundle)).items():
+        if deadline is not None and deadline.remaining() < needed:
+            problems.append(
+                f"out of time: {kind} and later events not sent ({deadline.remaining():.0f} s"
+                f" left, an invocation may take {needed:g} s): raise the hook's timeout"
+            )
+            break
         try:
             check_event(kind, invoke(lambda_client, function, version, event), expected, golden)
         except CheckFailed as exc:
@@ -357,8 +374,10 @@ def run(
     env: Mapping[str, str] | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Report:
-    """Check the deployment's target version and report the outcome to CodeDeploy."""
+    """Check the deployment's target version and report the outcome to CodeDeploy (before
+    ``deadline``: the hook's own time limit less what reporting needs)."""
     env = os.environ if env is None else env
     deployment_id = event["DeploymentId"]
     target, problems = None, []
@@ -373,7 +392,9 @@ def run(
                 f"deployment shifts {target.function_name}:{target.alias}; this hook checks"
                 f" only {settings['TARGET_FUNCTION']}:{ALIAS}"
             )
-        problems = verify(lambda_client, s3, settings, target.version, sleep=sleep)
+        problems = verify(
+            lambda_client, s3, settings, target.version, sleep=sleep, deadline=deadline
+        )
     except Exception as exc:  # whatever broke, CodeDeploy hears Failed, never a timeout
         logger.exception("pre-traffic checks could not finish")
         problems = [*problems, f"checks did not finish: {type(exc).__name__}: {exc}"]
@@ -394,6 +415,17 @@ def run(
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (CMD ``inference.pretraffic.handler``)."""
     import boto3
+    from botocore.config import Config
 
-    report = run(event, boto3.client("codedeploy"), boto3.client("lambda"), boto3.client("s3"))
+    remaining = getattr(context, "get_remaining_time_in_millis", lambda: 900_000)() / 1000
+    # An invocation lasts at most the target's timeout (Lambda ends it with a function error):
+    # never cut it short on the client side, nor send it twice.
+    invoking = Config(read_timeout=900, retries={"mode": "standard"})
+    report = run(
+        event,
+        boto3.client("codedeploy"),
+        boto3.client("lambda", config=invoking),
+        boto3.client("s3"),
+        deadline=Deadline(remaining - REPORT_RESERVE_S),
+    )
     return {"status": report.status, "problems": report.problems}

@@ -25,6 +25,7 @@ import pytest
 from inference import handler, pretraffic
 from inference.bundle import sha256_hex
 from inference.events import Kind, detect
+from inference.s3_get import Deadline
 from registry.manifest import Release, bundle_key, dumps, manifest_key, stored_metadata
 
 FUNCTION = "waterml-dev-wqi"
@@ -86,7 +87,7 @@ class FakeLambda:
         assert FunctionName == FUNCTION
         env = self.versions[Qualifier]
         return {"FunctionName": FUNCTION, "Version": Qualifier, "State": "Active",
-                "Environment": {"Variables": dict(env)}}  # fmt: skip
+                "Timeout": 30, "Environment": {"Variables": dict(env)}}  # fmt: skip
 
     def _cold_start(self, version: str) -> None:
         """A new execution environment: the version's variables, then the handler's init (a
@@ -141,9 +142,11 @@ def write_release(s3: Any, release: Release) -> None:
                   Metadata=stored_metadata(body))  # fmt: skip
 
 
-def hook(stored: dict[str, Any], lam: FakeLambda, version: str = "8", **kw: Any):
+def hook(stored: dict[str, Any], lam: FakeLambda, version: str = "8", deadline=None, **kw: Any):
     codedeploy = FakeCodeDeploy(version, **kw)
-    report = pretraffic.run(EVENT, codedeploy, lam, stored["s3"], stored["settings"])
+    report = pretraffic.run(
+        EVENT, codedeploy, lam, stored["s3"], stored["settings"], deadline=deadline
+    )
     assert codedeploy.status == report.status
     return report
 
@@ -244,3 +247,11 @@ def test_a_deployment_of_another_function_is_refused(stored, monkeypatch):
     assert report.status == "Failed"
     assert "only waterml-dev-wqi:live" in report.problems[0]
     assert lam.invoked == []
+
+
+def test_no_invocation_starts_that_could_outlast_the_hook(stored, monkeypatch):
+    # 20 s left, the target may take 30 s: report Failed now rather than time out unreported.
+    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
+    report = hook(stored, lam, deadline=Deadline(20))
+    assert report.status == "Failed" and lam.invoked == []
+    assert report.problems[0].startswith(f"out of time: {Kind.DIRECT} and later events not sent")

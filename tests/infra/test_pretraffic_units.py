@@ -17,6 +17,7 @@ from waterml_infra import smoke
 
 from inference import pretraffic
 from inference.events import Kind, detect
+from inference.s3_get import Deadline
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = {"DeploymentId": "d-1", "LifecycleEventHookExecutionId": "h-1"}
@@ -86,7 +87,7 @@ def test_the_lambda_entry_point_uses_boto3_clients(monkeypatch):
     codedeploy = CodeDeploy(RuntimeError("no access"))
     made: list[str] = []
 
-    def client(service: str) -> Any:
+    def client(service: str, **kwargs: Any) -> Any:
         made.append(service)
         return codedeploy if service == "codedeploy" else object()
 
@@ -177,3 +178,17 @@ def test_smoke_sends_the_event_file(tmp_path, monkeypatch, capsys):
     assert sent == [request]
     assert smoke.main([*args, str(tmp_path / "missing.json")]) == 2
     assert "cannot read --event" in capsys.readouterr().err
+
+
+def test_waiting_for_the_version_stops_at_the_deadline():
+    class Pending:
+        def get_function_configuration(self, **_: Any) -> dict[str, str]:
+            return {"State": "Pending"}
+
+    naps: list[float] = []
+    with pytest.raises(pretraffic.CheckFailed, match="still not active"):
+        pretraffic.wait_active(Pending(), "f", "8", sleep=naps.append, deadline=Deadline(4))
+    assert naps == []  # a 5 s pause would end past the deadline
+    with pytest.raises(pretraffic.CheckFailed, match="still not active"):  # no deadline
+        pretraffic.wait_active(Pending(), "f", "8", sleep=naps.append, attempts=3)
+    assert naps == [5.0, 5.0, 5.0]
