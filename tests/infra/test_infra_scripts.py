@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from waterml_infra import alias, deploy_context, image, outputs, promotion, smoke
+from waterml_infra import deploy_context, image, outputs, promotion, smoke
 from waterml_infra.config import ConfigError, load_settings, resolve
 
 from registry.manifest import (
@@ -364,57 +364,6 @@ def test_smoke_fails_when_the_version_fails_to_start():
 def test_smoke_refuses_latest():
     with pytest.raises(smoke.SmokeTestFailed, match="published version"):
         smoke.run(client("lambda"), "waterml-dev-wqi", "$LATEST")
-
-
-# alias ----------------------------------------------------------------------------------------
-def test_alias_moves_with_its_revision_id():
-    lam = client("lambda")
-    with Stubber(lam) as stub:
-        stub.add_response(
-            "get_function_configuration", {"Version": "8"}, {"FunctionName": "f", "Qualifier": "8"}
-        )
-        stub.add_response(
-            "get_alias",
-            {"FunctionVersion": "7", "RevisionId": "rev-1"},
-            {"FunctionName": "f", "Name": "live"},
-        )
-        stub.add_response(
-            "update_alias",
-            {"FunctionVersion": "8"},
-            {"FunctionName": "f", "Name": "live", "FunctionVersion": "8", "RevisionId": "rev-1"},
-        )
-        move = alias.move_alias(lam, "f", "8")
-        stub.assert_no_pending_responses()
-    assert (move.previous, move.current, move.changed) == ("7", "8", True)
-
-
-def test_alias_move_is_idempotent():
-    lam = client("lambda")
-    with Stubber(lam) as stub:
-        stub.add_response("get_function_configuration", {"Version": "8"})
-        stub.add_response("get_alias", {"FunctionVersion": "8", "RevisionId": "r"})
-        move = alias.move_alias(lam, "f", "8")  # no update_alias queued: it must not be called
-    assert not move.changed
-
-
-def test_alias_refuses_latest_and_unknown_versions():
-    with pytest.raises(alias.AliasError):
-        alias.move_alias(client("lambda"), "f", "$LATEST")
-    lam = client("lambda")
-    with Stubber(lam) as stub:
-        stub.add_client_error("get_function_configuration", "ResourceNotFoundException")
-        with pytest.raises(lam.exceptions.ResourceNotFoundException):
-            alias.move_alias(lam, "f", "99")
-
-
-def test_alias_move_fails_if_someone_else_moved_it_meanwhile():
-    lam = client("lambda")
-    with Stubber(lam) as stub:
-        stub.add_response("get_function_configuration", {"Version": "8"})
-        stub.add_response("get_alias", {"FunctionVersion": "7", "RevisionId": "old"})
-        stub.add_client_error("update_alias", "PreconditionFailedException", http_status_code=412)
-        with pytest.raises(lam.exceptions.PreconditionFailedException):
-            alias.move_alias(lam, "f", "8")
 
 
 # image / outputs / promotion ----------------------------------------------------------------------
