@@ -38,8 +38,8 @@ def load_frame(spec: DataSpec, raw: bytes) -> pd.DataFrame:
 
 
 def load(spec: DataSpec, raw: bytes) -> Loaded:
-    """Decode, parse, rename, derive columns, filter rows, sort and derive the calendar
-    features as the spec says.
+    """Decode, parse, rename, derive columns, filter rows, derive the calendar features and
+    sort as the spec says.
 
     A derivation whose inputs are missing or not numeric is skipped, so the expectation suite
     reports the bad source column instead of a pandas traceback; one that cannot be evaluated
@@ -60,7 +60,16 @@ def load(spec: DataSpec, raw: bytes) -> Loaded:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{spec.path.name} is not a readable CSV: {exc}") from exc
     rows_read = len(frame)
-    frame = frame.rename(columns=spec.rename)
+    frame = row_features(spec, frame.rename(columns=spec.rename))
+    if spec.sort_by and spec.sort_by in frame.columns:
+        frame = frame.sort_values(spec.sort_by, kind="stable").reset_index(drop=True)
+    return Loaded(frame, rows_read, rows_read - len(frame))
+
+
+def row_features(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The spec's derivations, row filter and calendar features, in that order. Each row's
+    result depends on that row alone, so an engine may run this on any slice of the rows
+    (the Spark engine runs it per partition) and get the rows the whole frame would give."""
     for derivation in spec.derive:
         inputs = derivation.columns
         if inputs - set(frame.columns) or not all(
@@ -73,13 +82,11 @@ def load(spec: DataSpec, raw: bytes) -> Loaded:
         except Exception as exc:  # pandas.eval raises many types for a bad expression
             raise SpecError(f"{derivation.label} cannot be evaluated: {_one_line(exc)}") from exc
     frame = _filter(spec, frame)
-    if spec.sort_by and spec.sort_by in frame.columns:
-        frame = frame.sort_values(spec.sort_by, kind="stable").reset_index(drop=True)
     # Derived columns too, so the suite and the notebook see them; without the timestamp
     # column they are skipped, as a derivation is, and the suite reports the column.
     if spec.calendar and spec.timestamp and spec.timestamp.column in frame.columns:
         frame = frame.assign(**calendar_columns(spec, iso_timestamps(spec, frame)))
-    return Loaded(frame, rows_read, rows_read - len(frame))
+    return frame
 
 
 def iso_timestamps(spec: DataSpec, frame: pd.DataFrame) -> list[str | None]:

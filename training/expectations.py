@@ -62,19 +62,24 @@ def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[
     return {c: out.get(c) or calendar[c] for c in columns}
 
 
-def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
+def validate(frame: Any, suite: dict[str, Any]) -> ValidationReport:
+    """Validate a pandas frame, or a Spark DataFrame through great-expectations' Spark
+    datasource (the Spark engine), against the same suite."""
     gx = _great_expectations()
     context = gx.get_context(mode="ephemeral")
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if isinstance(frame, pd.DataFrame):
+        source, expected = context.data_sources.add_pandas("training"), _fresh(suite)
+    else:
+        source, expected = context.data_sources.add_spark("training"), spark_suite(suite)
     batch = (
-        context.data_sources.add_pandas("training")
-        .add_dataframe_asset("dataset")
+        source.add_dataframe_asset("dataset")
         .add_batch_definition_whole_dataframe("whole")
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    result = batch.validate(gx.ExpectationSuite(**_fresh(suite)))
+    result = batch.validate(gx.ExpectationSuite(**expected))
     failures = [_describe(r) for r in result.results if not r.success]
     return ValidationReport(
         success=bool(result.success),
@@ -82,6 +87,25 @@ def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
         failures=failures,
         result=result.to_json_dict(),
     )
+
+
+# The suites name pandas dtypes; great-expectations' Spark datasource checks pyspark.sql.types
+# class names. The same suite file serves both engines through this one table.
+SPARK_TYPES = {"float64": "DoubleType", "Float64": "DoubleType", "float32": "FloatType",
+               "Float32": "FloatType", "int64": "LongType", "Int64": "LongType",
+               "int32": "IntegerType", "Int32": "IntegerType", "int16": "ShortType",
+               "int8": "ByteType", "bool": "BooleanType", "boolean": "BooleanType",
+               "object": "StringType", "str": "StringType", "string": "StringType"}  # fmt: skip
+
+
+def spark_suite(suite: dict[str, Any]) -> dict[str, Any]:
+    """The suite with each ``type_list`` in Spark's type names (a name already Spark's stays)."""
+    out = _fresh(suite)
+    for exp in out["expectations"]:
+        types = exp["kwargs"].get("type_list")
+        if exp["type"] == "expect_column_values_to_be_in_type_list" and types:
+            exp["kwargs"]["type_list"] = list(dict.fromkeys(SPARK_TYPES.get(t, t) for t in types))
+    return out
 
 
 def _great_expectations() -> Any:

@@ -34,6 +34,7 @@ class Dataset:
     y: pd.Series
     dropped: dict[str, int]  # why rows were left out, and how many
     timestamps: list[str | None] | None = None  # per row of X, as serving receives them
+    rows: np.ndarray | None = None  # the position in the frame of each row of X
 
 
 @dataclass
@@ -100,7 +101,7 @@ def make_dataset(
     X = frame.loc[keep, features].astype("float32").reset_index(drop=True)
     y = label[keep].astype("float64").reset_index(drop=True)
     kept = None if stamps is None else [s for s, k in zip(stamps, keep, strict=True) if k]
-    return Dataset(X, y, dropped, kept)
+    return Dataset(X, y, dropped, kept, np.flatnonzero(keep.to_numpy()))
 
 
 def split(data: Dataset, spec: ModelSpec) -> Split:

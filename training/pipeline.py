@@ -59,8 +59,21 @@ def filtered(loaded: data.Loaded, spec: ModelSpec) -> str:
     return f" (filter removed {loaded.rows_filtered:,} of {loaded.rows_read:,} rows)"
 
 
-def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class Trained:
+    """What an engine's load, validate and train stages hand on; evaluation, the bundle and
+    the registration that follow are the same for every engine."""
+
+    data_sha256: str
+    report: expectations.ValidationReport
+    ranges: dict[str, dict[str, float]]
+    parts: model.Split
+    fitted: model.Fitted
+    rows: dict[str, int]  # where every row went
+
+
+def train(spec: ModelSpec) -> Trained:
+    """The pandas engine: load, validate and train in this process."""
     name = spec.name
     with stage("load", name) as note:
         raw = data.read_bytes(spec.data)
@@ -99,6 +112,20 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
         rows = {"rows_read": loaded.rows_read, "rows_filtered": loaded.rows_filtered}
         rows |= {f"rows_{reason}": count for reason, count in dataset.dropped.items()}
         rows |= {"rows_train": len(parts.X_train), "rows_held_out": len(parts.X_test)}
+    return Trained(data_sha256, report, ranges, parts, fitted, rows)
+
+
+def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
+    start = time.perf_counter()
+    name = spec.name
+    if spec.engine == "spark":  # imported only here: the spark dependency group is optional
+        from training.engines import spark
+
+        trained = spark.train(spec)
+    else:
+        trained = train(spec)
+    data_sha256, report, ranges = trained.data_sha256, trained.report, trained.ranges
+    parts, fitted, rows = trained.parts, trained.fitted, trained.rows
 
     with stage("evaluate", name) as note:
         evaluation = evaluate.evaluate(fitted, parts, spec)

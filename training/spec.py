@@ -17,6 +17,7 @@ from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
 
 TASKS = ("regression", "binary")
 SPLITS = ("chronological", "stratified", "random")
+ENGINES = ("pandas", "spark")  # [train] engine: where loading, validation and boosting run
 # The answer kind each task serves, and the held-out metrics training computes for it.
 OUTPUT_KIND = {"regression": "banded_regression", "binary": "binary_classification"}
 METRICS = {
@@ -157,6 +158,7 @@ class ModelSpec:
     output: dict[str, Any]
     gates: Gates
     source: Path
+    engine: str = "pandas"  # one of ENGINES; the bundle and the registration are the same
 
     @property
     def label_column(self) -> str:
@@ -219,6 +221,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     label = raw["label"]
     if ("column" in label) == ("function" in label):
         raise ValueError("[label] needs exactly one of 'column' or 'function'")
+    engine = _engine(raw["train"], label)
     encoding = data.get("encoding", "utf-8")
     try:
         codecs.lookup(encoding)
@@ -277,7 +280,22 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
             maximum={k: float(v) for k, v in gates.get("max", {}).items()},
         ),
         source=path,
+        engine=engine,
     )
+
+
+def _engine(train: dict[str, Any], label: dict[str, Any]) -> str:
+    """``[train] engine``: "pandas" (this process) or "spark" (training/engines/spark.py)."""
+    engine = train.get("engine", "pandas")
+    if engine not in ENGINES:
+        raise SpecError(f"[train] engine must be one of {', '.join(map(repr, ENGINES))}, "
+                        f"not {engine!r}")  # fmt: skip
+    if engine == "spark" and "function" in label:
+        # A label function reads a window of neighbouring rows of the whole series, which is
+        # not a per-row operation a Spark partition can run.
+        raise SpecError(f'[train] engine = "spark" takes [label] column = "..."; the label '
+                        f"function {label['function']!r} runs on the pandas engine")  # fmt: skip
+    return str(engine)
 
 
 def _timestamp(raw: Any) -> TimestampSpec | None:

