@@ -9,6 +9,7 @@ field-level reasons; a fault is a 500/503 INFERENCE_ERROR in the HTTP kinds' own
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -73,6 +74,24 @@ class Service:
 
     def answered_batch(self, records: Any) -> Answered:
         """A batch's answers and tally, or ValidationError listing every problem.
+
+        The cyclic garbage collector waits while a batch is answered: each answer is a dict
+        holding its verdict, so the collector tracks it, and a 10,000-record batch (~30,000
+        containers) set off ~40 young collections and, every few batches, a full one over
+        everything alive (measured, 80 batches: CPU p90 55 ms with it, 36 ms paused; no full
+        collection). What a batch allocates is freed by reference counting; a rare cycle (an
+        exception's traceback) waits for the collector, which runs again once the batch is
+        answered."""
+        if not gc.isenabled():
+            return self._answered_batch(records)
+        gc.disable()
+        try:
+            return self._answered_batch(records)
+        finally:
+            gc.enable()
+
+    def _answered_batch(self, records: Any) -> Answered:
+        """The batch, all or nothing.
 
         Row blocks are validated on this thread and predicted and answered on their own
         (inference/blocks.py), so validating one block overlaps predicting another. A block

@@ -218,8 +218,8 @@ class Predictor:
         self._session = _session(spec["onnx"])
         self._input: str = spec["input"]
         self._outputs: list[str] = list(spec["outputs"])
-        # The applicability domain and the out-of-domain confidence cap come from the training
-        # profile; a bundle without one is answered with "domain": null and no cap.
+        # The applicability domain and the prior that is an out-of-domain reading's confidence
+        # come from the training profile; without one, answers carry "domain": null.
         self.domain = Domain.of_bundle(bundle)
         prior = None
         if self.domain is not None:

@@ -11,7 +11,7 @@ fixed procedure (no clock, a seeded sample), so the bundle stays byte-reproducib
                  "label_shares": [...]}}
 
 ``shares`` is the mix of the model's answers on the training rows; ``label_shares`` the mix of
-the training labels, the cap of an out-of-domain reading's confidence (inference/outputs.py).
+the training labels, the confidence of an out-of-domain reading (inference/outputs.py).
 """
 
 from __future__ import annotations

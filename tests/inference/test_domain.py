@@ -1,4 +1,4 @@
-"""The domain verdict, the out-of-domain confidence cap, the per-invocation EMF document and the
+"""The domain verdict, the out-of-domain confidence, the per-invocation EMF document and the
 sampled prediction log, on a synthetic bundle with a training profile (the real trained
 bundles: test_trained_domain.py)."""
 
@@ -99,14 +99,14 @@ def test_an_incomplete_profile_is_refused_and_none_means_no_verdict() -> None:
 
 
 # ---- answers ----------------------------------------------------------------------------------
-def test_an_answer_outside_says_so_and_its_confidence_is_capped(cache_dir: Path) -> None:
+def test_an_answer_outside_says_so_and_its_confidence_is_the_prior(cache_dir: Path) -> None:
     serve(cache_dir, synthetic.wqi_profiled_bundle())
     inside = handler.lambda_handler({"deviceId": "a", "readings": synthetic.GOOD_READING})
     fresh = handler.lambda_handler({"deviceId": "b", "readings": FRESH})
     assert inside["prediction"] == {"deviceId": "a", "wqi": 90.0, "quality": "Excellent",
                                     "confidence": 0.5, "domain": INSIDE}  # fmt: skip
-    # The same model output (90, Excellent), but the reading is outside: the confidence is at
-    # most the training labels' share of Excellent (0.2 in this profile).
+    # The same model output (90, Excellent), but the reading is outside: the confidence is the
+    # training labels' share of Excellent (0.2 in this profile), what is known without it.
     assert fresh["prediction"] == {"deviceId": "b", "wqi": 90.0, "quality": "Excellent",
                                    "confidence": 0.2,
                                    "domain": {"inside": False, "outside": ("tds",)}}  # fmt: skip
@@ -126,7 +126,7 @@ def test_a_batch_answers_each_reading_as_alone(
     assert [a["domain"]["outside"] for a in batch[:3]] == [(), ("tds",), ("tds", "temperature")]
 
 
-def test_without_a_profile_the_domain_is_null_and_nothing_is_capped(cache_dir: Path) -> None:
+def test_without_a_profile_the_domain_is_null_and_the_confidence_stands(cache_dir: Path) -> None:
     serve(cache_dir, synthetic.wqi_bundle())
     answer = handler.lambda_handler({"readings": FRESH})["prediction"]
     assert answer["domain"] is None and answer["confidence"] == 0.5
@@ -152,7 +152,7 @@ def test_one_emf_document_per_invocation_with_the_answers_counts(
         "OutOfDomain.tds": [200.0],
         "OutOfDomain.temperature": [100.0],
         "Answer.Excellent": [300.0],
-        # 100 answers at 0.5 inside, 200 capped at 0.2 outside
+        # 100 answers at 0.5 inside, 200 outside at the prior 0.2
         "MeanConfidence": [0.3],
     }
     units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}

@@ -1,5 +1,5 @@
 """Readings from both sides of the real models' domains, through every event shape, served
-from the loopback S3 by VersionId: the documented verdicts, the capped confidence, and the
+from the loopback S3 by VersionId: the documented verdicts, the prior as confidence outside, and the
 metrics document."""
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def test_the_sample_events_are_inside_and_the_seeds_fresh_water_is_not(
     # 0.5 % quantile (7.86) too.
     assert answer["domain"] == {"inside": False, "outside": ["pH", "tds"]}
     prior = wqi["profile"]["outputs"]
-    cap = prior["label_shares"][prior["labels"].index(answer["quality"])]
-    assert answer["confidence"] <= round(cap, 4)
+    share = prior["label_shares"][prior["labels"].index(answer["quality"])]
+    assert answer["confidence"] == round(share, 4)  # what the label mix alone says
     for name in SHAPES:  # the same reading in every shape gets the same answer
         got = answers(name, with_readings(name, fresh["readings"]), log_lines)
         assert [{k: v for k, v in a.items() if k != "deviceId"} for a in got] == [
@@ -154,5 +154,5 @@ def test_potability_nulls_are_not_outside_and_extremes_are(
     (answer,) = answers("direct", {"readings": middle | {"Solids": high}}, log_lines)
     assert answer["domain"] == {"inside": False, "outside": ["Solids"]}
     shares = bundle["profile"]["outputs"]["label_shares"]
-    assert answer["confidence"] <= round(shares[int(answer["potable"])], 4)
+    assert answer["confidence"] == round(shares[int(answer["potable"])], 4)
     assert copy.deepcopy(answer) == answer
