@@ -38,7 +38,9 @@ class PredictionLog:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"the prediction log's rate must be between 0 and 1, not {rate}")
         self.rate = rate
-        self._random = random.Random(seed)
+        # Unseeded, the process-wide generator: SnapStart's restore hook re-seeds it, so
+        # environments restored from one snapshot do not sample the same rows.
+        self._uniform = random.random if seed is None else random.Random(seed).random
         # log(1 - rate): the geometric draw's scale (rate 1 samples every row without it).
         self._log_keep = math.log1p(-rate) if 0.0 < rate < 1.0 else 0.0
 
@@ -49,7 +51,7 @@ class PredictionLog:
             return []
         if rate >= 1.0:
             return list(range(n))
-        uniform = self._random.random
+        uniform = self._uniform
         if n == 1:
             return [0] if uniform() < rate else []
         chosen: list[int] = []
