@@ -1,8 +1,9 @@
 """`make demo`: the whole flow on local defaults, narrated.
 
 train every model -> approve their candidates -> promote to the (loopback) S3 bucket ->
-promote again (a no-op) -> answer every sample event through the Lambda handler ->
-train and promote a newer potability version -> release history -> roll back.
+promote again (a no-op) -> answer every sample event through the Lambda handler -> the domain
+verdict on both sides (an estuary reading, the seed's fresh water) -> train and promote a
+newer potability version -> release history -> roll back.
 
 Everything the demo writes is its own: a fresh MLflow store in `.local/demo/` (whatever
 MLFLOW_TRACKING_URI says), the private loopback S3 that `make demo` starts (whatever
@@ -27,6 +28,8 @@ DEMO_DIR = LOCAL_DIR / "demo"
 APPROVALS = DEMO_DIR / "approved.toml"
 TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
+# The two sides of the wqi model's domain (inference/README.md, "The domain verdict").
+INSIDE, FRESH = EVENTS[0].parent / "direct.json", EVENTS[0].parent / "freshwater.json"
 # The models the later steps show (answering every event shape, tuning, rolling back).
 SHOWN = ("wqi", "potability")
 
@@ -108,8 +111,20 @@ def main() -> int:
 
     step("5. answer every event shape with the promoted wqi release (make invoke)")
     for event in EVENTS:
+        if event == FRESH:  # step 5b
+            continue
         print(f"\n--- {event.name}")
         run("tools.invoke", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
+
+    step("5b. the domain verdict: an estuary reading, and the seed's freshwater reading")
+    for event, what in ((INSIDE, "inside the training data"),
+                        (FRESH, "the seed's fresh water: TDS 410 mg/L, pH 7.4")):  # fmt: skip
+        print(f"\n--- {event.name} ({what})")
+        answer = json.loads(run("tools.invoke", str(event.relative_to(REPO)), "--model", "wqi",
+                                capture=True))  # fmt: skip
+        print(f"-> domain {json.dumps(answer['prediction']['domain'])}, confidence "
+              f"{answer['prediction']['confidence']}")  # fmt: skip
+    print("(outside the domain the confidence is the training labels' share of the band)")
 
     step("6. tune potability (min_child_weight 3 -> 1), train, approve and promote it")
     tuned = DEMO_DIR / "potability.toml"

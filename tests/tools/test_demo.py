@@ -39,6 +39,11 @@ def fake_commands(calls: list[tuple[str, ...]], candidates: list[str]) -> object
             )  # fmt: skip
         if args[:2] == ("registry", "promote"):
             return json.dumps({"mlflow_version": "1", "version_id": f"v-{args[2]}"})
+        if args[0] == "tools.invoke":
+            fresh = args[1].endswith("freshwater.json")
+            domain = {"inside": not fresh, "outside": ["pH", "tds"] if fresh else []}
+            return json.dumps({"statusCode": 200, "prediction": {"confidence": 0.5,
+                                                                 "domain": domain}})  # fmt: skip
         return ""
 
     return run
@@ -74,3 +79,17 @@ def test_demo_stops_when_a_model_it_shows_is_not_a_candidate(
     monkeypatch.setattr(demo, "run", fake_commands([], ["potability", "turbidity"]))
     with pytest.raises(SystemExit, match=r"not every model became a candidate \(not: wqi\)"):
         demo.main()
+
+
+def test_demo_answers_every_event_and_shows_both_sides_of_the_domain(
+    three_specs: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(demo, "run", fake_commands(calls, three_specs))
+    assert demo.main() == 0
+    invoked = [Path(c[1]).name for c in calls if c[0] == "tools.invoke"]
+    assert sorted(set(invoked)) == sorted(e.name for e in demo.EVENTS)
+    assert invoked[-2:] == ["direct.json", "freshwater.json"]  # step 5b, in this order
+    out = capsys.readouterr().out
+    assert '-> domain {"inside": true, "outside": []}' in out
+    assert '-> domain {"inside": false, "outside": ["pH", "tds"]}' in out
