@@ -23,6 +23,7 @@ import numpy as np
 from monitoring.compare import FeatureDrift, OutputDrift, Thresholds, quantile_bins
 from monitoring.errors import OutputError
 from monitoring.labels import LiveMetrics
+from training.card_format import number
 
 
 @dataclass
@@ -116,7 +117,7 @@ def markdown(r: Report) -> str:
             f"| {f.name} | {f.present:,} "
             f"| {fmt_pct(f.missing_rate)} ({fmt_pct(f.train_missing_rate)})"
             f" | {fmt_num(f.psi)} | {fmt_num(f.ks_statistic)} | {fmt_p(f.ks_pvalue)} "
-            f"| {fmt_pct(f.outside_rate)} | {f.low:g} to {f.high:g} | {f.status} |"
+            f"| {fmt_pct(f.outside_rate)} | {number(f.low)} to {number(f.high)} | {f.status} |"
         )
     served = r.served_outside
     own = "" if served is None else f" (the answers' own verdicts: {fmt_pct(served)})"
@@ -183,7 +184,7 @@ def _feature_plot(f: FeatureDrift, values: np.ndarray, entry: dict[str, Any], pa
     x = np.arange(len(f.expected_shares))
     right.bar(x - 0.2, f.expected_shares, width=0.4, label="training")
     right.bar(x + 0.2, f.live_shares, width=0.4, label="live")
-    names = [f"≤{edges[0]:.3g}", *[f"≤{e:.3g}" for e in edges[1:]], f">{edges[-1]:.3g}"]
+    names = [*(f"≤{number(e)}" for e in edges), f">{number(edges[-1])}"]
     right.set_xticks(x, names, rotation=60, fontsize=7)
     right.set_title(f"quantile bins: PSI {fmt_num(f.psi)} ({f.status})")
     right.legend(fontsize=8)
