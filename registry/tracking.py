@@ -78,6 +78,13 @@ class Tracking:
         try:
             mv = self.client.get_model_version(name, version)
         except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                # A server that refused the login (401/403) or could not be reached: not a
+                # missing version (tests/team/test_ci_path.py).
+                cause = " ".join(str(exc).split())[:300]
+                raise StorageError(
+                    f"could not read {name} version {version} from MLflow at {self.uri}: {cause}"
+                ) from exc
             raise VersionNotFound(
                 f"{name} version {version} is not in the MLflow registry at {self.uri}"
             ) from exc

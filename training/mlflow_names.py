@@ -31,6 +31,9 @@ def quiet_mlflow() -> Any:
     progress bars, no INFO about database set-up, no deprecation chatter."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # With a tracking server, MLflow prints "View run ... at: URL" on stdout, which carries
+    # only results here (`python -m training --json`: JSON lines).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore", module="mlflow")
     import mlflow
 

@@ -70,7 +70,13 @@ def experiment_id(mlflow: Any, name: str) -> str:
     # a tracking server decides for itself.
     store = local_store_dir()
     location = (store / "artifacts" / name).as_uri() if store is not None else None
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    try:
+        return str(mlflow.create_experiment(name, artifact_location=location))
+    except mlflow.exceptions.MlflowException as exc:
+        # Another trainer created it since the get (tests/team/test_ci_path.py).
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return str(mlflow.get_experiment_by_name(name).experiment_id)
 
 
 def log_failed_validation(name: str, validation: dict[str, Any], tags: dict[str, str]) -> str:
@@ -186,7 +192,13 @@ def log_and_register(run: TrainingRun) -> Registered:
     try:
         client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(name, description=f"waterml model {name!r}")
+        try:
+            client.create_registered_model(name, description=f"waterml model {name!r}")
+        except mlflow.exceptions.MlflowException as exc:
+            # Another trainer created it since the get (two first trainings at once, seen
+            # with a team's server: tests/team/test_ci_path.py).
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     same = existing_version(client, name, digest)
     if same is not None:
         # Same code and data give the same bytes: that version *is* this training's result.
