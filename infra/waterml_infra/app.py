@@ -7,6 +7,8 @@ Context (all optional, so `cdk synth` works offline):
   imageDigest  sha256:... of the image in the environment's repository; default: a placeholder
   release      the release manifest as JSON (from waterml_infra.deploy_context); needs exactly
                one env and one model; default: a placeholder that cannot load (synth only)
+  trainingProfile  the release's training answer mix and features as JSON (from
+               waterml_infra.deploy_context); needs a release; without it: no answer-mix alarm
   nag          "false" to skip the cdk-nag checks (they run by default)
   waterml.<env>.<setting>=<value>  override one setting of EnvConfig for this run
 """
@@ -35,6 +37,8 @@ from waterml_infra.config import (
 )
 from waterml_infra.foundation import FoundationStack
 from waterml_infra.serving import ServingStack
+from waterml_infra.training_mix import CONTEXT_KEY as TRAINING_KEY
+from waterml_infra.training_mix import TrainingMix
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 PLACEHOLDER_VERSION_ID = "synth-placeholder"
@@ -97,6 +101,10 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
             "a release is deployed to one model of one environment: "
             "-c env=<env> -c model=<model> -c release=<json>"
         )
+    training_ctx = context.get(TRAINING_KEY)
+    if training_ctx and not release_ctx:
+        raise ManifestError(f"{TRAINING_KEY} describes a release: give -c release=<json> too")
+    training = TrainingMix.from_context(training_ctx) if training_ctx else None
     digest = str(context.get("imageDigest") or PLACEHOLDER_DIGEST)
 
     result: dict[str, EnvStacks] = {}
@@ -131,6 +139,7 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
                 config=model_cfg,
                 image_digest=digest,
                 release=_release(release_ctx) if release_ctx else placeholder_release(model_cfg),
+                training=training,
                 env=env,
                 description=(
                     f"waterml {cfg.name}: {name} inference function, its live alias rolled out "

@@ -89,6 +89,19 @@ class FunctionSettings:
     p99_duration_threshold_ms: int = 3000
     # Inference faults (the handler's InferenceError metric) per 100 invocations of `live`.
     inference_error_rate_percent: float = 5.0
+    # Monitoring (waterml_infra.monitoring): the dashboard and the model alarms. Each period
+    # with fewer readings than monitoring_min_readings of the deployed version reads as no breach.
+    monitoring_period_minutes: int = 5
+    monitoring_min_readings: int = 100
+    # Out-of-domain readings per 100 readings, for out_of_domain_periods periods in a row.
+    out_of_domain_rate_percent: float = 20.0
+    out_of_domain_periods: int = 3
+    # Total variation distance between the answers' mix of one period and the training mix.
+    answer_mix_distance: float = 0.25
+    # True: the answer-mix alarm is a rollback alarm of the deployment group.
+    answer_mix_rollback: bool = False
+    # The share of readings the handler writes to the prediction log (PREDICTION_LOG_RATE).
+    prediction_log_rate: float = 0.01
 
     def function_problems(self) -> list[str]:
         problems: list[str] = []
@@ -120,6 +133,23 @@ class FunctionSettings:
             problems.append("alarm thresholds must be at least 1")
         if not 0 < self.inference_error_rate_percent <= 100:
             problems.append("inference_error_rate_percent must be within (0, 100]")
+        problems += self._monitoring_problems()
+        return problems
+
+    def _monitoring_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not 1 <= self.monitoring_period_minutes <= 60:
+            problems.append("monitoring_period_minutes must be within 1..60")
+        elif not 1 <= self.out_of_domain_periods <= 24 * 60 // self.monitoring_period_minutes:
+            problems.append("out_of_domain_periods must be at least 1 and span at most a day")
+        if self.monitoring_min_readings < 1:
+            problems.append("monitoring_min_readings must be at least 1")
+        if not 0 < self.out_of_domain_rate_percent <= 100:
+            problems.append("out_of_domain_rate_percent must be within (0, 100]")
+        if not 0 < self.answer_mix_distance <= 1:
+            problems.append("answer_mix_distance must be within (0, 1]")
+        if not 0 <= self.prediction_log_rate <= 1:  # also refuses nan
+            problems.append("prediction_log_rate must be within 0..1 (0: off)")
         return problems
 
 

@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from registry.manifest import manifest_key
+from registry.manifest import bundle_key, manifest_key
 from waterml_infra.config import LIVE_ALIAS, EnvConfig
 from waterml_infra.nag import acknowledge
 
@@ -276,6 +276,13 @@ class FoundationStack(Stack):
                     actions=["s3:GetObject"],
                     resources=[self.model_bucket.arn_for_objects(manifest_key("*"))],
                 ),
+                # waterml_infra.deploy_context reads the released bundle (by its VersionId,
+                # digest-checked) for its training mix: the answer-mix alarm's constants.
+                iam.PolicyStatement(
+                    sid="ReadReleasedBundles",
+                    actions=["s3:GetObjectVersion"],
+                    resources=[self.model_bucket.arn_for_objects(bundle_key("*"))],
+                ),
                 # `live` is moved by CodeDeploy (started by CloudFormation with the CDK
                 # bootstrap roles), never by this role: reading and a smoke invocation only.
                 iam.PolicyStatement(
@@ -301,6 +308,11 @@ class FoundationStack(Stack):
             policy,
             "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS_READ>]",
             resource=f"{bucket_ref}/{manifest_key('*')}",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::<RELEASED_BUNDLES_READ>]",
+            resource=f"{bucket_ref}/{bundle_key('*')}",
         )
         acknowledge(
             policy,

@@ -32,8 +32,14 @@ REASONS: dict[str, str] = {
     ),
     "AwsSolutions-IAM5[Resource::<RELEASE_MANIFESTS_READ>]": (
         "The deploy workflow's released-vs-deployed check reads every served model's "
-        "models/<name>/release.json (s3:GetObject only, never a bundle or a write); the models "
+        "models/<name>/release.json (s3:GetObject only, never a write); the models "
         "come from cdk.json, so the pattern spares the foundation stack a change per model."
+    ),
+    "AwsSolutions-IAM5[Resource::<RELEASED_BUNDLES_READ>]": (
+        "The deploy reads the released bundle of the model it deploys (s3:GetObjectVersion of "
+        "models/<name>/model.joblib by the release's VersionId, its SHA-256 checked before it is "
+        "read) for the training answer mix the answer-mix alarm compares with; read-only, "
+        "bundles only, any served model without a foundation change."
     ),
     "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]": (
         "The deploy role reads each model's `live` alias and version configuration (and may "

@@ -1,6 +1,7 @@
 """The serving side of one model in one environment (stack `WaterMl-<env>-Serving-<model>`):
 the function from the image by digest, pinned to the released model, its `live` alias shifted
-by CodeDeploy (waterml_infra.rollout), asynchronous-failure capture, warm-up and alarms.
+by CodeDeploy (waterml_infra.rollout), asynchronous-failure capture, warm-up, alarms, and
+its dashboard with the model alarms (waterml_infra.monitoring).
 
 One stack per model, so one model's failed deployment (and CloudFormation's rollback of it)
 never touches another model's function.
@@ -25,8 +26,10 @@ from registry.manifest import ManifestError, Release
 from waterml_infra import alarms
 from waterml_infra.config import LIVE_ALIAS, ModelConfig
 from waterml_infra.loggroups import function_log_group
+from waterml_infra.monitoring import ModelMonitoring
 from waterml_infra.nag import acknowledge
 from waterml_infra.rollout import LiveRollout
+from waterml_infra.training_mix import TrainingMix
 
 
 class ServingStack(Stack):
@@ -38,6 +41,7 @@ class ServingStack(Stack):
         config: ModelConfig,
         image_digest: str,
         release: Release,
+        training: TrainingMix | None = None,
         **kwargs: object,
     ):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -80,6 +84,20 @@ class ServingStack(Stack):
         )
         self._rollback_alarms: list[cloudwatch.IAlarm] = list(self.alarms.values())
         self.alarms["failure_queue"] = alarms.failure_queue_alarm(self, config, self.failure_queue)
+        self.monitoring = ModelMonitoring(
+            self,
+            "Monitoring",
+            config=config,
+            alias=self.alias,
+            release_version=release.mlflow_version,
+            training=training,
+        )
+        # Out of domain measures the traffic, not the model: it notifies, never rolls back.
+        self.alarms["out_of_domain"] = self.monitoring.out_of_domain
+        if self.monitoring.answer_mix is not None:
+            self.alarms["answer_mix"] = self.monitoring.answer_mix
+            if config.answer_mix_rollback:
+                self.add_rollback_alarm(self.monitoring.answer_mix, notify=False)
         for alarm in self.alarms.values():
             self._notify(alarm)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
@@ -93,6 +111,7 @@ class ServingStack(Stack):
             value=self.rollout.deployment_group.deployment_group_name,
         )
         CfnOutput(self, "PreTrafficFunctionName", value=self.rollout.hook.function_name)
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
 
     # The rollback alarms of this model's deployment group ----------------------------------
     @property
@@ -134,6 +153,7 @@ class ServingStack(Stack):
                 **release.environment(),
                 "LOG_LEVEL": cfg.log_level,
                 "POWERTOOLS_SERVICE_NAME": cfg.service_name,
+                "PREDICTION_LOG_RATE": f"{cfg.prediction_log_rate:g}",
             },
             # SnapStart (Python 3.12+ images only; exclusive with provisioned concurrency,
             # which the config refuses): each published version restores from a snapshot.

@@ -417,7 +417,9 @@ def test_function_alarms_on_the_live_alias(templates, metric, statistic, thresho
 
 def test_alarms_notify_the_configured_topic(templates):
     pinned = templates["pinned-serving"].find_resources("AWS::CloudWatch::Alarm")
-    assert len(pinned) == 5
+    # The four rollback alarms, the failure queue's and the out-of-domain alarm (no training
+    # mix in this context, so no answer-mix alarm: tests/infra/test_infra_monitoring.py).
+    assert len(pinned) == 6
     for alarm in pinned.values():
         assert alarm["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
         assert alarm["Properties"]["OKActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
@@ -493,6 +495,7 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
         "EcrPushThisRepository",
         "CdkDeploy",
         "ReadReleases",
+        "ReadReleasedBundles",
         "ReadAndSmokeTestFunctions",
         "WatchRollouts",
     }
@@ -518,6 +521,11 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     ]
     assert by_sid["ReadReleases"]["Action"] == "s3:GetObject"
     assert json.dumps(by_sid["ReadReleases"]["Resource"]).endswith('/models/*/release.json"]]}')
+    # The released bundle by VersionId (deploy_context's training mix), never the latest object.
+    assert by_sid["ReadReleasedBundles"]["Action"] == "s3:GetObjectVersion"
+    assert json.dumps(by_sid["ReadReleasedBundles"]["Resource"]).endswith(
+        '/models/*/model.joblib"]]}'
+    )
     assert sorted(by_sid["WatchRollouts"]["Action"]) == [
         "codedeploy:GetDeployment",
         "codedeploy:ListDeployments",
