@@ -15,7 +15,7 @@ from .conftest import DIGEST, FLEET, RELEASE
 REPO = Path(__file__).resolve().parents[2]
 TRAFFIC = {
     "dev": "CodeDeployDefault.LambdaAllAtOnce",
-    "prod": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+    "prod": "CodeDeployDefault.LambdaCanary10Percent10Minutes",
 }
 
 

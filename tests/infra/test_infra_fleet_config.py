@@ -29,8 +29,8 @@ def test_shipped_fleet_and_traffic():
     dev, prod = resolve(settings, "dev"), resolve(settings, "prod")
     assert dev.models == prod.models == ("wqi", "potability")
     assert dev.traffic == "all_at_once"
-    assert prod.traffic == "canary_10_percent_5_minutes"
-    assert prod.deployment_config_name == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert prod.traffic == "canary_10_percent_10_minutes"
+    assert prod.deployment_config_name == "CodeDeployDefault.LambdaCanary10Percent10Minutes"
 
 
 def test_model_config_names():
@@ -143,7 +143,7 @@ def test_cli_writes_the_models_and_one_models_names(tmp_path, monkeypatch, capsy
     lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
     assert json.loads(lines["models"]) == ["wqi", "potability"]
     assert lines["models"] == '["wqi","potability"]'  # compact: one GITHUB_OUTPUT line
-    assert lines["traffic"] == "canary_10_percent_5_minutes"
+    assert lines["traffic"] == "canary_10_percent_10_minutes"
     assert "function_name" not in lines
     gh.unlink()
     assert main(["prod", "--model", "potability", *region]) == 0
