@@ -14,11 +14,13 @@ DOCKERFILE = REPO / "inference" / "Dockerfile"
 
 def test_base_image_is_the_lambda_python_311_image_pinned_by_digest() -> None:
     text = DOCKERFILE.read_text()
-    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
-    assert base is not None
-    assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.11@sha256:[0-9a-f]{64}", base[1])
-    froms = re.findall(r"^FROM (\S+)", text, re.M)
-    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # two stages, both on the pinned base
+    # The pin is a literal FROM stage (Dependabot reads FROM lines, not ARG defaults); the two
+    # real stages build on it unless --build-arg BASE_IMAGE names another verified digest.
+    assert re.search(r"^ARG BASE_IMAGE=lambda-base$", text, re.M)
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, re.M)
+    assert froms[0][1] == "lambda-base"
+    assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.11@sha256:[0-9a-f]{64}", froms[0][0])
+    assert [f[0] for f in froms[1:]] == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # two stages on it
     assert "--require-hashes" in text and "-r /tmp/requirements.txt" in text
     assert re.search(r'^CMD \["inference\.handler\.lambda_handler"\]$', text, re.M)
 
