@@ -7,11 +7,12 @@ Registration (training/register.py) records the card's facts with the run
 ``card/model_card.html``) and makes the Markdown the version's description. The command
 renders it again from those facts, with the S3 VersionId once the registry has promoted it:
 
-    python -m training.model_card MODEL [--version N] [--format md|html] [--out FILE]
+    python -m training.model_card MODEL [--version N] [--format md|html] [--out FILE] [--publish]
 
-(default: the champion, else the newest version). Exit codes: 0 printed, 2 bad command line,
-3 unknown model or version, 4 the version has no card (registered before cards), 5 MLflow
-failed, 6 --out cannot be written.
+(default: the champion, else the newest version); ``--publish`` also writes it back to
+MLflow, so after a promotion the version's page shows its S3 VersionId. Exit codes: 0 printed,
+2 bad command line, 3 unknown model or version, 4 the version has no card (registered before
+cards), 5 MLflow failed, 6 --out cannot be written.
 """
 
 from __future__ import annotations
@@ -155,11 +156,17 @@ def description(card: str) -> str:
 def attach(client: Any, run: TrainingRun, version: str, run_id: str) -> str:
     """Log the card with the run and make it the version's description; the Markdown."""
     f = facts(run, version, run_id)
-    card = render(f)
     client.log_dict(run_id, f, FACTS)
-    client.log_text(run_id, card, MARKDOWN)
-    client.log_text(run_id, render(f, form="html"), HTML)
-    client.update_model_version(run.spec.name, version, description=description(card))
+    return publish(client, f)
+
+
+def publish(client: Any, f: dict[str, Any], release: dict[str, str] | None = None) -> str:
+    """The card (with the release, once promoted) as the run's artifacts and the version's
+    description; the Markdown."""
+    card = render(f, release)
+    client.log_text(f["run_id"], card, MARKDOWN)
+    client.log_text(f["run_id"], render(f, release, "html"), HTML)
+    client.update_model_version(f["name"], f["version"], description=description(card))
     return card
 
 
@@ -224,6 +231,15 @@ def _write(path: Path, text: str) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _publish(recorded: dict[str, Any], tags: dict[str, str]) -> None:
+    from registry.tracking import Tracking
+
+    try:
+        publish(Tracking().client, recorded, tags)
+    except Exception as exc:  # an MLflow or artifact store failure
+        raise CardError(f"cannot publish the card to MLflow: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.model_card",
@@ -235,12 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", help=f"MLflow version (default: {CHAMPION}, else the newest)")
     p.add_argument("--format", choices=("md", "html"), default="md")
     p.add_argument("--out", type=Path, help="write the card here instead of printing it")
+    p.add_argument("--publish", action="store_true",
+                   help="also write it back to MLflow (description and artifacts): after a "
+                   "promotion, the version's page then shows its S3 VersionId")  # fmt: skip
     args = p.parse_args(argv)
     if not is_model_name(args.model):
         p.error(f"invalid model name {args.model!r}")
     try:
         recorded, tags = load(args.model, args.version)
         card = render(recorded, tags, args.format)
+        if args.publish:
+            _publish(recorded, tags)
         if args.out is None:
             sys.stdout.write(card)
         else:

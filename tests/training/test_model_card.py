@@ -96,6 +96,36 @@ def test_the_command_prints_the_card_with_the_s3_version_id_once_promoted(
     assert "<td>3HL4kqtJlcpXroDTDmJ</td>" in text
 
 
+def test_publish_writes_the_promoted_card_back_to_its_version(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a store of its own (publishing writes artifacts): a version carrying the trained wqi
+    card's facts, promoted, then published."""
+    from registry.tracking import Tracking
+
+    source, shipped = version_of(trained, "wqi")
+    facts = source.download_artifacts(shipped.run_id, model_card.FACTS, str(tmp_path))
+    recorded = json.loads(Path(facts).read_text(encoding="utf-8"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("wqi", (tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment)
+    client.create_registered_model("wqi")
+    mv = client.create_model_version("wqi", f"{run.info.artifact_uri}/model", run.info.run_id)
+    recorded |= {"version": str(mv.version), "run_id": run.info.run_id}
+    client.log_dict(run.info.run_id, recorded, model_card.FACTS)
+    model_card.publish(client, recorded)  # as registration leaves it
+    assert "| S3 VersionId | not promoted |" in client.get_model_version("wqi", "1").description
+    tracking = Tracking(uri)
+    tracking.record_release(tracking.version("wqi", "1"), {S3_VERSION_ID: "3HL4kqtJlcpXroDTDmJ"})
+    assert model_card.main(["wqi", "--publish", "--out", str(tmp_path / "card.md")]) == 0
+    described = client.get_model_version("wqi", "1").description
+    assert "| S3 VersionId | 3HL4kqtJlcpXroDTDmJ |" in described and DOMAIN in described
+    logged = client.download_artifacts(run.info.run_id, model_card.MARKDOWN, str(tmp_path / "d"))
+    assert Path(logged).read_text(encoding="utf-8") == described
+
+
 def test_unknown_models_versions_and_versions_without_a_card_are_one_line_errors(
     trained: dict[str, Any], store_copy: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
