@@ -75,6 +75,32 @@ def test_the_rule_flags_values_beyond_the_quantiles_and_never_a_missing_one() ->
     assert big.verdicts == [v for _ in range(20) for v in d.check(rows).verdicts]
 
 
+@pytest.mark.parametrize("features", [4, 13])  # a lookup table per pattern, and without one
+def test_the_float32_rule_is_the_float64_rule_next_to_the_bounds(features: int) -> None:
+    """The matrix is compared in float32 with bounds rounded inwards; the answer must be the
+    rule's on the float64 bounds, for values one float32 step either side of each."""
+    rng = np.random.default_rng(0)
+    names = [f"f{j}" for j in range(features)]
+    lows, highs = rng.uniform(-5, 5, features), rng.uniform(10, 20, features)
+    bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(names, lows, highs, strict=True)}
+    d = Domain(synthetic.profile(bounds), names)
+    edges = np.concatenate([lows, highs]).astype(np.float32)
+    steps = [
+        np.nextafter(edges, np.float32(-np.inf)),
+        edges,
+        np.nextafter(edges, np.float32(np.inf)),
+    ]
+    values = rng.choice(np.concatenate(steps), size=(400, features)).astype(np.float32)
+    want = (values.astype(np.float64) < lows) | (values.astype(np.float64) > highs)
+    checked = d.check(values)
+    assert checked.outside_rows.tolist() == want.any(axis=1).tolist()
+    assert checked.outside_counts.tolist() == want.sum(axis=0).tolist()
+    assert [v["outside"] for v in checked.verdicts] == [
+        tuple(n for n, out in zip(names, row, strict=True) if out) for row in want
+    ]
+    assert d.check(values[:3]).verdicts == checked.verdicts[:3]  # the plain-float path agrees
+
+
 def test_verdicts_are_shared_and_read_only_but_copy_and_pickle() -> None:
     d = domain()
     checked = d.check(np.array([[7.4, 3.2, 100.0, 21.5]] * 300, dtype=np.float32))
