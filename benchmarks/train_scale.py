@@ -1,11 +1,12 @@
 """`make bench-train ARGS="--rows 1e6,1e7"`: training at scale, per engine. Prints JSON.
 
 The potability table (3,276 rows) is resampled with replacement to each size, with Gaussian
-noise of 1 % of each feature's spread (missing cells stay missing, the label is the sampled
-row's), and written once as CSV under .local/bench-train/. Each engine then trains it end to
-end (`pipeline.run`: load, validate, train, evaluate, bundle, register into a private MLflow
-store) in a child process; the parent samples the RSS of the child's whole process tree (the
-Spark JVM and its Python workers included) every 0.2 s. A benchmark, not a test.
+noise of 1 % of each feature's spread, clipped to the suite's ranges (missing cells stay
+missing, the label is the sampled row's), and written once as CSV under .local/bench-train/.
+Each engine then trains it end to end (`pipeline.run`: load, validate, train, evaluate,
+bundle, register into a private MLflow store) in a child process; the parent samples the RSS
+of the child's whole process tree (the Spark JVM and its Python workers included) every
+0.2 s. A benchmark, not a test.
 
 The pandas engine is not started where its measured bytes per row say it would not fit in
 the machine's available memory: that row count is reported as where it stops fitting.
@@ -30,6 +31,7 @@ import psutil
 
 from inference.bundle import sha256_hex
 from training.config import LOCAL_DIR, REPO
+from training.expectations import feature_ranges, load_suite
 from training.spec import load_spec
 
 WORK = LOCAL_DIR / "bench-train"
@@ -49,6 +51,8 @@ def synthetic_csv(rows: int, seed: int = 7) -> Path:
     source = pd.read_csv(spec.data.path)
     features = list(spec.features)
     spread = source[features].std().to_numpy()
+    ranges = feature_ranges(load_suite(spec.data.expectations), features)
+    lows, highs = (np.array([ranges[f][k] for f in features]) for k in ("minimum", "maximum"))
     rng = np.random.default_rng(seed)
     WORK.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -56,8 +60,8 @@ def synthetic_csv(rows: int, seed: int = 7) -> Path:
         for start in range(0, rows, CHUNK):
             part = source.iloc[rng.integers(0, len(source), min(CHUNK, rows - start))].copy()
             noise = rng.normal(0.0, 1.0, (len(part), len(features))) * spread * NOISE
-            # |x|: the suite's physical ranges start at 0; a missing cell stays missing.
-            part[features] = np.abs(part[features].to_numpy() + noise)
+            # Within the suite's ranges (noise must not fail validation); NaN stays missing.
+            part[features] = np.clip(part[features].to_numpy() + noise, lows, highs)
             part.to_csv(out, index=False, header=start == 0, float_format="%.6g")
     tmp.replace(path)
     return path
