@@ -13,6 +13,10 @@ HOST, PORT = "127.0.0.1", os.environ.get("MLFLOW_UI_PORT", "5000")
 
 def main() -> int:
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):  # a team's server is its own UI
+        print(f"MLflow UI: open {uri} (the tracking server serves it; log in with your MLflow"
+              " user). `make ui` serves a local store only.")  # fmt: skip
+        return 0
     store = local_store_dir()
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)

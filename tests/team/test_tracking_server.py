@@ -9,13 +9,15 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.registry.registry_helpers import approve, run_cli
+from tests.registry.registry_helpers import REPO, approve, run_cli
 from tests.team.conftest import client_env, spec_variant, train
 from tools import local_s3, tracking_server
 from tools.tracking_server import ARTIFACT_BUCKET, CI, SCIENTIST
@@ -121,3 +123,19 @@ def test_a_recorded_pid_that_is_not_ours_is_left_alone(home: Path) -> None:
     assert tracking_server.shared_stack() is None
     tracking_server._leftovers()
     assert not state.exists()  # we are still here to check
+
+
+def test_make_ui_with_a_team_server_points_at_it() -> None:
+    """`make ui` started `mlflow server --backend-store-uri http://...`, which MLflow refuses
+    (a traceback, exit 1): with a server, the server is the UI."""
+    uri = "http://127.0.0.1:1"  # never contacted
+    done = subprocess.run(
+        [sys.executable, "-m", "training.ui"],
+        cwd=REPO,
+        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"open {uri}" in done.stdout
