@@ -50,8 +50,8 @@ class Checked(NamedTuple):
     """A block of rows checked against the domain."""
 
     verdicts: list[Verdict]
-    outside_rows: np.ndarray  # bool per row: outside on any feature
-    outside_counts: np.ndarray  # int per feature: rows outside on it
+    outside_rows: np.ndarray | list[bool]  # per row: outside on any feature
+    outside_counts: list[int]  # per feature: rows outside on it
 
 
 class Domain:
@@ -110,18 +110,17 @@ class Domain:
         patterns = outside @ self._weights  # a row's features outside, as bits; 0: inside
         n = len(features)
         if not patterns.any():
-            return Checked(
-                [INSIDE] * n, np.zeros(n, dtype=bool), np.zeros(len(self.names), dtype=np.int64)
-            )
+            return Checked([INSIDE] * n, np.zeros(n, dtype=bool), [0] * len(self.names))
         rows = patterns != 0
         table, bits = self._table, self._bits
         if table is None or bits is None:
-            return Checked(list(map(self.verdict, patterns.tolist())), rows, outside.sum(axis=0))
+            verdicts = list(map(self.verdict, patterns.tolist()))
+            return Checked(verdicts, rows, outside.sum(axis=0).tolist())
         per_pattern = np.bincount(patterns, minlength=len(table))
         seen = np.flatnonzero(per_pattern)
         for pattern in seen[table[seen] == None].tolist():  # noqa: E711 (elementwise)
             table[pattern] = self.verdict(pattern)
-        return Checked(table[patterns].tolist(), rows, per_pattern @ bits)
+        return Checked(table[patterns].tolist(), rows, (per_pattern @ bits).tolist())
 
     def _check_rows(self, rows: list[list[float]]) -> Checked:
         verdicts, flags = [], []
@@ -134,7 +133,7 @@ class Domain:
                     counts[j] += 1
             verdicts.append(self.verdict(pattern))
             flags.append(pattern != 0)
-        return Checked(verdicts, np.array(flags, dtype=bool), np.array(counts, dtype=np.int64))
+        return Checked(verdicts, flags, counts)
 
 
 def _float32_bounds(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

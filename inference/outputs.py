@@ -34,10 +34,10 @@ class Tally(NamedTuple):
     """What one block of answers adds to the invocation's metrics."""
 
     rows: int
-    labels: np.ndarray  # answers per label (band or class), in ``Output.labels`` order
+    labels: list[int]  # answers per label (band or class), in ``Output.labels`` order
     confidence_sum: float  # of the reported (rounded) confidences
     outside_rows: int = 0  # readings outside the domain on any feature
-    outside: np.ndarray | None = None  # per feature; None without a profile
+    outside: list[int] | None = None  # per feature; None without a profile
 
     @staticmethod
     def total(tallies: Sequence[Tally]) -> Tally:
@@ -46,8 +46,8 @@ class Tally(NamedTuple):
             return first
         outside = None
         if first.outside is not None:
-            outside = np.sum([t.outside for t in tallies if t.outside is not None], axis=0)
-        labels = np.sum([t.labels for t in tallies], axis=0)
+            outside = [sum(n) for n in zip(*(t.outside or [] for t in tallies), strict=True)]
+        labels = [sum(n) for n in zip(*(t.labels for t in tallies), strict=True)]
         return Tally(sum(t.rows for t in tallies), labels, sum(t.confidence_sum for t in tallies),
                      sum(t.outside_rows for t in tallies), outside)  # fmt: skip
 
@@ -125,17 +125,29 @@ def priors(spec: Any, labels: list[Any]) -> np.ndarray | None:
 def outside_prior(conf: np.ndarray, index: np.ndarray, checked: Checked | None,
                   prior: np.ndarray | None) -> np.ndarray:  # fmt: skip
     """The confidences, with each out-of-domain row's replaced by its label's prior."""
-    if checked is None or prior is None or not checked.outside_rows.any():
+    if checked is None or prior is None or not any(checked.outside_rows):
         return conf
     return np.where(checked.outside_rows, prior[index], conf)
 
 
 def tally(index: np.ndarray, conf: np.ndarray, n_labels: int, checked: Checked | None) -> Tally:
-    labels = np.bincount(index, minlength=n_labels)
+    labels = np.bincount(index, minlength=n_labels).tolist()
     if checked is None:
         return Tally(len(index), labels, float(conf.sum()))
     outside = int(np.count_nonzero(checked.outside_rows))
     return Tally(len(index), labels, float(conf.sum()), outside, checked.outside_counts)
+
+
+def tally_rows(index: Sequence[int], conf: Sequence[float], n_labels: int,
+               checked: Checked | None) -> Tally:  # fmt: skip
+    """``tally`` for a few rows, in plain Python (the request hot path)."""
+    labels = [0] * n_labels
+    for i in index:
+        labels[i] += 1
+    if checked is None:
+        return Tally(len(index), labels, sum(conf))
+    outside = sum(map(bool, checked.outside_rows))
+    return Tally(len(index), labels, sum(conf), outside, checked.outside_counts)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -226,12 +238,11 @@ class BandedRegression:
         verdicts = None if checked is None else checked.verdicts
         n_labels = len(self.band_labels)
         if 0 < len(margin) <= SMALL:
-            flags = [False] * len(margin) if checked is None else checked.outside_rows.tolist()
+            flags = [False] * len(margin) if checked is None else list(checked.outside_rows)
             one = map(self._one, margin.tolist(), abs_error.tolist(), flags)
             value, band, confidence, index = zip(*one, strict=True)
             answers = rows(self.names, (value, band, confidence), devices, verdicts, domain)
-            conf = np.array(confidence)
-            return Answered(answers, tally(np.array(index), conf, n_labels, checked))
+            return Answered(answers, tally_rows(index, confidence, n_labels, checked))
         values = np.clip(margin, self.lower, self.upper)
         idx = self.band_index(values)
         conf = rounded_array(outside_prior(self._confidence(values, abs_error, idx), idx, checked,

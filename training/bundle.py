@@ -132,7 +132,7 @@ def build(
     # domain it defines, which the golden rows are chosen inside.
     fit_profile = profile.build(spec, parts, Predictor({"predictor": graph, "output": output}))
     held_out = matrix_from_columns(parts.X_test, feature_schema)
-    inside = ~Domain(fit_profile, list(spec.features)).check(held_out).outside_rows
+    inside = ~np.asarray(Domain(fit_profile, list(spec.features)).check(held_out).outside_rows)
     positions = golden_positions(parts, inside)
     rows = held_out[positions]
     records = None

@@ -68,7 +68,7 @@ def build(spec: ModelSpec, parts: Split, predictor: Predictor) -> dict[str, Any]
         for j, name in enumerate(spec.features)
     }
     output = predictor.output
-    answered = predictor.output.answered(predictor.raw(X), None, None).tally.labels
+    answered = np.asarray(predictor.output.answered(predictor.raw(X), None, None).tally.labels)
     return {
         "rule": RULE,
         "lower_q": LOWER_Q,

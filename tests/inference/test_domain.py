@@ -68,8 +68,8 @@ def test_the_rule_flags_values_beyond_the_quantiles_and_never_a_missing_one() ->
             (True, ())]  # fmt: skip
     for checked in (d.check(rows), d.check(np.repeat(rows, 3, axis=0)[::3])):  # n > 4: numpy
         assert [(v["inside"], v["outside"]) for v in checked.verdicts] == want
-        assert checked.outside_rows.tolist() == [False, False, True, True, False]
-        assert checked.outside_counts.tolist() == [1, 0, 1, 1]
+        assert [bool(x) for x in checked.outside_rows] == [False, False, True, True, False]
+        assert checked.outside_counts == [1, 0, 1, 1]
     # The plain-float path (up to 4 rows) and numpy's give the same verdicts row by row.
     big = d.check(np.tile(rows, (20, 1)))
     assert big.verdicts == [v for _ in range(20) for v in d.check(rows).verdicts]
@@ -93,8 +93,8 @@ def test_the_float32_rule_is_the_float64_rule_next_to_the_bounds(features: int) 
     values = rng.choice(np.concatenate(steps), size=(400, features)).astype(np.float32)
     want = (values.astype(np.float64) < lows) | (values.astype(np.float64) > highs)
     checked = d.check(values)
-    assert checked.outside_rows.tolist() == want.any(axis=1).tolist()
-    assert checked.outside_counts.tolist() == want.sum(axis=0).tolist()
+    assert [bool(x) for x in checked.outside_rows] == want.any(axis=1).tolist()
+    assert checked.outside_counts == want.sum(axis=0).tolist()
     assert [v["outside"] for v in checked.verdicts] == [
         tuple(n for n, out in zip(names, row, strict=True) if out) for row in want
     ]
@@ -187,6 +187,21 @@ def test_one_emf_document_per_invocation_with_the_answers_counts(
     (one,) = emf(capfd.readouterr().out)
     assert (one["Readings"], one["ReadingsOutOfDomain"]) == ([1.0], [0.0])
     assert not any(k.startswith("OutOfDomain.") for k in one)  # zero counts are left out
+
+
+def test_the_filled_template_is_powertools_document(cache_dir: Path) -> None:
+    """The per-invocation document is Powertools' serialization with this invocation's numbers
+    (only the timestamp differs), for every metric-name set, first seen or reused."""
+    service = serve(cache_dir, synthetic.wqi_profiled_bundle())
+    X = [list(r.values()) for r in (synthetic.GOOD_READING, FRESH, HOT_FRESH)]
+    for rows in ([X[0]], [X[1]], [X[0], X[2], X[2]], [X[1]], X * 3):
+        tally = service.answered(rows, [None] * len(rows)).tally
+        for _ in range(2):  # the template is built, then reused
+            got = json.loads(service.metrics.document(tally))
+            want = service.metrics.serialized(service.metrics.values(tally))
+            assert abs(got["_aws"].pop("Timestamp") - want["_aws"].pop("Timestamp")) < 60_000
+            assert got == json.loads(json.dumps(want))
+    assert len(service.metrics._templates) == 3  # inside; tds; tds + temperature with inside
 
 
 def test_every_event_shape_publishes_its_readings(
