@@ -12,8 +12,9 @@ scientist. The same shape as a team's real server, so the CI path can be run and
 
 Data: .local/tracking/ (git-ignored): postgres/ (the cluster), credentials (0600: generated at
 first start, never committed), logs. Artifacts: bucket ``mlflow-artifacts`` of the loopback S3
-(tools/local_s3.py: its shared server is reused or started), or of the endpoint or AWS account
-that ``AWS_ENDPOINT_URL_S3`` / the AWS variables configure. Clients need no S3 credentials."""
+(tools/local_s3.py: its shared server is reused or started), or of the S3-compatible endpoint
+``AWS_ENDPOINT_URL_S3`` names. Clients need no S3 credentials: the server proxies artifacts.
+On AWS the team's server is infra/'s (infra/waterml_infra/tracking.py)."""
 
 from __future__ import annotations
 
@@ -312,15 +313,18 @@ def _leftovers() -> None:
 
 
 def _s3_env() -> dict[str, str]:
-    """The artifact store's endpoint and credentials for the server: what the environment
-    configures (a real bucket), else the shared loopback S3."""
-    if local_s3.external_endpoint_configured():
-        keys = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_PROFILE")  # fmt: skip
-        return {k: os.environ[k] for k in keys if k in os.environ}
-    server = local_s3.up()
-    local_s3.ensure_bucket(server.endpoint, ARTIFACT_BUCKET)
-    return dict(local_s3.LOCAL_ENV, AWS_ENDPOINT_URL_S3=server.endpoint)
+    """The artifact store's endpoint and credentials, for the server only: the S3-compatible
+    endpoint ``AWS_ENDPOINT_URL_S3`` names, else the shared loopback S3. Never AWS itself:
+    the bucket name is fixed here, and AWS's team server is infra/'s (a bucket of its own)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        env = {k: os.environ.get(k, local_s3.LOCAL_ENV[k]) for k in keys}
+    else:
+        endpoint = local_s3.up().endpoint
+        env = dict(local_s3.LOCAL_ENV)
+    local_s3.ensure_bucket(endpoint, ARTIFACT_BUCKET)
+    return env | {"AWS_ENDPOINT_URL_S3": endpoint}
 
 
 def up() -> tuple[Stack, bool]:

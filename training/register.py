@@ -116,6 +116,26 @@ def _candidate(client: Any, name: str) -> str | None:
     return None if holder is None else str(holder)
 
 
+def _move_candidate(client: Any, name: str, version: str) -> str:
+    """Point `candidate` at ``version`` unless a newer version holds it (of two trainers, the
+    one that registered first may finish last); where it points afterwards. Two setting it at
+    the same moment collide on a server's database (a unique key, BAD_REQUEST: tests/team/),
+    so a failed set is tried once more."""
+    from mlflow.exceptions import MlflowException
+
+    for last_try in (False, True):
+        holder = _candidate(client, name)
+        if holder is not None and int(holder) > int(version):
+            return holder
+        try:
+            client.set_registered_model_alias(name, CANDIDATE, version)
+            return version
+        except MlflowException:
+            if last_try:
+                raise
+    raise AssertionError("not reached")
+
+
 def existing_version(client: Any, name: str, digest: str) -> Any | None:
     """The oldest version of ``name`` whose bundle has this SHA-256, or None."""
     # Both are safe inside quotes: the name matches MODEL_NAME, the digest is hex.
@@ -236,8 +256,6 @@ def log_and_register(run: TrainingRun) -> Registered:
         # The card (Markdown, HTML, its facts) with the run; the Markdown is the description.
         model_card.attach(client, run, str(version.version), run_id)
     candidate = not gate_failures
-    if candidate:
-        client.set_registered_model_alias(name, CANDIDATE, version.version)
     number = str(version.version)
-    holder = number if candidate else _candidate(client, name)
+    holder = _move_candidate(client, name, number) if candidate else _candidate(client, name)
     return Registered(number, run_id, candidate, gate_failures, False, holder)
