@@ -139,7 +139,9 @@ def test_unknown_models_versions_and_versions_without_a_card_are_one_line_errors
     client = MlflowClient(tracking_uri=store_copy)  # a version registered before cards
     _, mv = version_of(trained, "wqi")
     run = client.create_run(client.get_run(mv.run_id).info.experiment_id)
-    old = client.create_model_version("wqi", mv.source, run.info.run_id)
+    # A runs:/ source: a models:/ source is looked up through MLflow's global client, whose
+    # tracking URI an earlier test may have pointed elsewhere.
+    old = client.create_model_version("wqi", f"runs:/{run.info.run_id}/model", run.info.run_id)
     capsys.readouterr()
     assert model_card.main(["wqi", "--version", str(old.version)]) == 4
     err = capsys.readouterr().err
