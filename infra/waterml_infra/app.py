@@ -37,6 +37,7 @@ from waterml_infra.config import (
 )
 from waterml_infra.foundation import FoundationStack
 from waterml_infra.serving import ServingStack
+from waterml_infra.tracking import add_tracking
 from waterml_infra.training_mix import CONTEXT_KEY as TRAINING_KEY
 from waterml_infra.training_mix import TrainingMix
 
@@ -130,6 +131,17 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
             termination_protection=cfg.termination_protection,
         )
         _tag(foundation, cfg)
+        if cfg.tracking_server:
+            tracking = add_tracking(
+                app,
+                cfg,
+                promote_role=foundation.promote_role,
+                env=env,
+                description=f"waterml {cfg.name}: the team's MLflow (SageMaker managed)",
+                termination_protection=cfg.termination_protection,
+            )
+            tracking.add_stack_dependency(foundation)
+            _tag(tracking, cfg)
         serving: dict[str, ServingStack] = {}
         for name in [model] if model is not None else cfg.models:
             model_cfg = cfg.model(name)

@@ -187,6 +187,9 @@ class EnvConfig(FunctionSettings):
     # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
     alarm_topic_arn: str | None = None
     termination_protection: bool = False
+    # The team's MLflow on AWS (waterml_infra/tracking.py, WaterMl-<env>-Tracking): opt-in,
+    # because a SageMaker managed tracking server is billed per hour whether used or not.
+    tracking_server: bool = False
 
     def __post_init__(self) -> None:
         problems: list[str] = []

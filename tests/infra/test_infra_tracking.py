@@ -187,3 +187,29 @@ def test_cdk_nag_clean_with_one_reasoned_acknowledgement(stacks: tuple[App, Any,
         assert rule.startswith("Annotation::AwsSolutions-IAM5[Resource::<ArtifactBucket")
         assert rule.endswith(".Arn>/mlflow/*]")
     assert all(len(reason) > 40 for reason in REASONS.values())
+
+
+def test_the_app_adds_the_tracking_stack_only_where_an_environment_asks_for_it() -> None:
+    """Opt-in per environment (billed per hour): off by default; on, it is synthesized beside
+    Foundation with the promotion role's grants, and cdk-nag (on in the app) stays clean."""
+    from cdk_nag import AwsSolutionsChecks
+    from waterml_infra.app import build, make_app
+
+    default = make_app({"env": "dev"})
+    assert "WaterMl-dev-Tracking" not in [
+        s.stack_name for s in build(default)["dev"].serving.values()
+    ]
+    assert default.node.try_find_child("WaterMl-dev-Tracking") is None
+
+    app = make_app({"env": "dev", "waterml.dev.tracking_server": "true"})
+    build(app)
+    stack = app.node.find_child("WaterMl-dev-Tracking")
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SageMaker::MlflowTrackingServer", 1)
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {"Roles": Match.any_value(), "PolicyName": Match.string_like_regexp("PromoteTracking")},
+    )
+    assert "WaterMl-dev-Foundation" in [d.stack_name for d in stack.dependencies]
+    report = AwsSolutionsChecks(app).validate_scope(stack)
+    assert [v.rule_name for v in report.violations] == []
