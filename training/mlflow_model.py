@@ -30,7 +30,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array, Object, Property
 
 from inference import loader, sanity
 from inference.bundle import loads, verify_digest
@@ -42,6 +43,7 @@ from inference.validation import ValidationError
 BUNDLE = "bundle"  # the artifact's key; MLflow copies it to <model>/artifacts/model.joblib
 SHA256_KEY = "artifact_sha256"  # model_config entry the bytes must match
 DEVICE_ID = "deviceId"  # optional input; every answer leads with it, as the handler's do
+DOMAIN = "domain"  # the answer's domain verdict, for a bundle with a training profile
 TIMESTAMP = "timestamp"  # optional input of a model with calendar features (ISO-8601 text)
 INPUT_EXAMPLE_ROWS = 2
 
@@ -73,6 +75,10 @@ def signature(bundle: dict[str, Any]) -> ModelSignature:
     if dated(bundle):
         inputs.append(ColSpec("string", TIMESTAMP, required=False))
     outputs = [ColSpec(kind, name) for name, kind in answer_columns(bundle["output"])]
+    if "profile" in bundle:  # {"inside": bool, "outside": [feature, ...]} (inference/domain.py)
+        verdict = Object([Property("inside", DataType.boolean),
+                          Property("outside", Array(DataType.string))])  # fmt: skip
+        outputs.append(ColSpec(verdict, DOMAIN))
     return ModelSignature(
         inputs=Schema([*inputs, ColSpec("string", DEVICE_ID, required=False)]),
         outputs=Schema([ColSpec("string", DEVICE_ID, required=False), *outputs]),
@@ -142,6 +148,8 @@ class BundleModel(PythonModel):
         self.features = [f["name"] for f in reading_fields(bundle)]
         self.timestamp = dated(bundle)
         self.columns = [DEVICE_ID] + [name for name, _ in answer_columns(bundle["output"])]
+        if "profile" in bundle:
+            self.columns.append(DOMAIN)
 
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: Any = None

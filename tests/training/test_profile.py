@@ -137,7 +137,7 @@ def test_held_out_rows_outside_the_domain_are_flagged_per_feature(
     parts = training_rows("wqi")
     spec = load_spec("wqi")
     held_out = domain.check(parts.X_test[list(spec.features)].to_numpy(np.float32))
-    counts = dict(zip(spec.features, held_out.outside_counts.tolist(), strict=True))
+    counts = dict(zip(spec.features, held_out.outside_counts, strict=True))
     assert counts["temperature"] > 0.3 * len(parts.X_test) and counts["tds"] == 0
     train = domain.check(parts.X_train[list(spec.features)].to_numpy(np.float32))
     assert train.outside_rows.mean() < 0.05  # 1 % per feature by construction, at most
