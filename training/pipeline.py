@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 
@@ -72,6 +73,22 @@ class Trained:
     rows: dict[str, int]  # where every row went
 
 
+def validated(
+    spec: ModelSpec, frame: Any, data_sha256: str, where: str = ""
+) -> tuple[expectations.ValidationReport, dict[str, dict[str, float]]]:
+    """The validate stage of either engine: the spec's suite against ``frame`` (pandas or
+    Spark), and the feature ranges it declares; a failure is logged to a run of its own (the
+    failed result is evidence too) before the run stops."""
+    with stage("validate", spec.name) as note:
+        suite = expectations.load_suite(spec.data.expectations)
+        report = expectations.validate(frame, suite)
+        if not report.success:
+            register.log_failed_validation(spec.name, report.result, {DATA_SHA256: data_sha256})
+            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
+        note.append(f"{report.evaluated} expectations met{where}")
+    return report, expectations.feature_ranges(suite, list(spec.features))
+
+
 def train(spec: ModelSpec) -> Trained:
     """The pandas engine: load, validate and train in this process."""
     name = spec.name
@@ -91,15 +108,7 @@ def train(spec: ModelSpec) -> Trained:
         markers = ", ".join(json.dumps(v, ensure_ascii=False) for v in spec.data.na_values)
         note.append(f"NA markers {markers or 'none'}")
 
-    with stage("validate", name) as note:
-        suite = expectations.load_suite(spec.data.expectations)
-        report = expectations.validate(frame, suite)
-        if not report.success:
-            # The failed result is evidence too: log it to a run of its own before stopping.
-            register.log_failed_validation(name, report.result, {DATA_SHA256: data_sha256})
-            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
-        ranges = expectations.feature_ranges(suite, list(spec.features))
-        note.append(f"{report.evaluated} expectations met")
+    report, ranges = validated(spec, frame, data_sha256)
 
     with stage("train", name) as note:
         label = labels.make_label(frame, spec.label)

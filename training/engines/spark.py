@@ -26,10 +26,9 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from training import data, expectations, labels, model
+from training import data, labels, model
 from training.config import LOCAL_DIR, REPO
-from training.mlflow_names import DATA_SHA256
-from training.pipeline import DataChanged, Trained, stage
+from training.pipeline import DataChanged, Trained, stage, validated
 from training.spec import DataSpec, ModelSpec, SpecError
 
 if TYPE_CHECKING:
@@ -79,16 +78,7 @@ def train(spec: ModelSpec) -> Trained:
         if spec.data.filter is not None:
             note.append(f"filter removed {filtered:,} of {rows_read:,} rows")
 
-    with stage("validate", name) as note:
-        suite = expectations.load_suite(spec.data.expectations)
-        report = expectations.validate(frame, suite)
-        if not report.success:
-            from training import register
-
-            register.log_failed_validation(name, report.result, {DATA_SHA256: data_sha256})
-            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
-        ranges = expectations.feature_ranges(suite, list(spec.features))
-        note.append(f"{report.evaluated} expectations met (great-expectations on Spark)")
+    report, ranges = validated(spec, frame, data_sha256, " (great-expectations on Spark)")
 
     with stage("train", name) as note:
         parts, dataset, train_frame = split(spark, frame, spec, ranges)
