@@ -157,7 +157,8 @@ def test_run_and_version_pages_show_metrics_plots_alias_and_lineage(
                 expect(row.first).to_contain_text(tags[key])
             fields = load_schema(trained)
             inputs = page.get_by_role("row", name=f"Inputs ({len(fields) + 1})")  # + deviceId
-            expect(page.get_by_role("row", name="Outputs (4)")).to_be_visible()
+            outputs = len(answer_signature(trained).outputs.inputs)  # the answer's columns
+            expect(page.get_by_role("row", name=f"Outputs ({outputs})")).to_be_visible()
             inputs.click()  # expand: the features by name
             for field in [*fields, {"name": "deviceId", "nullable": True}]:
                 need = "optional" if field["nullable"] else "required"
@@ -169,6 +170,14 @@ def test_run_and_version_pages_show_metrics_plots_alias_and_lineage(
         finally:
             browser.close()
     assert all(p.stat().st_size > 10_000 for p in shots)
+
+
+def answer_signature(trained: dict[str, Any]) -> Any:
+    """The signature the version was logged with (deviceId, the answer, its domain verdict)."""
+    from inference.bundle import loads
+    from training.mlflow_model import signature
+
+    return signature(loads(Path(trained["bundles"]["wqi"]).read_bytes()))
 
 
 def load_schema(trained: dict[str, Any]) -> list[dict[str, Any]]:
