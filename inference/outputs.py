@@ -177,7 +177,25 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class BandedRegression:
+class _Kind:
+    """What both answer kinds offer: answers alone (golden checks, the MLflow pyfunc without
+    a profile), or answers with their domain verdicts and tally (the handler)."""
+
+    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
+        return self._answered(raw, devices, None, domain=False).answers
+
+    def answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
+    ) -> Answered:
+        return self._answered(raw, devices, checked, domain=True)
+
+    def _answered(
+        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
+    ) -> Answered:
+        raise NotImplementedError
+
+
+class BandedRegression(_Kind):
     def __init__(self, spec: dict[str, Any], prior: Any = None) -> None:
         self.value_name: str = spec["value_name"]
         self.band_name: str = spec["band_name"]
@@ -223,14 +241,6 @@ class BandedRegression:
         conf = self.prior_list[i] if outside and self.prior_list is not None else up - down
         return round_one(value, 2), self.band_labels[i], round_one(conf, 4), i
 
-    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
-        return self._answered(raw, devices, None, domain=False).answers
-
-    def answered(
-        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
-    ) -> Answered:
-        return self._answered(raw, devices, checked, domain=True)
-
     def _answered(
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
     ) -> Answered:
@@ -253,21 +263,13 @@ class BandedRegression:
         return Answered(answers, tally(idx, conf, n_labels, checked))
 
 
-class BinaryClassification:
+class BinaryClassification(_Kind):
     def __init__(self, spec: dict[str, Any], prior: Any = None) -> None:
         self.label_name: str = spec["label_name"]
         self.threshold = float(spec["threshold"])
         self.labels: list[Any] = [False, True]  # index = the label as 0/1
         self.names = (self.label_name, "probability", "confidence")
         self.prior = priors(prior, self.labels)
-
-    def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
-        return self._answered(raw, devices, None, domain=False).answers
-
-    def answered(
-        self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
-    ) -> Answered:
-        return self._answered(raw, devices, checked, domain=True)
 
     def _answered(
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool

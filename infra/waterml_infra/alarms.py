@@ -46,6 +46,17 @@ def version_metric(
     )
 
 
+def inference_faults(cfg: ModelConfig, period: Duration) -> cloudwatch.Metric:
+    """The handler's count of inference faults (EMF, `service` dimension only: both versions)."""
+    return cloudwatch.Metric(
+        namespace=EMF_NAMESPACE,
+        metric_name=INFERENCE_ERROR_METRIC,
+        dimensions_map={"service": cfg.service_name},
+        statistic="Sum",
+        period=period,
+    )
+
+
 def rollback_alarms(
     scope: Construct, cfg: ModelConfig, alias: lambda_.Alias, version: lambda_.IVersion
 ) -> dict[str, cloudwatch.Alarm]:
@@ -60,13 +71,7 @@ def rollback_alarms(
     # only a `service` dimension, so it sums over both versions; divided by every invocation of
     # `live`, a version faulting on all of its 10 % canary share reads as a 10 % rate. Keep
     # inference_error_rate_percent below the canary share.
-    faults = cloudwatch.Metric(
-        namespace=EMF_NAMESPACE,
-        metric_name=INFERENCE_ERROR_METRIC,
-        dimensions_map={"service": cfg.service_name},
-        statistic="Sum",
-        period=ROLLOUT_PERIOD,
-    )
+    faults = inference_faults(cfg, ROLLOUT_PERIOD)
     invocations = alias.metric_invocations(period=ROLLOUT_PERIOD, statistic="Sum")
     fault_rate = cloudwatch.MathExpression(
         expression="100 * FILL(faults, 0) / invocations",

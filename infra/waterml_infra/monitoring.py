@@ -37,7 +37,7 @@ from inference.observability import (
     UNVERSIONED,
     metric_text,
 )
-from waterml_infra.alarms import EMF_NAMESPACE, INFERENCE_ERROR_METRIC, alarm
+from waterml_infra.alarms import EMF_NAMESPACE, alarm, inference_faults
 from waterml_infra.config import ConfigError, ModelConfig
 from waterml_infra.training_mix import CONTEXT_KEY, TrainingMix
 
@@ -187,13 +187,7 @@ class ModelMonitoring(Construct):
             label="readings by version",
             period=period,
         )
-        faults = cloudwatch.Metric(
-            namespace=EMF_NAMESPACE,
-            metric_name=INFERENCE_ERROR_METRIC,
-            dimensions_map={"service": cfg.service_name},
-            statistic="Sum",
-            period=period,
-        )
+        faults = inference_faults(cfg, period)
         domain: list[cloudwatch.IMetric] = [self.out_of_domain_rate(gated=False)]
         shares: list[cloudwatch.IMetric] = []
         distance: list[cloudwatch.IMetric] = []
