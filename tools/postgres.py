@@ -89,6 +89,7 @@ def start(data: Path, port: int, password: str, log: Path, timeout: float = 30.0
     import psycopg2
 
     init(data, password)
+    stop_orphan(data)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [_bin("postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", ""],
@@ -112,6 +113,20 @@ def start(data: Path, port: int, password: str, log: Path, timeout: float = 30.0
                     + "".join(f"\n  {line}" for line in tail)
                 ) from exc
             time.sleep(0.1)
+
+
+def stop_orphan(data: Path) -> None:
+    """Stop a postmaster of ``data`` that nothing records: an `up` killed after starting it
+    but before saving its state leaves it holding the directory's lock (postmaster.pid), and
+    every later start would fail on it. Only a live postgres of this very directory is
+    stopped; a stale lock file of a dead one is postgres' own to clear."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return
+    if Path(argv[0].decode(errors="replace")).name == "postgres" and str(data).encode() in argv:
+        stop(Postgres(pid, 0))
 
 
 def ensure_database(server: Postgres, password: str, name: str) -> None:

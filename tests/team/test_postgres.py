@@ -1,0 +1,41 @@
+"""tools/postgres.py: a postmaster left behind by a killed `make tracking-up` (started, but
+never recorded) must not block the next start of the same data directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tools import local_s3, postgres
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_start_stops_the_unrecorded_postmaster_of_its_directory() -> None:
+    # Traversable (not pytest's 0700 tmp_path): under root the server runs as `pgserver`.
+    tmp_path = Path(tempfile.mkdtemp(prefix="postgres-orphan-"))
+    tmp_path.chmod(0o755)
+    data, password = tmp_path / "postgres", secrets.token_urlsafe(16)
+    orphan = postgres.start(data, local_s3._free_port(), password, tmp_path / "pg.log")
+    # The caller "was killed": nothing remembers `orphan`. The next start must still work.
+    again = postgres.start(data, local_s3._free_port(), password, tmp_path / "pg.log")
+    try:
+        assert not alive(orphan.pid)
+        assert alive(again.pid) and again.pid != orphan.pid
+    finally:
+        postgres.stop(again)
+    assert not alive(again.pid)
+    shutil.rmtree(tmp_path, ignore_errors=True)
