@@ -6,10 +6,12 @@ import contextlib
 import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from matplotlib.figure import Figure
 
@@ -30,6 +32,7 @@ MODEL_NAME = "model"  # the logged MLflow model's name within its run
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # What the pyfunc model needs beyond MLflow itself (pandas comes with MLflow): serving's set.
 MODEL_REQUIREMENTS = ("numpy", "onnxruntime", "aws-lambda-powertools")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,24 +119,32 @@ def _candidate(client: Any, name: str) -> str | None:
     return None if holder is None else str(holder)
 
 
-def _move_candidate(client: Any, name: str, version: str) -> str:
-    """Point `candidate` at ``version`` unless a newer version holds it (of two trainers, the
-    one that registered first may finish last); where it points afterwards. Two setting it at
-    the same moment collide on a server's database (a unique key, BAD_REQUEST: tests/team/),
-    so a failed set is tried once more."""
+def _once_more_if_raced(attempt: Callable[[], T]) -> T:
+    """``attempt()``, tried a second time if it fails. MLflow's SQL store checks, then inserts
+    (a dataset, an alias): two trainers doing it at the same moment on a team's server both
+    miss in the check, and one fails on the unique key (BAD_REQUEST, seen in
+    tests/team/test_ci_path.py). Its transaction is rolled back, so nothing is half-written,
+    and the second try finds the winner's row."""
     from mlflow.exceptions import MlflowException
 
-    for last_try in (False, True):
+    try:
+        return attempt()
+    except MlflowException:
+        return attempt()
+
+
+def _move_candidate(client: Any, name: str, version: str) -> str:
+    """Point `candidate` at ``version`` unless a newer version holds it (of two trainers, the
+    one that registered first may finish last); where it points afterwards."""
+
+    def attempt() -> str:
         holder = _candidate(client, name)
         if holder is not None and int(holder) > int(version):
             return holder
-        try:
-            client.set_registered_model_alias(name, CANDIDATE, version)
-            return version
-        except MlflowException:
-            if last_try:
-                raise
-    raise AssertionError("not reached")
+        client.set_registered_model_alias(name, CANDIDATE, version)
+        return version
+
+    return _once_more_if_raced(attempt)
 
 
 def existing_version(client: Any, name: str, digest: str) -> Any | None:
@@ -244,7 +255,9 @@ def log_and_register(run: TrainingRun) -> Registered:
         mlflow.log_artifact(str(run.bundle_path), BUNDLE_ARTIFACT_DIR)
         datasets = _datasets(mlflow, run)
         for dataset, context, dataset_tags in datasets:
-            mlflow.log_input(dataset, context=context, tags=dataset_tags)
+            _once_more_if_raced(
+                partial(mlflow.log_input, dataset, context=context, tags=dataset_tags)
+            )
         model = _log_model(mlflow, run, digest)
         # Held-out metrics, linked to the logged model and the held-out dataset.
         mlflow.log_metrics(metrics, model_id=model.model_id, dataset=datasets[1][0])
