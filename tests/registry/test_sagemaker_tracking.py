@@ -1,0 +1,72 @@
+"""CI's MLflow on AWS (infra/waterml_infra/tracking.py): MLFLOW_TRACKING_URI is the stack's
+TrackingServerArn, and the lock's `sagemaker-mlflow` plugin turns it into requests to the
+server signed with the caller's AWS credentials (SigV4), with no MLflow password anywhere.
+
+Nothing here reaches AWS: the plugin's own SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT points it at a
+loopback server that records what arrives."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/waterml-dev"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({"path": self.path, "headers": dict(self.headers)})
+            body = json.dumps({"registered_models": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_the_tracking_server_arn_is_a_signed_mlflow_client(
+    server: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    endpoint, seen = server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ARN)  # as promote.yml sets it from the secret
+    monkeypatch.setenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT", endpoint)
+    for name, value in {"AWS_ACCESS_KEY_ID": "AKIAWATERMLTEST00000",
+                        "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+                        "AWS_SESSION_TOKEN": "a-session-token"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+    # Both stores: promotion reads runs (tracking) and moves aliases and tags (registry).
+    assert MlflowClient().search_registered_models() == []
+    (request,) = seen
+    assert request["path"].startswith("/api/2.0/mlflow/registered-models/search")
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    # SigV4 for the ARN's region and the service the IAM actions name, with the caller's
+    # credentials; no basic auth.
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIAWATERMLTEST00000/")
+    assert "/eu-west-1/sagemaker-mlflow/aws4_request" in headers["authorization"]
+    assert headers["x-amz-security-token"] == "a-session-token"
+    # The server it signs for, named in every request (IAM's resource).
+    assert headers["x-mlflow-sm-tracking-server-arn"] == ARN
