@@ -169,6 +169,7 @@ def start(data: Path, s3_env: dict[str, str], timeout: float = 120.0) -> Stack:
     began = time.perf_counter()
     data.mkdir(parents=True, exist_ok=True)
     creds = Credentials.load_or_create(data / "credentials")
+    _stop_unrecorded_mlflow(data)
     pg = postgres.start(
         data / "postgres", local_s3._free_port(), creds.postgres, data / "postgres.log"
     )
@@ -285,6 +286,23 @@ def _is_ours(pid: int, marker: bytes) -> bool:
         return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return sys.platform != "linux" and _alive(pid)  # no /proc: trust the pid
+
+
+def _stop_unrecorded_mlflow(data: Path) -> None:
+    """Stop any MLflow server running in ``data`` (start() runs it there). An `up` killed
+    after starting it but before saving its state leaves it holding the URI's port with
+    nothing recording it, and the next `up` would move to another port. Linux: found in
+    /proc; elsewhere the recorded state is all there is."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            mine = MLFLOW_MARK in (entry / "cmdline").read_bytes()
+            if not mine or (entry / "cwd").resolve() != data.resolve():
+                continue
+            pid = int(entry.name)
+            os.killpg(pid, signal.SIGTERM)  # its own session (start_new_session): the workers too
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or another user's
+        postgres._wait_gone(pid, 15)
 
 
 def shared_stack() -> Stack | None:

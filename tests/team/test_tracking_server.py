@@ -4,6 +4,7 @@ server is down. Never touches the checkout's .local/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -139,3 +140,19 @@ def test_make_ui_with_a_team_server_points_at_it() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"open {uri}" in done.stdout
+
+
+def test_an_up_killed_after_mlflow_started_leaves_no_server_behind(home: Path) -> None:
+    """`make tracking-up` killed between starting MLflow and saving its state: nothing
+    records that server. The next `up` stops it and serves on the same port, instead of
+    leaving it running and moving the URI (before the fix in tools/tracking_server.py)."""
+    orphan = tracking_server.start(tracking_server.DATA_DIR, tracking_server._s3_env())
+    try:
+        assert not (home / "tracking.json").exists()  # as if killed right here
+        again, started = tracking_server.up()
+        assert started
+        assert gone(orphan.mlflow_pid) and gone(orphan.postgres_pid)
+        assert again.port == orphan.port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orphan.mlflow_pid, signal.SIGKILL)
