@@ -88,25 +88,28 @@ def _streamed_sha(path: Path) -> str:
 
 
 def measure(engine: str, path: Path) -> dict[str, Any]:
-    """Wall time and the peak RSS of the child's process tree."""
+    """Wall time, the peak RSS of the child's process tree, and of the child alone (the
+    Spark engine's driver; the JVM and its Python workers are its children)."""
     env = os.environ | {"PYTHONPATH": str(REPO)}
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.train_scale", "--child", engine, str(path)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
-    peak = 0
+    peak = driver = 0
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(_rss(p) for p in tree))
+            driver = max(driver, _rss(root))
         except psutil.NoSuchProcess:
             pass
         time.sleep(0.2)
     seconds = time.perf_counter() - start
     out = proc.stdout.read() if proc.stdout else ""
-    result: dict[str, Any] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak / 2**20)}
+    result: dict[str, Any] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak / 2**20),
+                              "driver_peak_rss_mib": round(driver / 2**20)}  # fmt: skip
     if proc.returncode != 0:
         return result | {"ok": False, "exit_code": proc.returncode}
     report = json.loads(out.strip().splitlines()[-1])

@@ -210,7 +210,9 @@ def sections(f: dict[str, Any], release: dict[str, str] | None = None) -> list[S
          " / ".join(f"{int(m.get(k, 0)):,}" for k in ("rows_unlabelled",
                     "rows_missing_required_feature", "rows_outside_serving_range"))),
         ("train / held out",
-         f"{int(m.get('rows_train', 0)):,} / {int(m.get('rows_held_out', 0)):,}"),
+         f"{int(m.get('rows_train', 0)):,} / {int(m.get('rows_held_out', 0)):,}"
+         + (f" (metrics on a seeded sample of {int(m['rows_held_out_evaluated']):,})"
+            if "rows_held_out_evaluated" in m else "")),
         ("split", "{method}, test_size {test_size}, seed {seed}".format(**data["split"])
          + (f" (held out from {dates['held_out_from'][:10]})"
             if dates and "held_out_from" in dates else "")),

@@ -37,6 +37,10 @@ class Dataset:
     rows: np.ndarray | None = None  # the position in the frame of each row of X
 
 
+# Why a row is left out of training, in the order the checks run.
+DROPPED = ("unlabelled", "missing_required_feature", "outside_serving_range")
+
+
 @dataclass
 class Split:
     X_train: pd.DataFrame
@@ -93,11 +97,8 @@ def make_dataset(
     highs = pd.Series({f: ranges[f]["maximum"] for f in features})
     outside = ((values < lows) | (values > highs)).any(axis=1) & ~no_label & ~missing
     keep = ~(no_label | missing | outside)
-    dropped = {
-        "unlabelled": int(no_label.sum()),
-        "missing_required_feature": int(missing.sum()),
-        "outside_serving_range": int(outside.sum()),
-    }
+    dropped = dict(zip(DROPPED, (int(no_label.sum()), int(missing.sum()), int(outside.sum())),
+                       strict=True))  # fmt: skip
     X = frame.loc[keep, features].astype("float32").reset_index(drop=True)
     y = label[keep].astype("float64").reset_index(drop=True)
     kept = None if stamps is None else [s for s, k in zip(stamps, keep, strict=True) if k]

@@ -163,16 +163,19 @@ def _datasets(mlflow: Any, run: TrainingRun) -> list[tuple[Any, str, dict[str, s
     source = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
     how = "{method}, test_size {test_size}, seed {seed}".format(**spec.split)
     sides = [
-        ("train", "training", parts.X_train, parts.y_train),
-        ("held-out", "evaluation", parts.X_test, parts.y_test),
+        ("train", "training", parts.X_train, parts.y_train, "rows_train"),
+        ("held-out", "evaluation", parts.X_test, parts.y_test, "rows_held_out"),
     ]
     out = []
-    for side, context, X, y in sides:
+    for side, context, X, y, count in sides:
         frame = X.assign(**{spec.label_column: y.to_numpy()})
         dataset = mlflow.data.from_pandas(
             frame, source=source, targets=spec.label_column, name=f"{spec.name}-{side}"
         )
-        tags = {"sha256": run.data_sha256, "rows": str(len(frame)), "split": f"{side}: {how}"}
+        rows = int(run.metrics.get(count, len(frame)))
+        tags = {"sha256": run.data_sha256, "rows": str(rows), "split": f"{side}: {how}"}
+        if len(frame) < rows:  # the Spark engine's driver holds a sample of a large side
+            tags["sample"] = f"{len(frame)} rows (seeded), which the record's profile describes"
         out.append((dataset, context, tags))
     return out
 

@@ -1,5 +1,6 @@
-"""The Spark engine ([train] engine = "spark"): the pandas engine's features and held-out rows
-on the real datasets, and a shipped model through the same gates, golden check and serving."""
+"""The Spark engine ([train] engine = "spark"): the pandas engine's features and rows on the
+real datasets, a split decided on the cluster with a bounded sample on the driver, and a
+shipped model through the same gates, golden check and serving."""
 
 from __future__ import annotations
 
@@ -104,21 +105,77 @@ def test_wqi_features_are_the_pandas_engines(spark: Any) -> None:
         pd.testing.assert_series_equal(have, want, check_dtype=False, check_exact=True)
 
 
-@pytest.mark.integration
-def test_potability_holds_out_the_pandas_engines_rows(spark: Any) -> None:
-    from training.engines import spark as engine
-
-    spec = load_spec("potability")
+def pandas_dataset(spec: Any) -> tuple[model.Dataset, dict[str, dict[str, float]]]:
+    """The rows the pandas engine keeps, and the suite's ranges."""
     frame = data.load_frame(spec.data, data.read_bytes(spec.data))
     suite = expectations.load_suite(spec.data.expectations)
     ranges = expectations.feature_ranges(suite, list(spec.features))
-    dataset = model.make_dataset(frame, labels.make_label(frame, spec.label), spec, ranges)
-    expected = model.split(dataset, spec)
-    spark_frame, _ = engine.load(spark, spec.data)
-    parts, _, train_frame = engine.split(spark, spark_frame, spec, ranges)
-    pd.testing.assert_frame_equal(parts.X_test, expected.X_test)
-    pd.testing.assert_series_equal(parts.y_test, expected.y_test)
-    assert train_frame.count() == len(expected.X_train)
+    return model.make_dataset(frame, labels.make_label(frame, spec.label), spec, ranges), ranges
+
+
+def rows_of(X: pd.DataFrame, y: pd.Series) -> list[tuple[tuple[bool, float], ...]]:
+    """Rows as comparable tuples (a missing value sorts last: NaN != NaN), sorted."""
+    values = X.astype("float64").assign(_y=y.to_numpy()).to_numpy()
+    return sorted(tuple((bool(v != v), 0.0 if v != v else float(v)) for v in r) for r in values)
+
+
+@pytest.mark.integration
+def test_potability_splits_on_the_cluster(spark: Any) -> None:
+    """The rows kept are the pandas engine's; the held-out side is about test_size of them,
+    disjoint from the training side, and the same rows however the file is partitioned."""
+    from training.engines import spark as engine
+
+    spec = load_spec("potability")
+    expected, ranges = pandas_dataset(spec)
+    frame, _ = engine.load(spark, spec.data)
+    parts, counts, train_frame = engine.split(spark, frame, spec, ranges)
+    assert counts.dropped == expected.dropped
+    assert counts.train + counts.held_out == len(expected.X) == 3276
+    assert abs(counts.held_out / len(expected.X) - 0.2) < 0.02  # 656 would be exact
+    assert (len(parts.X_train), len(parts.X_test)) == (counts.train, counts.held_out)
+    assert train_frame.count() == counts.train
+    # Together, exactly the rows the pandas engine keeps (as float32 values, its X's).
+    together = rows_of(
+        pd.concat([parts.X_train, parts.X_test]), pd.concat([parts.y_train, parts.y_test])
+    )
+    assert together == rows_of(expected.X, expected.y)
+    # Another partitioning (another cluster, another file split): the same held-out rows.
+    again, _, _ = engine.split(spark, frame.repartition(7), spec, ranges)
+    assert rows_of(again.X_test, again.y_test) == rows_of(parts.X_test, parts.y_test)
+
+
+@pytest.mark.integration
+def test_the_driver_holds_a_bounded_sample_of_each_side(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WATERML_SPARK_DRIVER_ROWS caps what reaches the driver; the counts stay the table's."""
+    from training.engines import spark as engine
+
+    spec = load_spec("potability")
+    _, ranges = pandas_dataset(spec)
+    frame, _ = engine.load(spark, spec.data)
+    monkeypatch.setenv(engine.DRIVER_ROWS_ENV, "300")
+    parts, counts, train_frame = engine.split(spark, frame, spec, ranges)
+    assert counts.train + counts.held_out == 3276 and train_frame.count() == counts.train
+    assert 200 < len(parts.X_train) < 400 and 200 < len(parts.X_test) < 400
+    # A seeded sample: the same rows on a second run.
+    again, _, _ = engine.split(spark, frame, spec, ranges)
+    pd.testing.assert_frame_equal(again.X_test, parts.X_test)
+
+
+@pytest.mark.integration
+def test_a_chronological_split_holds_out_the_last_rows(spark: Any) -> None:
+    from training.engines import spark as engine
+
+    spec = replace(load_spec("potability"),
+                   split={"method": "chronological", "test_size": 0.25, "seed": 0})  # fmt: skip
+    expected, ranges = pandas_dataset(spec)
+    want = model.split(expected, spec)  # the pandas engine's: the last quarter of the rows
+    frame, _ = engine.load(spark, spec.data)
+    parts, counts, _ = engine.split(spark, frame, spec, ranges)
+    pd.testing.assert_frame_equal(parts.X_test, want.X_test.reset_index(drop=True))
+    pd.testing.assert_series_equal(parts.y_test, want.y_test.reset_index(drop=True))
+    assert counts.held_out == len(want.X_test)
 
 
 @pytest.mark.integration
@@ -132,7 +189,7 @@ def test_potability_trains_on_spark_to_a_serving_bundle(
     spec = replace(load_spec("potability"), engine="spark")
     result = pipeline.run(spec, tmp_path / "bundles")
     assert result.candidate and spec.gates.failures(result.metrics) == []
-    assert result.metrics["rows_held_out"] == 656 and result.metrics["rows_train"] == 2620
+    assert result.metrics["rows_held_out"] + result.metrics["rows_train"] == 3276
     raw = (tmp_path / "bundles" / "potability" / "model.joblib").read_bytes()
     assert sha256_hex(raw) == result.artifact_sha256
     served = loader.load(s3_config(s3_env, upload(s3_env, raw), result.artifact_sha256,
@@ -143,3 +200,30 @@ def test_potability_trains_on_spark_to_a_serving_bundle(
     assert [{k: a[k] for k in g} for a, g in zip(answers, golden["answers"], strict=True)] == (
         golden["answers"]
     )
+
+
+@pytest.mark.integration
+def test_a_sampled_evaluation_says_so_in_mlflow_and_the_card(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table larger than the driver's sample: the run's metrics, its dataset records and
+    the version's model card all say the held-out metrics are a sample's, and of how many."""
+    from mlflow import MlflowClient
+
+    from training.engines import spark as engine
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(engine.DRIVER_ROWS_ENV, "500")
+    result = pipeline.run(replace(load_spec("potability"), engine="spark"))
+    m = result.metrics
+    assert m["rows_train"] + m["rows_held_out"] == 3276
+    assert 400 < m["rows_held_out_evaluated"] < m["rows_held_out"]
+    client = MlflowClient(tracking_uri=uri)
+    inputs = client.get_run(result.run_id).inputs.dataset_inputs
+    tags = {i.dataset.name: {t.key: t.value for t in i.tags} for i in inputs}
+    held = tags["potability-held-out"]
+    assert held["rows"] == str(int(m["rows_held_out"]))
+    assert held["sample"].startswith(f"{int(m['rows_held_out_evaluated'])} rows (seeded)")
+    card = client.get_model_version("potability", result.version).description
+    assert f"metrics on a seeded sample of {int(m['rows_held_out_evaluated']):,}" in card

