@@ -47,6 +47,7 @@ def test_the_tracking_server_arn_is_a_signed_mlflow_client(
     server: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     endpoint, seen = server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", ARN)  # as promote.yml sets it from the secret
@@ -59,7 +60,10 @@ def test_the_tracking_server_arn_is_a_signed_mlflow_client(
         monkeypatch.delenv(name, raising=False)
 
     # Both stores: promotion reads runs (tracking) and moves aliases and tags (registry).
-    assert MlflowClient().search_registered_models() == []
+    # The global URI too, which outranks the variable once an earlier test set one (the
+    # plugin's header provider reads it).
+    with _use_tracking_uri(ARN):
+        assert MlflowClient(ARN, ARN).search_registered_models() == []
     (request,) = seen
     assert request["path"].startswith("/api/2.0/mlflow/registered-models/search")
     headers = {k.lower(): v for k, v in request["headers"].items()}
