@@ -204,10 +204,11 @@ def test_potability_trains_on_spark_to_a_serving_bundle(
 
 @pytest.mark.integration
 def test_a_sampled_evaluation_says_so_in_mlflow_and_the_card(
-    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """A table larger than the driver's sample: the run's metrics, its dataset records and
-    the version's model card all say the held-out metrics are a sample's, and of how many."""
+    the version's model card all say the held-out metrics are a sample's, and of how many;
+    and the stage lines are not buried under xgboost.spark's 300 per-round lines."""
     from mlflow import MlflowClient
 
     from training.engines import spark as engine
@@ -216,6 +217,9 @@ def test_a_sampled_evaluation_says_so_in_mlflow_and_the_card(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv(engine.DRIVER_ROWS_ENV, "500")
     result = pipeline.run(replace(load_spec("potability"), engine="spark"))
+    err = capfd.readouterr().err
+    assert "the driver evaluates a sample of" in err
+    assert "training-logloss" not in err and "XGBoost-PySpark" not in err
     m = result.metrics
     assert m["rows_train"] + m["rows_held_out"] == 3276
     assert 400 < m["rows_held_out_evaluated"] < m["rows_held_out"]

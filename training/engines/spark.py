@@ -15,6 +15,7 @@ through the same ONNX export, gates, bundle and registration.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sys
@@ -404,8 +405,11 @@ def fit(train_frame: DataFrame, parts: model.Split, spec: ModelSpec) -> tuple[mo
     frame = train_frame.select(*[_col(f).cast("float").alias(f) for f in features],
                                _col(label).cast("double").alias(label))  # fmt: skip
     estimator_cls = SparkXGBClassifier if spec.task == "binary" else SparkXGBRegressor
+    # Quiet, as the pandas engine: no per-round evaluation line from the workers, no INFO
+    # lines from xgboost.spark's logger between the stage lines.
+    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
     estimator = estimator_cls(features_col=features, label_col=label, num_workers=workers,
-                              **spark_params)  # fmt: skip
+                              verbose=False, **spark_params)  # fmt: skip
     with worker_errors():
         booster = estimator.fit(frame).get_booster()
     sklearn_cls = xgb.XGBClassifier if spec.task == "binary" else xgb.XGBRegressor
