@@ -17,6 +17,7 @@ held-out rows outside the domain that scored better than the model's own confide
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Any, NamedTuple, Protocol
@@ -177,7 +178,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class _Kind:
+class _Kind(ABC):
     """What both answer kinds offer: answers alone (golden checks, the MLflow pyfunc without
     a profile), or answers with their domain verdicts and tally (the handler)."""
 
@@ -189,10 +190,11 @@ class _Kind:
     ) -> Answered:
         return self._answered(raw, devices, checked, domain=True)
 
+    @abstractmethod
     def _answered(
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
     ) -> Answered:
-        raise NotImplementedError
+        """The kind's answers, with verdicts and tally when ``domain``."""
 
 
 class BandedRegression(_Kind):
