@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tools import processes
 from training.config import LOCAL_DIR, REPO
 
 STATE_DIR = LOCAL_DIR
@@ -85,14 +86,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex((HOST, port)) == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _server_kind(pid: int) -> str | None:
@@ -164,11 +157,7 @@ def _tail(log: Path | None) -> str:
 def stop(server: LocalS3) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while _alive(server.pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(server.pid, os.WNOHANG)
-        time.sleep(0.05)
+    processes.wait_gone(server.pid, 5)
 
 
 def ensure_bucket(endpoint: str, bucket: str) -> None:
@@ -199,7 +188,7 @@ def shared_server() -> LocalS3 | None:
         server = LocalS3(int(state["pid"]), int(state["port"]))
     except (OSError, ValueError, KeyError):
         return None
-    running = _alive(server.pid) and _server_kind(server.pid) and _listening(server.port)
+    running = processes.alive(server.pid) and _server_kind(server.pid) and _listening(server.port)
     return server if running else None
 
 
@@ -233,7 +222,7 @@ def down(wipe: bool = False) -> bool:
     server = shared_server()
     if server is not None:
         stop(server)
-        if _alive(server.pid):
+        if processes.alive(server.pid):
             raise RuntimeError(f"local S3 server (pid {server.pid}) did not stop")
     SERVER_FILE.unlink(missing_ok=True)
     if wipe:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools import processes
+
 HOST = "127.0.0.1"
 SUPERUSER = "mlflow"  # the only role: owns MLflow's databases
 RUN_AS_ROOT_USER = "pgserver"
@@ -148,20 +150,7 @@ def stop(server: Postgres, timeout: float = 15.0) -> None:
     whole group only if that hangs, so no backend outlives its postmaster."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGINT)
-    if not _wait_gone(server.pid, timeout):
+    if not processes.wait_gone(server.pid, timeout):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
-        _wait_gone(server.pid, 5)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+        processes.wait_gone(server.pid, 5)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tools import local_s3, postgres
+from tools import local_s3, postgres, processes
 from training.config import LOCAL_DIR, REPO
 
 HOST = "127.0.0.1"
@@ -129,17 +129,9 @@ class Stack:
         }
 
     def alive(self) -> bool:
-        return all(_alive(pid) for pid in (self.mlflow_pid, self.postgres_pid)) and (
+        return all(processes.alive(pid) for pid in (self.mlflow_pid, self.postgres_pid)) and (
             local_s3._listening(self.port)
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _auth_ini(data: Path, creds: Credentials, pg: postgres.Postgres) -> Path:
@@ -266,10 +258,10 @@ def stop(stack: Stack) -> None:
     """MLflow first (it holds connections), then PostgreSQL's fast shutdown."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(stack.mlflow_pid, signal.SIGTERM)
-    if not postgres._wait_gone(stack.mlflow_pid, 15):
+    if not processes.wait_gone(stack.mlflow_pid, 15):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(stack.mlflow_pid, signal.SIGKILL)
-        postgres._wait_gone(stack.mlflow_pid, 5)
+        processes.wait_gone(stack.mlflow_pid, 5)
     postgres.stop(postgres.Postgres(stack.postgres_pid, stack.postgres_port))
 
 
@@ -285,7 +277,7 @@ def _is_ours(pid: int, marker: bytes) -> bool:
     try:
         return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return sys.platform != "linux" and _alive(pid)  # no /proc: trust the pid
+        return sys.platform != "linux" and processes.alive(pid)  # no /proc: trust the pid
 
 
 def _stop_unrecorded_mlflow(data: Path) -> None:
@@ -302,7 +294,7 @@ def _stop_unrecorded_mlflow(data: Path) -> None:
             os.killpg(pid, signal.SIGTERM)  # its own session (start_new_session): the workers too
         except (OSError, ValueError):
             continue  # gone meanwhile, or another user's
-        postgres._wait_gone(pid, 15)
+        processes.wait_gone(pid, 15)
 
 
 def shared_stack() -> Stack | None:
@@ -324,7 +316,7 @@ def _leftovers() -> None:
     if _is_ours(stack.mlflow_pid, MLFLOW_MARK):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(stack.mlflow_pid, signal.SIGTERM)
-        postgres._wait_gone(stack.mlflow_pid, 15)
+        processes.wait_gone(stack.mlflow_pid, 15)
     if _is_ours(stack.postgres_pid, POSTGRES_MARK):
         postgres.stop(postgres.Postgres(stack.postgres_pid, stack.postgres_port))
     STATE_FILE.unlink(missing_ok=True)

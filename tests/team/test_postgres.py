@@ -3,7 +3,6 @@ never recorded) must not block the next start of the same data directory."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
@@ -12,16 +11,9 @@ from pathlib import Path
 import pytest
 
 from tools import local_s3, postgres
+from tools.processes import alive
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def test_a_start_stops_the_unrecorded_postmaster_of_its_directory() -> None:

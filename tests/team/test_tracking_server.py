@@ -20,7 +20,7 @@ import pytest
 
 from tests.registry.registry_helpers import REPO, approve, run_cli
 from tests.team.conftest import client_env, spec_variant, train
-from tools import local_s3, tracking_server
+from tools import local_s3, processes, tracking_server
 from tools.tracking_server import ARTIFACT_BUCKET, CI, SCIENTIST
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def home(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def gone(pid: int) -> bool:
-    return not tracking_server._alive(pid)
+    return not processes.alive(pid)
 
 
 def test_up_reuse_kill_restart_down(
@@ -73,7 +73,7 @@ def test_up_reuse_kill_restart_down(
         MlflowClient(tracking_uri=first.uri).create_registered_model("kept")
 
     os.killpg(first.mlflow_pid, signal.SIGKILL)  # a crash: the state file names a dead pid
-    tracking_server.postgres._wait_gone(first.mlflow_pid, 10)
+    processes.wait_gone(first.mlflow_pid, 10)
     assert tracking_server.shared_stack() is None
     capsys.readouterr()
     assert tracking_server.main(["status"]) == 3
