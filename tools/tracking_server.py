@@ -256,12 +256,7 @@ def _ensure_users(stack: Stack, creds: Credentials) -> None:
 
 def stop(stack: Stack) -> None:
     """MLflow first (it holds connections), then PostgreSQL's fast shutdown."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(stack.mlflow_pid, signal.SIGTERM)
-    if not processes.wait_gone(stack.mlflow_pid, 15):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(stack.mlflow_pid, signal.SIGKILL)
-        processes.wait_gone(stack.mlflow_pid, 5)
+    _stop_mlflow(stack.mlflow_pid)
     postgres.stop(postgres.Postgres(stack.postgres_pid, stack.postgres_port))
 
 
@@ -290,11 +285,20 @@ def _stop_unrecorded_mlflow(data: Path) -> None:
             mine = MLFLOW_MARK in (entry / "cmdline").read_bytes()
             if not mine or (entry / "cwd").resolve() != data.resolve():
                 continue
-            pid = int(entry.name)
-            os.killpg(pid, signal.SIGTERM)  # its own session (start_new_session): the workers too
-        except (OSError, ValueError):
+        except OSError:
             continue  # gone meanwhile, or another user's
-        processes.wait_gone(pid, 15)
+        _stop_mlflow(int(entry.name))
+
+
+def _stop_mlflow(pid: int) -> None:
+    """SIGTERM to its process group (its own session: start_new_session), so the workers stop
+    too; SIGKILL if that hangs."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if not processes.wait_gone(pid, 15):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        processes.wait_gone(pid, 5)
 
 
 def shared_stack() -> Stack | None:
@@ -314,9 +318,7 @@ def _leftovers() -> None:
     except (OSError, ValueError, TypeError):
         return
     if _is_ours(stack.mlflow_pid, MLFLOW_MARK):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(stack.mlflow_pid, signal.SIGTERM)
-        processes.wait_gone(stack.mlflow_pid, 15)
+        _stop_mlflow(stack.mlflow_pid)
     if _is_ours(stack.postgres_pid, POSTGRES_MARK):
         postgres.stop(postgres.Postgres(stack.postgres_pid, stack.postgres_port))
     STATE_FILE.unlink(missing_ok=True)

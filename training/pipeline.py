@@ -61,6 +61,28 @@ def filtered(loaded: data.Loaded, spec: ModelSpec) -> str:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Where the rows the spec's filter kept went: left out (by reason), trained on, held out.
+    Counted over the whole table; an engine's ``Split`` may hold a sample of each side."""
+
+    dropped: dict[str, int]
+    train: int
+    held_out: int
+
+    def line(self) -> str:
+        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in self.dropped.items())
+        return f"{self.train:,} train / {self.held_out:,} held out ({dropped})"
+
+    def metrics(self, read: int, filtered: int) -> dict[str, int]:
+        """Where every row went, logged beside the metrics (MLflow) and kept in the bundle."""
+        return (
+            {"rows_read": read, "rows_filtered": filtered}
+            | {f"rows_{reason}": count for reason, count in self.dropped.items()}
+            | {"rows_train": self.train, "rows_held_out": self.held_out}
+        )
+
+
+@dataclass(frozen=True)
 class Trained:
     """What an engine's load, validate and train stages hand on; evaluation, the bundle and
     the registration that follow are the same for every engine."""
@@ -115,12 +137,9 @@ def train(spec: ModelSpec) -> Trained:
         dataset = model.make_dataset(frame, label, spec, ranges)
         parts = model.split(dataset, spec)
         fitted = model.fit(parts, spec)
-        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dataset.dropped.items())
-        note.append(f"{len(parts.X_train):,} train / {len(parts.X_test):,} held out ({dropped})")
-        # Where every row went, logged beside the metrics (MLflow) and kept in the bundle.
-        rows = {"rows_read": loaded.rows_read, "rows_filtered": loaded.rows_filtered}
-        rows |= {f"rows_{reason}": count for reason, count in dataset.dropped.items()}
-        rows |= {"rows_train": len(parts.X_train), "rows_held_out": len(parts.X_test)}
+        counts = Rows(dataset.dropped, len(parts.X_train), len(parts.X_test))
+        note.append(counts.line())
+    rows = counts.metrics(loaded.rows_read, loaded.rows_filtered)
     return Trained(data_sha256, report, ranges, parts, fitted, rows)
 
 

@@ -21,7 +21,6 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +30,8 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from training import data, labels, model
 from training.config import LOCAL_DIR, REPO
-from training.pipeline import DataChanged, Trained, stage, validated
-from training.spec import DataSpec, ModelSpec, SpecError
+from training.pipeline import DataChanged, Rows, Trained, stage, validated
+from training.spec import DataSpec, ModelSpec, SpecError, TimestampSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -93,12 +92,8 @@ def train(spec: ModelSpec) -> Trained:
     with stage("train", name) as note:
         parts, counts, train_frame = split(spark, frame, spec, ranges)
         fitted, workers = fit(train_frame, parts, spec)
-        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.dropped.items())
-        note.append(f"{counts.train:,} train / {counts.held_out:,} held out ({dropped}), "
-                    f"xgboost.spark on {workers} workers")  # fmt: skip
-        rows = {"rows_read": rows_read, "rows_filtered": filtered}
-        rows |= {f"rows_{reason}": count for reason, count in counts.dropped.items()}
-        rows |= {"rows_train": counts.train, "rows_held_out": counts.held_out}
+        note.append(f"{counts.line()}, xgboost.spark on {workers} workers")
+        rows = counts.metrics(rows_read, filtered)
         if len(parts.X_test) < counts.held_out:  # the held-out metrics are a sample's
             rows["rows_held_out_evaluated"] = len(parts.X_test)
             note.append(f"the driver evaluates a sample of {len(parts.X_test):,}")
@@ -283,8 +278,9 @@ def split(
     from pyspark.sql import functions as F
 
     needed = list(dict.fromkeys([*spec.features, spec.label_column]))
-    if spec.data.timestamp is not None and spec.calendar_features:
-        needed.append(spec.data.timestamp.column)
+    stamp = _timestamp(spec)
+    if stamp is not None:
+        needed.append(stamp.column)
     numbered = frame.select(*map(_col, needed), F.monotonically_increasing_id().alias(ROW_ID))
     shaped = _servable(numbered, spec, ranges).cache()
     with worker_errors():
@@ -323,15 +319,6 @@ def split(
     return parts, rows, train_frame
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Where the cluster's rows went (the driver's ``Split`` may hold a sample of them)."""
-
-    dropped: dict[str, int]
-    train: int
-    held_out: int
-
-
 def _servable(
     numbered: DataFrame, spec: ModelSpec, ranges: dict[str, dict[str, float]]
 ) -> DataFrame:
@@ -343,11 +330,16 @@ def _servable(
     columns = [*spec.features, spec.label_column]
     fields = [T.StructField(c, T.DoubleType()) for c in dict.fromkeys(columns)]
     fields.append(T.StructField(ROW_ID, T.LongType()))
-    if spec.data.timestamp is not None and spec.calendar_features:
+    if _timestamp(spec) is not None:
         fields.append(T.StructField(STAMP, T.StringType()))
     fields += [T.StructField(DROPPED, T.StringType()), T.StructField(COUNT, T.LongType())]
     schema = T.StructType(fields)
     return numbered.mapInPandas(partial(_servable_batches, spec, ranges, schema.names), schema)
+
+
+def _timestamp(spec: ModelSpec) -> TimestampSpec | None:
+    """The timestamp column when the golden records carry each row's (calendar features)."""
+    return spec.data.timestamp if spec.calendar_features else None
 
 
 def _servable_batches(
