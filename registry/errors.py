@@ -93,6 +93,12 @@ class OutcomeUnknown(RegistryError):
     exit_code = 18
 
 
+class SigningFailed(RegistryError):
+    """The release could not be signed: the key is missing, of another kind, or unreachable."""
+
+    exit_code = 20
+
+
 class Interrupted(RegistryError):
     exit_code = 130
 
@@ -115,5 +121,6 @@ ALL: tuple[type[RegistryError], ...] = (
     StorageError,
     BrokenRelease,
     OutcomeUnknown,
+    SigningFailed,
     Interrupted,
 )
