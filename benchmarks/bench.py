@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from training.config import LOCAL_DIR, REPO, TOOLS_DIR
+from settings import LOCAL_DIR, REPO, TOOLS_DIR
 
 WORK = LOCAL_DIR / "bench"
 UV = TOOLS_DIR / "bin" / "uv"

@@ -12,7 +12,7 @@ from typing import Any
 
 from inference.bundle import normalize_sha256
 from registry.errors import BundleMissing, DigestMismatch, StorageError, VersionNotFound
-from training.config import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
+from settings import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
 from training.mlflow_names import ARTIFACT_SHA256, CHAMPION, GIT_SHA, quiet_mlflow
 
 

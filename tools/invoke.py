@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
-from training.config import LOCAL_DIR
+from settings import LOCAL_DIR
 
 
 class LocalError(Exception):

@@ -1,11 +1,13 @@
-"""Every path and location the repository uses; nothing else hard-codes one."""
+"""Every path and location the repository uses, and where MLflow lives; nothing else hard-codes
+one. Training, the registry, monitoring, the tools and the benchmarks share it, so it belongs to
+no stage folder. ``inference/`` never imports it: the Lambda image carries ``inference/`` alone."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent
 DATA_DIR = REPO / "data"
 EXPECTATIONS_DIR = DATA_DIR / "expectations"
 SPECS_DIR = REPO / "training" / "specs"
