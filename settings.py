@@ -17,7 +17,6 @@ TOOLS_DIR = REPO / ".tools"  # the pinned uv
 APPROVALS_FILE = REPO / "registry" / "approved.toml"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
 BUNDLE_ARTIFACT_DIR = "bundle"  # the bundle's folder inside a run's artifacts
-BUNDLE_FILENAME = "model.joblib"
 
 
 def tracking_uri() -> str:

@@ -14,8 +14,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inference.bundle import sha256_hex
-from settings import BUNDLE_FILENAME
+from inference.bundle import BUNDLE_FILENAME, sha256_hex
 from training import bundle, data, evaluate, expectations, labels, model, register
 from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA
 from training.spec import ModelSpec

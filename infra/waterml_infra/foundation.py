@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from registry.manifest import bundle_key, manifest_key
+from registry.manifest import MODELS_PREFIX, bundle_key, manifest_key
 from waterml_infra.config import LIVE_ALIAS, EnvConfig
 from waterml_infra.nag import acknowledge
 
@@ -190,7 +190,7 @@ class FoundationStack(Stack):
             assumed_by=self._github_principal(provider),
             max_session_duration=Duration.hours(1),
         )
-        models_prefix = bucket.arn_for_objects("models/*")
+        models_prefix = bucket.arn_for_objects(f"{MODELS_PREFIX}*")
         release_manifests = bucket.arn_for_objects(manifest_key("*"))
         bucket_ref = self._bucket_ref()
         policy = iam.Policy(
@@ -213,7 +213,7 @@ class FoundationStack(Stack):
                     sid="ListModelVersions",
                     actions=["s3:ListBucket", "s3:ListBucketVersions"],
                     resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": ["models/*"]}},
+                    conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
                 ),
                 iam.PolicyStatement(
                     sid="CheckVersioning",
@@ -226,7 +226,7 @@ class FoundationStack(Stack):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::<MODELS_PREFIX>]",
-            resource=f"{bucket_ref}/models/*",
+            resource=f"{bucket_ref}/{MODELS_PREFIX}*",
         )
         acknowledge(
             policy,
