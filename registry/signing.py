@@ -23,7 +23,7 @@ from inference import ecdsa_p256, signature
 from registry.errors import SigningFailed
 
 __all__ = ["SigningFailed"]
-from training.config import LOCAL_DIR
+from settings import LOCAL_DIR
 
 ENV_VAR = "WATERML_SIGNING_KEY"
 LOCAL_KEY = LOCAL_DIR / "signing" / "release-key.pem"
