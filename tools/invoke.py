@@ -26,7 +26,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
+from inference.bundle import is_model_name, model_name_problem
+from registry.manifest import (
+    ManifestDigestError,
+    ManifestError,
+    Release,
+    manifest_key,
+    read_stored,
+)
 from training.config import LOCAL_DIR
 
 
@@ -48,7 +55,7 @@ def release(bucket: str, model: str) -> Release:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    key = f"models/{model}/release.json"
+    key = manifest_key(model)
     where = f"s3://{bucket}/{key}"
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or None
     try:
@@ -74,6 +81,8 @@ def release(bucket: str, model: str) -> Release:
 
 
 def invoke(event_path: str, model: str) -> Any:
+    if not is_model_name(model):  # before it names a key: `../potability` is no model
+        raise LocalError(model_name_problem(model))
     bucket = os.environ.get("MODEL_BUCKET")
     if not bucket:
         raise LocalError("MODEL_BUCKET is not set (run through `make invoke`)")
