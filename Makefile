@@ -117,11 +117,11 @@ bench-train: $(VENV)/.synced-spark ## Training at scale per engine (pandas, spar
 	$(RUN) benchmarks.train_scale $(ARGS)
 
 .PHONY: s3-up
-s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
+s3-up: venv ## Start the loopback S3 server, buckets kept in .local/s3/ (with AWS_ENDPOINT_URL_S3 or MODEL_BUCKET exported: says so, starts nothing)
 	$(RUN) tools.local_s3 up
 
 .PHONY: s3-down
-s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/)
+s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/), whatever the environment exports
 	$(RUN) tools.local_s3 down $(if $(filter 1,$(WIPE)),--wipe)
 
 # --- infra (issue 5): CDK app, workflow linters. Node tooling is pinned in infra/package-lock.json.
