@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from inference.bundle import is_model_name, model_name_problem
 from monitoring.errors import DRIFT, EXIT_CODES, OK, MonitoringError
-from training.config import LOCAL_DIR
+from settings import LOCAL_DIR
 
 if TYPE_CHECKING:
     from monitoring.report import Report

@@ -1,6 +1,6 @@
 """`make invoke EVENT=path.json`: the handler in-process against the local S3 release.
 
-Reads ``models/<model>/release.json`` (written by the registry's promotion) from
+Reads the model's ``release.json`` (written by the registry's promotion) from
 ``MODEL_BUCKET`` through ``registry.manifest.read_stored``, as every reader does: its bytes must
 match the ``sha256`` metadata stored with them. Then pins exactly that object as a deploy would,
 answers the event and prints the answer, alone, on stdout (the handler's logs and metrics go to
@@ -34,7 +34,7 @@ from registry.manifest import (
     manifest_key,
     read_stored,
 )
-from training.config import LOCAL_DIR
+from settings import LOCAL_DIR
 
 
 class LocalError(Exception):
