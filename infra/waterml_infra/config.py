@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem
+from inference.contract import LIVE_ALIAS, log_group
 from registry.manifest import bundle_key, manifest_key
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -35,13 +36,18 @@ CONTEXT_KEY = "waterml"
 DUMMY_ACCOUNT = "111111111111"
 DUMMY_REGION = "eu-west-1"
 ARCHITECTURES = ("x86_64", "arm64")
-LIVE_ALIAS = "live"
 HOOK_SUFFIX = "-pretraffic"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LAMBDA_NAME_MAX = 64
 # The retention periods CloudWatch Logs offers (the ones constructs/log_groups.py maps).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, 731)
+
+SNAPSTART_REFUSED = (
+    "snapstart: Lambda SnapStart supports managed runtimes only (Python 3.12 and later) and "
+    "not container images (PackageType Image), which is how every function here is deployed; "
+    "set snapstart to false"
+)
 
 # CodeDeploy's predefined Lambda deployment configurations, by the name cdk.json uses.
 TRAFFIC_PATTERNS: dict[str, str] = {
@@ -78,8 +84,8 @@ class FunctionSettings:
     timeout_seconds: int = 30
     reserved_concurrency: int | None = None
     provisioned_concurrency: int = 0
-    # SnapStart on published versions. Needs the Python 3.12+ image (Lambda supports
-    # SnapStart for Python from 3.12) and is exclusive with provisioned concurrency.
+    # Lambda SnapStart. Refused: AWS supports it on managed runtimes only (Python 3.12+), not on
+    # container images, and this app deploys the image (infra/README.md, "SnapStart").
     snapstart: bool = False
     warmup_minutes: int = 0  # 0: no warm-up schedule
     log_retention_days: int = 30
@@ -129,11 +135,8 @@ class FunctionSettings:
             and self.provisioned_concurrency > self.reserved_concurrency
         ):
             problems.append("provisioned_concurrency cannot exceed reserved_concurrency")
-        if self.snapstart and self.provisioned_concurrency > 0:
-            problems.append(
-                "snapstart and provisioned_concurrency are exclusive in Lambda: set "
-                "provisioned_concurrency to 0 to use snapstart"
-            )
+        if self.snapstart:
+            problems.append(SNAPSTART_REFUSED)
         if min(self.errors_threshold, self.throttles_threshold, self.p99_duration_threshold_ms) < 1:
             problems.append("alarm thresholds must be at least 1")
         if not 0 < self.inference_error_rate_percent <= 100:
@@ -378,7 +381,7 @@ class ModelConfig(FunctionSettings):
 
     @property
     def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
+        return log_group(self.function_name)
 
     @property
     def service_name(self) -> str:

@@ -119,10 +119,10 @@ def test_a_model_name_with_an_underscore_is_served_under_its_own_name():
         ({"model_settings": {"wqi": 512}}, "must map model names"),
         ({"model_settings": {"wqi": {"memory_mb": 64}}}, "model 'wqi': memory_mb"),
         ({"traffic": "canary_50_percent"}, "known: all_at_once, canary_10_percent_5_minutes"),
-        ({"snapstart": "true", "provisioned_concurrency": "1"}, "exclusive"),
+        ({"snapstart": "true"}, "SnapStart supports managed runtimes only"),
         (
-            {"model_settings": {"wqi": {"snapstart": True}}, "provisioned_concurrency": 2},
-            "model 'wqi': snapstart and provisioned_concurrency are exclusive",
+            {"model_settings": {"wqi": {"snapstart": True}}},
+            r"model 'wqi': snapstart: .*not container images",
         ),
         ({"log_retention_days": 42}, "log_retention_days must be one of"),
         ({"inference_error_rate_percent": 0}, "inference_error_rate_percent"),
@@ -140,21 +140,24 @@ def test_context_strings_are_parsed():
         "dev",
         overrides={
             "models": "wqi, potability,nitrate",
-            "model_settings": '{"nitrate": {"memory_mb": "512", "snapstart": "true"}}',
+            "model_settings": '{"nitrate": {"memory_mb": "512", "warmup_minutes": "5"}}',
             "traffic": "linear_10_percent_every_1_minute",
         },
     )
     assert cfg.models == ("wqi", "potability", "nitrate")
     nitrate = cfg.model("nitrate")
-    assert (nitrate.memory_mb, nitrate.snapstart) == (512, True)
+    assert (nitrate.memory_mb, nitrate.warmup_minutes) == (512, 5)
     assert cfg.deployment_config_name == TRAFFIC_PATTERNS["linear_10_percent_every_1_minute"]
     with pytest.raises(ConfigError, match="not valid JSON"):
         resolve(load_settings(), "dev", overrides={"model_settings": "{nitrate"})
 
 
-def test_snapstart_alone_is_accepted():
-    cfg = resolve(load_settings(), "dev", overrides={"snapstart": "true"})
-    assert all(cfg.model(m).snapstart for m in cfg.models)
+def test_snapstart_is_refused_with_aws_reason():
+    """AWS: SnapStart supports managed runtimes (Python 3.12+), not container images. The
+    earlier app emitted SnapStart on a PackageType Image function, which AWS refuses."""
+    with pytest.raises(ConfigError, match="not container images"):
+        resolve(load_settings(), "dev", overrides={"snapstart": "true"})
+    assert not any(resolve(load_settings(), env).snapstart for env in ("dev", "prod"))
 
 
 def test_cli_writes_the_models_and_one_models_names(tmp_path, monkeypatch, capsys):

@@ -226,7 +226,7 @@ def test_function_environment_comes_from_the_release(templates):
                     "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
                     "MODEL_SHA256": "5" * 64,
                     "MODEL_VERSION": "3",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                     "POWERTOOLS_SERVICE_NAME": "waterml-dev-wqi",
                 }
             }
@@ -496,8 +496,7 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
         "CdkDeploy",
         "ReadReleases",
         "ReadReleasedBundles",
-        "ReadAndSmokeTestFunctions",
-        "WatchRollouts",
+        "ReadFunctions",
     }
     assert by_sid["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert by_sid["EcrLogin"]["Resource"] == "*"
@@ -513,11 +512,10 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     # Every model of the environment (the status command); CodeDeploy moves `live`, not this
     # role: no lambda:UpdateAlias, no code or configuration change.
     fns = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-*"
-    assert by_sid["ReadAndSmokeTestFunctions"]["Resource"] == fns
-    assert sorted(by_sid["ReadAndSmokeTestFunctions"]["Action"]) == [
+    assert by_sid["ReadFunctions"]["Resource"] == fns
+    assert sorted(by_sid["ReadFunctions"]["Action"]) == [
         "lambda:GetAlias",
         "lambda:GetFunctionConfiguration",
-        "lambda:InvokeFunction",
     ]
     assert by_sid["ReadReleases"]["Action"] == "s3:GetObject"
     assert json.dumps(by_sid["ReadReleases"]["Resource"]).endswith('/models/*/release.json"]]}')
@@ -525,13 +523,6 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     assert by_sid["ReadReleasedBundles"]["Action"] == "s3:GetObjectVersion"
     assert json.dumps(by_sid["ReadReleasedBundles"]["Resource"]).endswith(
         '/models/*/model.joblib"]]}'
-    )
-    assert sorted(by_sid["WatchRollouts"]["Action"]) == [
-        "codedeploy:GetDeployment",
-        "codedeploy:ListDeployments",
-    ]
-    assert by_sid["WatchRollouts"]["Resource"] == (
-        "arn:aws:codedeploy:eu-west-1:111111111111:deploymentgroup:waterml-dev-*/live"
     )
     actions = {a for st in statements for a in _list(st["Action"])}
     assert not any(a.startswith(("s3:Put", "s3:Delete", "lambda:Update", "iam:")) for a in actions)

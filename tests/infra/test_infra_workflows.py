@@ -195,8 +195,10 @@ def test_ci_has_no_cloud_access_and_runs_every_check():
     wf = load("ci.yml")
     assert set(wf["on"]) == {"pull_request", "push"}
     runs = "\n".join(s.get("run", "") for job in wf["jobs"] for s in steps(wf, job))
-    for command in ("make lint", "make test", "make synth", "make lint-workflows", "hadolint"):
+    for command in ("make lint", ".ci/run", "make synth", "make lint-workflows", "hadolint"):
         assert command in runs
+    # CI's tests are .ci/run's (make test, with the image built and run: root, Debian tools).
+    assert "make test" in (REPO / ".ci" / "run").read_text()
     assert "id-token" not in (WORKFLOWS / "ci.yml").read_text()
     assert wf["concurrency"]["cancel-in-progress"] is True
 

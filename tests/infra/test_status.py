@@ -133,7 +133,9 @@ def test_missing_release_function_or_broken_manifest(env, s3):
     got = status.model_status(s3, lam, env, "potability")
     assert got.code == status.MISSING and got.release is None and got.served == []
     assert got.problems == [
-        f"no release: s3://{env.bucket_name}/models/potability/release.json does not exist",
+        f"no release: s3://{env.bucket_name}/models/potability/release.json does not exist or"
+        " may not be read (S3 says AccessDenied for a missing key to a role without"
+        " s3:ListBucket): promote the model first",
         "no function waterml-dev-potability or no live alias",
     ]
     rel = release(env, "wqi", "3", "v-3")

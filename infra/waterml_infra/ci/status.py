@@ -26,11 +26,11 @@ import os
 import sys
 from typing import Any
 
+from inference.contract import LIVE_ALIAS
 from inference.release import PINS, pin_differences
 from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
 from waterml_infra.config import (
     DUMMY_ACCOUNT,
-    LIVE_ALIAS,
     ConfigError,
     EnvConfig,
     load_settings,
@@ -51,6 +51,10 @@ SEVERITY = (MISSING, DIFFERENT, SHIFTING, IN_SYNC)
 STATES = {IN_SYNC: "in sync", DIFFERENT: "DIFFERS", MISSING: "MISSING", SHIFTING: "SHIFTING"}
 PIN_NAMES = tuple(variable for _, variable in PINS)
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "ResourceNotFoundException"}
+# S3 answers a GET of a missing key with 403 AccessDenied to a caller without s3:ListBucket on
+# the bucket (its documented behaviour). The deploy role has no ListBucket (least privilege:
+# it reads release.json only), so for the release that answer means "no readable release".
+_RELEASE_NOT_FOUND = _NOT_FOUND | {"AccessDenied", "403"}
 
 
 class AwsUnreachable(Exception):
@@ -124,9 +128,13 @@ def model_status(s3: Any, lambda_client: Any, env: EnvConfig, model: str) -> Mod
 
 def _release(s3: Any, bucket: str, key: str, problems: list[str]) -> Release | None:
     where = f"s3://{bucket}/{key}"
-    response = _call(f"reading {where}", s3.get_object, Bucket=bucket, Key=key)
+    response = _call(f"reading {where}", s3.get_object, Bucket=bucket, Key=key,
+                     missing=_RELEASE_NOT_FOUND)  # fmt: skip
     if response is None:
-        problems.append(f"no release: {where} does not exist")
+        problems.append(
+            f"no release: {where} does not exist or may not be read (S3 says AccessDenied for a"
+            " missing key to a role without s3:ListBucket): promote the model first"
+        )
         return None
     try:
         return read_stored(response["Body"].read(), response.get("Metadata"), where)
@@ -156,15 +164,20 @@ def _served(client: Any, function: str, problems: list[str]) -> list[Served]:
     return served
 
 
-def _call(what: str, method: Any, **kwargs: Any) -> Any:
-    """The call's answer; None when what it names does not exist; AwsUnreachable otherwise."""
+def _call(what: str, method: Any, missing: set[str] = _NOT_FOUND, **kwargs: Any) -> Any:
+    """The call's answer; None when what it names does not exist (an error code in
+    ``missing``).
+
+    Raises:
+        AwsUnreachable: any other AWS error, or no answer at all.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return method(**kwargs)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        if str(error.get("Code")) in _NOT_FOUND:
+        if str(error.get("Code")) in missing:
             return None
         raise AwsUnreachable(f"{what}: {error.get('Code')}: {error.get('Message')}") from exc
     except BotoCoreError as exc:

@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from registry.manifest import bundle_key, manifest_key
-from waterml_infra.config import LIVE_ALIAS, EnvConfig
+from waterml_infra.config import EnvConfig
 from waterml_infra.nag import acknowledge
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -51,13 +51,6 @@ def functions_arn(cfg: EnvConfig) -> str:
     """Every function of this environment, and their versions and aliases (an IAM `*` also
     matches the `:qualifier`)."""
     return cfg.function_arn(f"{cfg.prefix}-*")
-
-
-def deployment_groups_arn(cfg: EnvConfig) -> str:
-    """The `live` deployment group of every model's CodeDeploy application."""
-    return (
-        f"arn:aws:codedeploy:{cfg.region}:{cfg.account}:deploymentgroup:{cfg.prefix}-*/{LIVE_ALIAS}"
-    )
 
 
 def oidc_provider(scope: Stack, cfg: EnvConfig) -> str:
@@ -196,20 +189,11 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
                 resources=[bucket.arn_for_objects(bundle_key("*"))],
             ),
             # `live` is moved by CodeDeploy (started by CloudFormation with the CDK bootstrap
-            # roles), never by this role: reading and a smoke invocation only.
+            # roles), never by this role: status reads each alias and its versions' pins.
             iam.PolicyStatement(
-                sid="ReadAndSmokeTestFunctions",
-                actions=[
-                    "lambda:GetAlias",
-                    "lambda:GetFunctionConfiguration",
-                    "lambda:InvokeFunction",
-                ],
+                sid="ReadFunctions",
+                actions=["lambda:GetAlias", "lambda:GetFunctionConfiguration"],
                 resources=[functions_arn(cfg)],
-            ),
-            iam.PolicyStatement(
-                sid="WatchRollouts",
-                actions=["codedeploy:GetDeployment", "codedeploy:ListDeployments"],
-                resources=[deployment_groups_arn(cfg)],
             ),
         ],
     )
@@ -227,9 +211,4 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
         resource=f"{bucket_ref}/{bundle_key('*')}",
     )
     acknowledge(policy, "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]", resource=functions_arn(cfg))
-    acknowledge(
-        policy,
-        "AwsSolutions-IAM5[Resource::<ENV_DEPLOYMENT_GROUPS>]",
-        resource=deployment_groups_arn(cfg),
-    )
     return role

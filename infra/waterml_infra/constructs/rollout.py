@@ -20,11 +20,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from inference import contract
 from waterml_infra.config import TRAFFIC_PATTERNS, ModelConfig
 from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.nag import acknowledge
 
-HOOK_HANDLER = "inference.pretraffic.handler"
+HOOK_HANDLER = contract.PRETRAFFIC_HANDLER
 
 # cdk.json's traffic names are CDK's constant names in lowercase (config.TRAFFIC_PATTERNS).
 DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
@@ -173,12 +174,12 @@ class LiveRollout(Construct):
             role=role,
             log_group=self.hook_log_group,
             environment={
-                "TARGET_FUNCTION": cfg.function_name,
-                "MODEL_NAME": cfg.name,
-                "RELEASE_BUCKET": bucket,
-                "RELEASE_KEY": cfg.release_key,
-                "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": cfg.hook_function_name,
+                contract.TARGET_FUNCTION: cfg.function_name,
+                contract.MODEL_NAME: cfg.name,
+                contract.RELEASE_BUCKET: bucket,
+                contract.RELEASE_KEY: cfg.release_key,
+                contract.LOG_LEVEL: cfg.log_level,
+                contract.SERVICE_NAME: cfg.hook_function_name,
             },
             # CodeDeploy invokes the hook asynchronously and waits (up to an hour) for its
             # report: one retry covers a crash before reporting; a second report is refused.

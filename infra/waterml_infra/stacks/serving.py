@@ -22,8 +22,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from inference import contract
+from inference.contract import LIVE_ALIAS
 from registry.manifest import ManifestError, Release
-from waterml_infra.config import LIVE_ALIAS, ModelConfig
+from waterml_infra.config import ModelConfig
 from waterml_infra.constructs import alarms
 from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.constructs.monitoring import ModelMonitoring
@@ -151,13 +153,10 @@ class ServingStack(Stack):
             log_group=self.log_group,
             environment={
                 **release.environment(),
-                "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": cfg.service_name,
-                "PREDICTION_LOG_RATE": f"{cfg.prediction_log_rate:g}",
+                contract.LOG_LEVEL: cfg.log_level,
+                contract.SERVICE_NAME: cfg.service_name,
+                contract.PREDICTION_LOG_RATE: f"{cfg.prediction_log_rate:g}",
             },
-            # SnapStart (Python 3.12+ images only; exclusive with provisioned concurrency,
-            # which the config refuses): each published version restores from a snapshot.
-            snap_start=(lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if cfg.snapstart else None),
             current_version_options=lambda_.VersionOptions(
                 # Old versions stay: rollback returns `live` to one.
                 removal_policy=RemovalPolicy.RETAIN,
