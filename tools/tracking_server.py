@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from settings import LOCAL_DIR, REPO
 from tools import local_s3, postgres, processes
-from training.config import LOCAL_DIR, REPO
 
 HOST = "127.0.0.1"
 DATA_DIR = LOCAL_DIR / "tracking"

@@ -14,7 +14,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
-from registry.manifest import bundle_key, manifest_key
+from registry.manifest import MODELS_PREFIX, bundle_key, manifest_key
 from waterml_infra.config import EnvConfig
 from waterml_infra.nag import acknowledge
 
@@ -104,7 +104,7 @@ def promote_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Ro
     role = _github_role(scope, "GitHubPromoteRole", cfg.promote_role_name,
                         "promote.yml: upload approved models and write release manifests",
                         github_principal(cfg, provider))  # fmt: skip
-    models_prefix = bucket.arn_for_objects("models/*")
+    models_prefix = bucket.arn_for_objects(f"{MODELS_PREFIX}*")
     release_manifests = bucket.arn_for_objects(manifest_key("*"))
     policy = iam.Policy(
         scope,
@@ -126,7 +126,7 @@ def promote_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Ro
                 sid="ListModelVersions",
                 actions=["s3:ListBucket", "s3:ListBucketVersions"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["models/*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
             ),
             iam.PolicyStatement(
                 sid="CheckVersioning",
@@ -138,7 +138,9 @@ def promote_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Ro
     policy.attach_to_role(role)
     bucket_ref = _bucket_ref(scope, bucket)
     acknowledge(
-        policy, "AwsSolutions-IAM5[Resource::<MODELS_PREFIX>]", resource=f"{bucket_ref}/models/*"
+        policy,
+        "AwsSolutions-IAM5[Resource::<MODELS_PREFIX>]",
+        resource=f"{bucket_ref}/{MODELS_PREFIX}*",
     )
     acknowledge(
         policy,
