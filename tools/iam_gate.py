@@ -174,6 +174,8 @@ class Names:
         if name in pseudo:
             return pseudo[name]
         resource = self.resource(name)
+        if resource["Type"] == "AWS::IAM::OIDCProvider":  # its Ref is its ARN
+            return self.arn(name)
         key = _REF_NAME.get(resource["Type"], "")
         value = resource.get("Properties", {}).get(key)
         if not isinstance(value, str):

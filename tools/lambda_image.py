@@ -156,9 +156,11 @@ def inputs_digest(base_ref: str) -> str:
     return h.hexdigest()[:16]
 
 
-def build(*, dockerfile: Path | None = None, tag: str | None = None) -> str:
-    """Build ``dockerfile`` (the project's by default) on the stand-in base; reuses an image
-    built from the same inputs. Returns its reference.
+def build(*, dockerfile: Path | None = None, tag: str | None = None, context: Path = REPO,
+          build_args: dict[str, str] | None = None) -> str:  # fmt: skip
+    """Build ``dockerfile`` (the project's by default) in ``context`` on the stand-in base;
+    reuses an image built from the same inputs (the project's), or with the same ``tag``.
+    Returns its reference.
 
     Raises:
         ImageError: a tool is missing, or a step failed.
@@ -175,9 +177,10 @@ def build(*, dockerfile: Path | None = None, tag: str | None = None) -> str:
     volumes = ["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"]
     if Path("/etc/pip.conf").exists():  # the machine's PyPI settings, for RUN pip install
         volumes += ["-v", "/etc/pip.conf:/etc/pip.conf:ro"]
-    buildah("bud", "--quiet", "--isolation", "chroot", "--layers=false", *volumes,
+    args = [a for k, v in (build_args or {}).items() for a in ("--build-arg", f"{k}={v}")]
+    buildah("bud", "--quiet", "--isolation", "chroot", "--layers=false", *volumes, *args,
             "--build-arg", f"BASE_IMAGE={base_ref}", "-f", str(dockerfile), "-t", ref,
-            str(REPO))  # fmt: skip
+            str(context))  # fmt: skip
     return ref
 
 

@@ -65,6 +65,7 @@ class Sandbox:
     def __init__(self, image: dict[str, Any]) -> None:
         self.image = image
         self.process: subprocess.Popen[str] | None = None
+        self.endpoints: dict[str, Any] = {}
 
     def __enter__(self) -> Sandbox:
         self.process = subprocess.Popen(
@@ -72,7 +73,8 @@ class Sandbox:
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
-        self.request(op="image", image=self.image)
+        # The loopback endpoints inside the namespace: "s3", "control_plane".
+        self.endpoints = self.request(op="image", image=self.image)
         return self
 
     def __exit__(self, *exc: object) -> None:

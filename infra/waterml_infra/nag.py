@@ -47,6 +47,11 @@ REASONS: dict[str, str] = {
         "<project>-<env>-<model>, so a model added to `models` needs no foundation change. "
         "It cannot update code, aliases or configuration."
     ),
+    "AwsSolutions-IAM5[Resource::<SERVING_STACKS>]": (
+        "The deploy's ordering check reads the commit tag of every serving stack of this "
+        "environment (cloudformation:DescribeStacks only): one per model, so a pattern spares "
+        "the foundation stack a change per model."
+    ),
     "AwsSolutions-IAM5[Resource::<FUNCTION_VERSIONS>]": (
         "The pre-traffic hook invokes and reads the configuration of the numbered version "
         "CodeDeploy is about to shift traffic to; the version is only known per deployment, so "

@@ -46,7 +46,7 @@ def deployed(built: lambda_image.Image) -> Iterator[dict[str, Any]]:
     image = {"rootfs": str(built.rootfs), "env": built.env, "entrypoint": built.entrypoint,
              "cmd": built.cmd, "workdir": built.workdir}  # fmt: skip
     with Sandbox(image) as sandbox:
-        endpoints = sandbox.request(op="image", image=image)
+        endpoints = sandbox.endpoints
         bundle = released_bundle()
         data = synthetic.dumps(bundle)
         from waterml_infra.config import load_settings, resolve

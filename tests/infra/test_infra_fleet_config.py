@@ -23,11 +23,16 @@ def _settings(**defaults) -> dict:
 
 
 def test_shipped_fleet_and_traffic():
+    """The models are cdk.json's (a third one there changes nothing here), and each is one
+    training/specs/ can train."""
+    from training.spec import available
+
     settings = load_settings()
-    assert settings["defaults"]["models"] == ["wqi", "potability"]
+    shipped = tuple(settings["defaults"]["models"])
+    assert shipped and set(shipped) <= set(available())
     assert "model_name" not in settings["defaults"]
     dev, prod = resolve(settings, "dev"), resolve(settings, "prod")
-    assert dev.models == prod.models == ("wqi", "potability")
+    assert dev.models == prod.models == shipped
     assert dev.traffic == "all_at_once"
     assert prod.traffic == "canary_10_percent_10_minutes"
     assert prod.deployment_config_name == "CodeDeployDefault.LambdaCanary10Percent10Minutes"
@@ -166,8 +171,9 @@ def test_cli_writes_the_models_and_one_models_names(tmp_path, monkeypatch, capsy
     region = ["--account", "333333333333", "--region", "eu-central-1", "--github-output"]
     assert main(["prod", *region]) == 0
     lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
-    assert json.loads(lines["models"]) == ["wqi", "potability"]
-    assert lines["models"] == '["wqi","potability"]'  # compact: one GITHUB_OUTPUT line
+    served = list(resolve(load_settings(), "prod").models)
+    assert json.loads(lines["models"]) == served
+    assert lines["models"] == json.dumps(served, separators=(",", ":"))  # one compact line
     assert lines["traffic"] == "canary_10_percent_10_minutes"
     assert "function_name" not in lines
     gh.unlink()

@@ -92,7 +92,7 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
         "WaterMl-dev-Foundation/GitHubPromotePolicy",
     ]
     deploy = sorted(foundation["WaterMl-dev-Foundation/GitHubDeployPolicy"])
-    assert len(deploy) == 4
+    assert len(deploy) == 5
     bucket_acks = [deploy.pop(1), deploy.pop(1)]
     for ack in bucket_acks:
         assert ack.startswith("Annotation::AwsSolutions-IAM5[Resource::<ModelBucket")
@@ -103,6 +103,8 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
     ]
     assert deploy == [
         "Annotation::AwsSolutions-IAM5[Resource::*]",
+        "Annotation::AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:111111111111:"
+        "stack/WaterMl-dev-Serving-*/*]",
         "Annotation::AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:111111111111:"
         "function:waterml-dev-*]",
     ]

@@ -469,7 +469,7 @@ def test_oidc_provider_is_created_once_per_account(templates):
         )
 
 
-def test_github_roles_trust_only_this_repository_and_branch(templates):
+def test_github_roles_trust_only_this_repository_and_environment(templates):
     roles = _github_roles(templates["dev-foundation"])
     assert sorted(roles) == ["waterml-dev-github-deploy", "waterml-dev-github-promote"]
     for role in roles.values():
@@ -479,7 +479,7 @@ def test_github_roles_trust_only_this_repository_and_branch(templates):
             "StringEquals": {
                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
                 "token.actions.githubusercontent.com:sub": (
-                    "repo:example-org/waterml:ref:refs/heads/main"
+                    "repo:example-org/waterml:environment:dev"
                 ),
             }
         }
@@ -497,7 +497,12 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
         "ReadReleases",
         "ReadReleasedBundles",
         "ReadFunctions",
+        "ReadServingStacks",
     }
+    assert by_sid["ReadServingStacks"]["Action"] == "cloudformation:DescribeStacks"
+    assert by_sid["ReadServingStacks"]["Resource"] == (
+        "arn:aws:cloudformation:eu-west-1:111111111111:stack/WaterMl-dev-Serving-*/*"
+    )
     assert by_sid["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert by_sid["EcrLogin"]["Resource"] == "*"
     repo_id = find_one(t, "AWS::ECR::Repository", {})
@@ -506,7 +511,7 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     assert not any("Delete" in a for a in by_sid["EcrPushThisRepository"]["Action"])
     assert by_sid["CdkDeploy"]["Action"] == "sts:AssumeRole"
     assert sorted(by_sid["CdkDeploy"]["Resource"]) == sorted(
-        f"arn:aws:iam::111111111111:role/cdk-hnb659fds-{r}-111111111111-eu-west-1"
+        f"arn:aws:iam::111111111111:role/cdk-wmldev-{r}-111111111111-eu-west-1"
         for r in ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role")
     )
     # Every model of the environment (the status command); CodeDeploy moves `live`, not this
@@ -561,7 +566,7 @@ def test_environments_are_one_stack_class_with_different_settings(default_app):
     _, stacks = default_app
     assert sorted(stacks) == ["dev", "prod"]
     assert type(stacks["dev"].serving["wqi"]) is type(stacks["prod"].serving["potability"])
-    assert sorted(stacks["dev"].serving) == ["potability", "wqi"]
+    assert list(stacks["dev"].serving) == list(stacks["dev"].config.models)  # cdk.json's
     assert stacks["dev"].serving["wqi"].stack_name == "WaterMl-dev-Serving-wqi"
     assert stacks["prod"].serving["wqi"].termination_protection is True
     assert stacks["prod"].foundation.termination_protection is True

@@ -44,6 +44,7 @@ class ServingStack(Stack):
         image_digest: str,
         release: Release,
         training: TrainingMix | None = None,
+        emergency: bool = False,
         **kwargs: object,
     ):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -83,6 +84,7 @@ class ServingStack(Stack):
             image_digest=image_digest,
             architecture=self._architecture(),
             alarms=list(self.alarms.values()),
+            ignore_alarms=emergency,
         )
         self._rollback_alarms: list[cloudwatch.IAlarm] = list(self.alarms.values())
         self.alarms["failure_queue"] = alarms.failure_queue_alarm(self, config, self.failure_queue)
