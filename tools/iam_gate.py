@@ -341,6 +341,13 @@ class Gate:
             requests = [lambda_request(method, path, query, where)]
         elif service == "codedeploy":
             requests = [self._codedeploy(headers.get("x-amz-target", ""), json.loads(body), where)]
+        elif service == "monitoring":  # CloudWatch: no resource-level permissions for reads
+            operation = path.rstrip("/").rsplit("/", 1)[-1]  # smithy-rpc-v2-cbor: .../operation/X
+            if "operation" not in path:  # the JSON or query protocol
+                form = parse_qs(body.decode(errors="replace"))
+                target = headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+                operation = target or form.get("Action", [""])[0]
+            requests = [Request(f"cloudwatch:{operation}", "*")]
         elif service == "sts":
             return [], True  # GetCallerIdentity needs no permission
         else:

@@ -137,6 +137,10 @@ class FunctionSettings:
     errors_threshold: int = 1
     throttles_threshold: int = 1
     p99_duration_threshold_ms: int = 3000
+    # Evidence of a rollout: the invocations its version must have served through `live`
+    # since its publication, or `status` says UNOBSERVED (exit 6) and the deploy job fails.
+    # 0: none asked (an all-at-once rollout with no canary).
+    rollout_evidence_invocations: int = 0
     # Inference faults (the handler's InferenceError metric) per 100 invocations of `live`.
     inference_error_rate_percent: float = 5.0
     # Monitoring (constructs/monitoring.py): the dashboard and the model alarms. Each period
@@ -176,6 +180,8 @@ class FunctionSettings:
             problems.append("provisioned_concurrency cannot exceed reserved_concurrency")
         if self.snapstart:
             problems.append(SNAPSTART_REFUSED)
+        if self.rollout_evidence_invocations < 0:
+            problems.append("rollout_evidence_invocations must not be negative")
         if min(self.errors_threshold, self.throttles_threshold, self.p99_duration_threshold_ms) < 1:
             problems.append("alarm thresholds must be at least 1")
         if not 0 < self.inference_error_rate_percent <= 100:

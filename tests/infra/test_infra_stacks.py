@@ -498,7 +498,9 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
         "ReadReleasedBundles",
         "ReadFunctions",
         "ReadServingStacks",
+        "CountRolloutInvocations",
     }
+    assert by_sid["CountRolloutInvocations"]["Action"] == "cloudwatch:GetMetricStatistics"
     assert by_sid["ReadServingStacks"]["Action"] == "cloudformation:DescribeStacks"
     assert by_sid["ReadServingStacks"]["Resource"] == (
         "arn:aws:cloudformation:eu-west-1:111111111111:stack/WaterMl-dev-Serving-*/*"

@@ -9,6 +9,7 @@ bundle reads, its report). The promotion role is run in test_run_under_policy_pr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import types
 import uuid
@@ -123,6 +124,9 @@ def publish(world: dict[str, Any], version: str) -> None:
     plane.functions[f"{name}:{version}"] = {
         "FunctionName": name, "Version": version, "State": "Active", "Timeout": fn["Timeout"],
         "Environment": {"Variables": fn["Environment"]["Variables"]},
+        "LastModified": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)).strftime(
+            "%Y-%m-%dT%H:%M:%S.000+0000"
+        ),
     }  # fmt: skip
     plane.aliases[f"{name}:live"] = {"Name": "live", "FunctionVersion": version}
 
@@ -146,6 +150,43 @@ def test_status_as_the_deploy_role_reports_a_never_promoted_model_missing(
     assert by_model["wqi"]["state"] == "in sync"
     assert by_model["potability"]["state"] == "missing"
     assert "may not be read" in by_model["potability"]["problems"][0]
+
+
+def test_a_rollout_that_served_nothing_is_reported_unobserved(
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    s3_endpoint: str,
+) -> None:
+    """An environment asking 5 invocations of a rollout's version as evidence: version 7 has
+    served none through `live` (status: UNOBSERVED, exit 6), then 6 (in sync). The count is
+    Lambda's Invocations metric of that version (the loopback moto's CloudWatch), read as the
+    deploy role."""
+    from waterml_infra.ci import status
+    from waterml_infra.config import load_settings
+
+    settings = load_settings()
+    settings["environments"]["dev"] = {**settings["environments"]["dev"],
+                                       "rollout_evidence_invocations": 5}  # fmt: skip
+    monkeypatch.setattr(status, "load_settings", lambda: settings)
+    publish(world, "7")
+    as_role(monkeypatch, world, "deploy")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", world["gate"].endpoint)
+    world["gate"].upstreams["monitoring"] = s3_endpoint
+    argv = ["--env", "dev", "--model", "wqi", "--account", ACCOUNT, "--region", REGION]
+    assert status.main(argv) == status.UNOBSERVED
+    assert "unobserved: version 7 served 0 invocation(s)" in capsys.readouterr().out
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=s3_endpoint, region_name=REGION,
+                              aws_access_key_id="admin", aws_secret_access_key="admin")  # fmt: skip
+    name = world["cfg"].function_name
+    cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[{
+        "MetricName": "Invocations", "Value": 6, "Unit": "Count",
+        "Timestamp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+        "Dimensions": [{"Name": "FunctionName", "Value": name},
+                       {"Name": "Resource", "Value": f"{name}:live"},
+                       {"Name": "ExecutedVersion", "Value": "7"}],
+    }])  # fmt: skip
+    assert status.main(argv) == status.IN_SYNC, capsys.readouterr()
 
 
 def test_the_plan_as_the_deploy_role_skips_a_never_promoted_model(

@@ -218,6 +218,15 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
                 resources=[source],
             )
         )
+    # status counts a rollout's invocations (its evidence): GetMetricStatistics has no
+    # resource-level permission (Resource "*", acknowledged with ecr:GetAuthorizationToken's).
+    policy.add_statements(
+        iam.PolicyStatement(
+            sid="CountRolloutInvocations",
+            actions=["cloudwatch:GetMetricStatistics"],
+            resources=["*"],
+        )
+    )
     # The deploy's ordering check reads which commit each serving stack was deployed from
     # (its `commit` tag): an older commit never deploys over a newer one.
     serving_stacks = (
