@@ -9,6 +9,7 @@ the template and the image are run, not read.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ pytestmark = pytest.mark.integration
 def built() -> lambda_image.Image:
     """The real Dockerfile on the stand-in base (built once per inputs; .ci/run installs the
     tools it needs, and a machine without them fails here, never skips)."""
+    assert os.geteuid() == 0, (
+        "the image tests run containers (runc, a network namespace): run make test as root, "
+        "as CI does (.ci/run)"
+    )
     missing = lambda_image.missing_tools()
     assert not missing, (
         f"install {missing} (apt-get install buildah runc debootstrap): .ci/run does"
