@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -414,6 +415,7 @@ class Driver:
     def close(self) -> None:
         self.handle({"op": "close"})
         self.moto.stop()
+        shutil.rmtree(self.state, ignore_errors=True)  # the bundles and the containers' logs
 
 
 def serve(lines: Iterator[str]) -> None:
