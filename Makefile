@@ -157,6 +157,10 @@ invoke: venv ## Answer EVENT=path.json in-process against the local S3 release o
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
 	@$(WITH_S3) $(PY) -m benchmarks.bench
 
+.PHONY: bench-image
+bench-image: venv ## The image built and run as Lambda runs it beside a seed-style image: size, cold start, RSS (root; JSON)
+	@$(PY) -m benchmarks.image
+
 .PHONY: requirements
 requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock
 	$(UV) export --frozen --no-dev --no-default-groups --group serving --no-emit-project \
