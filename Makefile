@@ -69,8 +69,24 @@ lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one)
 	$(RUN) training $(MODEL)
 
+# The MLflow UI test drives a headless Chromium: Debian's `chromium` (playwright never downloads
+# a browser). Installed with apt-get when make runs as root (CI, a container); anyone else is
+# told the one command. APT_GET= (empty) never installs.
+APT_GET ?= $(if $(filter 0,$(shell id -u)),apt-get)
+
+.PHONY: browser
+browser: ## Install the browser the MLflow UI test drives (Debian's chromium) when it is missing
+	@command -v chromium >/dev/null && exit 0; \
+	if [ -n "$(APT_GET)" ] && command -v $(APT_GET) >/dev/null; then \
+	  echo "installing Debian's chromium for the MLflow UI test: $(APT_GET) install chromium"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi; \
+	command -v chromium >/dev/null || { echo "error: the MLflow UI test needs Debian's chromium:" \
+	  "run  sudo apt-get install chromium  and then make test again" >&2; exit 1; }
+
 .PHONY: test
-test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) browser ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
