@@ -125,7 +125,13 @@ def s3_client(config: Config, timeout: float | None = None) -> Any:
 def fetch_s3(config: Config, client: Any = None) -> bytes:
     """GetObject with the pinned VersionId, within ``config.load_deadline_s``: signed stdlib
     HTTP when the credentials are in the environment (as in Lambda), else boto3 with its own
-    credential chain (or ``client``, then with its own timeouts, for every attempt)."""
+    credential chain (or ``client``, then with its own timeouts, for every attempt).
+
+    Raises:
+        ModelNotFound: no such key or version.
+        S3Unreachable: no answer within the deadline, after retries.
+        LoadError: S3 refused the request otherwise (e.g. access denied).
+    """
     deadline = s3_get.Deadline(config.load_deadline_s)
     creds = None if client is not None else s3_get.Credentials.from_env()
     if creds is None:

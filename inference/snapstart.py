@@ -93,7 +93,13 @@ def warm(service: Service) -> None:
 
 
 def before_snapshot() -> None:
-    """Load (or reuse) the pinned model and warm it; raising fails the version's publish."""
+    """Load (or reuse) the pinned model and warm it; raising fails the version's publish.
+
+    Raises:
+        inference.config.ConfigError: the pins are missing or malformed.
+        inference.handler.InitError: the model does not load.
+        RestoreRefused: the loaded model is not the pinned one.
+    """
     global _snapshot_pins
     from inference import handler  # deferred: the handler imports this module
 
@@ -116,7 +122,13 @@ def reseed() -> None:
 
 def after_restore() -> dict[str, Any]:
     """Re-check a restored environment; raises rather than serve anything unproven. Returns
-    what it found (the tests and the log read it)."""
+    what it found (the tests and the log read it).
+
+    Raises:
+        RestoreRefused: the restored model does not match its pins.
+        inference.loader.LoadError: the bundle can no longer be fetched by its pin.
+        inference.handler.InitError: the model does not load again.
+    """
     from inference import handler
 
     started = time.perf_counter()
