@@ -119,7 +119,12 @@ def start(
     """Start moto's server on loopback and wait until it accepts connections.
 
     Without ``data_dir`` it is plain moto_server (in memory: tests, the demo); with it, the
-    buckets persist there (see the module docstring)."""
+    buckets persist there (see the module docstring).
+
+    Raises:
+        RuntimeError: it did not accept connections within ``timeout`` (the log's tail says
+            why).
+    """
     port = port or _free_port()
     if data_dir is None:
         cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", HOST, "-p", str(port)]
@@ -229,6 +234,12 @@ def up() -> LocalS3:
 
 
 def down(wipe: bool = False) -> bool:
+    """Stop the shared server (``make s3-down``), and with ``wipe`` delete its buckets; whether
+    one was running.
+
+    Raises:
+        RuntimeError: the server's process did not stop.
+    """
     server = shared_server()
     if server is not None:
         stop(server)
@@ -407,7 +418,11 @@ class StateStore:
                 blob.unlink(missing_ok=True)
 
     def load(self) -> str:
-        """Restore the saved buckets; returns a one-line summary for the log."""
+        """Restore the saved buckets; returns a one-line summary for the log.
+
+        Raises:
+            ValueError: the saved state is in a format this code does not know.
+        """
         from moto.s3.models import FakeKey, S3Backend, s3_backends
 
         if not self.file.exists():

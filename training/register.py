@@ -29,6 +29,8 @@ from training.model import Split
 from training.spec import ModelSpec
 
 MODEL_NAME = "model"  # the logged MLflow model's name within its run
+DRY_RUN = "dry_run"  # the tag of a run that registered nothing (python -m training --dry-run)
+DRY_RUN_NAME = "dry run"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # What the pyfunc model needs beyond MLflow itself (pandas comes with MLflow): serving's set.
 MODEL_REQUIREMENTS = ("numpy", "onnxruntime", "aws-lambda-powertools")
@@ -107,10 +109,12 @@ def lift(metrics: dict[str, float], primary: str, greater_is_better: bool) -> di
 
 
 def run_name(name: str, version: str, tags: dict[str, str]) -> str:
-    """Model, version, data and code: ``wqi v3 · data 2e3845cb · code 599179d``."""
+    """Model, version, data and code: ``wqi v3 · data 2e3845cb · code 599179d``; a dry run's
+    version is ``dry run``."""
     commit = tags.get(GIT_SHA, "unknown")
     code = commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
-    return f"{name} v{version} · data {tags.get('data_sha256', '')[:8]} · code {code}"
+    made = version if version == DRY_RUN_NAME else f"v{version}"
+    return f"{name} {made} · data {tags.get(DATA_SHA256, '')[:8]} · code {code}"
 
 
 def _candidate(client: Any, name: str) -> str | None:
@@ -150,7 +154,7 @@ def _move_candidate(client: Any, name: str, version: str) -> str:
 def existing_version(client: Any, name: str, digest: str) -> Any | None:
     """The oldest version of ``name`` whose bundle has this SHA-256, or None."""
     # Both are safe inside quotes: the name matches MODEL_NAME, the digest is hex.
-    found = client.search_model_versions(f"name = '{name}' and tags.artifact_sha256 = '{digest}'")
+    found = client.search_model_versions(f"name = '{name}' and tags.{ARTIFACT_SHA256} = '{digest}'")
     return min(found, key=lambda mv: int(mv.version)) if found else None
 
 
@@ -199,6 +203,20 @@ def _log_model(mlflow: Any, run: TrainingRun, digest: str) -> Any:
     )
 
 
+def _with_lift(run: TrainingRun) -> dict[str, float]:
+    gates = run.spec.gates
+    return run.metrics | lift(run.metrics, gates.primary, gates.greater_is_better)
+
+
+def _log_evidence(mlflow: Any, run: TrainingRun, tags: dict[str, str]) -> None:
+    """What every training run records, registered or not: tags, params, validation, plots."""
+    mlflow.set_tags(tags | _tool_versions())
+    mlflow.log_params({k: str(v) for k, v in run.params.items()})
+    mlflow.log_dict(run.validation, "validation/result.json")
+    for filename, figure in run.figures.items():
+        mlflow.log_figure(figure, f"plots/{filename}")
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """What the register stage records: the trained model's evidence and its bundle."""
@@ -243,17 +261,12 @@ def log_and_register(run: TrainingRun) -> Registered:
             version, same.run_id or "", holder == version, gate_failures, True, holder
         )
 
-    gates = run.spec.gates
-    metrics = run.metrics | lift(run.metrics, gates.primary, gates.greater_is_better)
+    metrics = _with_lift(run)
     with mlflow.start_run(
         experiment_id=experiment_id(mlflow, name), run_name=run_name(name, "?", run.tags)
     ) as active:
         run_id = active.info.run_id
-        mlflow.set_tags(run.tags | _tool_versions())
-        mlflow.log_params({k: str(v) for k, v in run.params.items()})
-        mlflow.log_dict(run.validation, "validation/result.json")
-        for filename, figure in run.figures.items():
-            mlflow.log_figure(figure, f"plots/{filename}")
+        _log_evidence(mlflow, run, run.tags)
         # The release unit, where promotion has always found it (registry/tracking.py).
         mlflow.log_artifact(str(run.bundle_path), BUNDLE_ARTIFACT_DIR)
         datasets = _datasets(mlflow, run)
@@ -275,3 +288,21 @@ def log_and_register(run: TrainingRun) -> Registered:
     number = str(version.version)
     holder = _move_candidate(client, name, number) if candidate else _candidate(client, name)
     return Registered(number, run_id, candidate, gate_failures, False, holder)
+
+
+def log_dry_run(run: TrainingRun) -> str:
+    """A run of its own with what the training found (params, held-out metrics and the lift,
+    plots, the validation result, lineage tags), tagged ``dry_run``; no model is logged and no
+    version registered, so no alias moves and promotion never sees it. Its id.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the tracking store failed.
+    """
+    mlflow = _mlflow()
+    name = run.spec.name
+    with mlflow.start_run(
+        experiment_id=experiment_id(mlflow, name), run_name=run_name(name, DRY_RUN_NAME, run.tags)
+    ) as active:
+        _log_evidence(mlflow, run, run.tags | {DRY_RUN: "true"})
+        mlflow.log_metrics(_with_lift(run))
+    return str(active.info.run_id)
