@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.config import REPO
+from settings import REPO
 
 
 def main(spec_path: str, barrier: str, count: str) -> None:

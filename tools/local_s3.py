@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from settings import LOCAL_DIR, REPO
 from tools import processes
-from training.config import LOCAL_DIR, REPO
 from training.locks import file_lock
 
 STATE_DIR = LOCAL_DIR

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import DEFAULT_TRACKING_URI, tracking_uri
+from settings import DEFAULT_TRACKING_URI, tracking_uri
 from training.mlflow_names import quiet_mlflow
 
 MIGRATED = "waterml.migrated_from"

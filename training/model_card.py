@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.bundle import is_model_name
+from settings import REPO
 from training.card_content import render
-from training.config import REPO
 from training.mlflow_names import (
     ARTIFACT_SHA256,
     CHAMPION,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from inference.bundle import BUNDLE_FILENAME
 from training import bundle, engines, evaluate, register
-from training.config import BUNDLE_FILENAME
 from training.engines.base import stage
 from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA
 from training.spec import ModelSpec

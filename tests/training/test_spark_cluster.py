@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from settings import REPO
 from tests.training import spark_cluster
 from training import data, expectations, labels, model
-from training.config import REPO
 from training.spec import load_spec
 
 pytestmark = pytest.mark.integration

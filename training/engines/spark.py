@@ -33,8 +33,8 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from settings import LOCAL_DIR, REPO
 from training import data, holdout, labels, model
-from training.config import LOCAL_DIR, REPO
 from training.engines.base import Rows, Trained, check_pin, stage, validated
 from training.spec import DataSpec, ModelSpec, SpecError, TimestampSpec
 
