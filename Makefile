@@ -120,12 +120,27 @@ notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each mo
 	  $(if $(AS_ROOT),--allow-root) notebooks/explore.ipynb
 
 .PHONY: tracking-up
-tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, basic auth (data in .local/tracking/)
-	$(RUN) tools.tracking_server up
+tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, roles (data in .local/tracking/; HOST=0.0.0.0: over TLS)
+	$(RUN) tools.tracking_server up $(if $(HOST),--host $(HOST))
 
 .PHONY: tracking-down
-tracking-down: $(VENV)/.synced-team ## Stop the team MLflow server and its PostgreSQL (WIPE=1: and delete their data)
+tracking-down: $(VENV)/.synced-team ## Stop the team MLflow server and its PostgreSQL (WIPE=1: and delete their data and artifacts)
 	$(RUN) tools.tracking_server down $(if $(filter 1,$(WIPE)),--wipe)
+
+.PHONY: tracking-rotate
+tracking-rotate: $(VENV)/.synced-team ## A new password for LOGIN=ci|data-scientist|admin of the team MLflow
+	@test -n "$(LOGIN)" || { echo "error: set LOGIN=ci, data-scientist or admin" >&2; exit 2; }
+	$(RUN) tools.tracking_server rotate $(LOGIN)
+
+.PHONY: tracking-backup
+tracking-backup: $(VENV)/.synced-team ## Both databases and every artifact of the team MLflow into DIR=path (new)
+	@test -n "$(DIR)" || { echo "error: set DIR=<new folder>" >&2; exit 2; }
+	$(RUN) tools.tracking_server backup $(DIR)
+
+.PHONY: tracking-restore
+tracking-restore: $(VENV)/.synced-team ## Restore DIR=path (a tracking-backup) into the stopped team MLflow
+	@test -n "$(DIR)" || { echo "error: set DIR=<backup folder>" >&2; exit 2; }
+	$(RUN) tools.tracking_server restore $(DIR)
 
 .PHONY: drift
 drift: venv ## Drift report of a prediction log against MODEL's training profile (LOG=file.jsonl or s3://prefix)

@@ -45,6 +45,7 @@ from typing import IO, Any
 
 from settings import LOCAL_DIR, REPO
 from tools import processes
+from training.locks import file_lock
 
 STATE_DIR = LOCAL_DIR
 SERVER_FILE = STATE_DIR / "s3.json"  # pid and port of the running shared server
@@ -207,17 +208,9 @@ def shared_server() -> LocalS3 | None:
     return server if running else None
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
-
-
 def up() -> LocalS3:
     # Two make targets started at once must not each start a server on the same data.
-    with _flock(STATE_DIR / "s3.up.lock"):
+    with file_lock(STATE_DIR / "s3.up.lock"):
         server = shared_server()
         if server is None:
             server = start(log=STATE_DIR / "s3.log", data_dir=DATA_DIR)
