@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.bundle import normalize_sha256
+from inference.contract import SIGNING_PUBLIC_KEY
 
-REQUIRED = ("MODEL_BUCKET", "MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256")
+# Every pin is required, the signature's and the key it must verify with included: a release
+# that is not signed, or a function without the key, does not serve (inference/signature.py).
+REQUIRED = (
+    "MODEL_BUCKET",
+    "MODEL_KEY",
+    "MODEL_VERSION_ID",
+    "MODEL_SHA256",
+    "MODEL_SIGNATURE_KEY",
+    "MODEL_SIGNATURE_VERSION_ID",
+    SIGNING_PUBLIC_KEY,
+)
 DEFAULT_CACHE_DIR = "/tmp"  # Lambda's only writable path; survives warm restarts of the process
 DEFAULT_MAX_BATCH = 10_000  # 10k readings are ~0.8 MB of JSON, well under the 6 MB payload cap
 # The whole S3 fetch, every attempt and pause included. Lambda's init phase is 10 s in all and
@@ -36,6 +47,9 @@ class Config:
     key: str
     version_id: str
     sha256: str
+    signature_key: str
+    signature_version_id: str
+    public_key: str  # PEM
     endpoint_url: str | None = None
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     max_batch: int = DEFAULT_MAX_BATCH
@@ -47,6 +61,10 @@ class Config:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}?versionId={self.version_id}"
+
+    @property
+    def signature_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.signature_key}?versionId={self.signature_version_id}"
 
     @property
     def cache_path(self) -> Path:
@@ -87,6 +105,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         key=env["MODEL_KEY"].strip(),
         version_id=env["MODEL_VERSION_ID"].strip(),
         sha256=sha,
+        signature_key=env["MODEL_SIGNATURE_KEY"].strip(),
+        signature_version_id=env["MODEL_SIGNATURE_VERSION_ID"].strip(),
+        public_key=env[SIGNING_PUBLIC_KEY].strip(),
         endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None,
         cache_dir=Path(env.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR),
         max_batch=max_batch,

@@ -24,6 +24,9 @@ LIVE_ALIAS = "live"
 LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # the `service` dimension of the fault metric
 PREDICTION_LOG_RATE = "PREDICTION_LOG_RATE"
+# The function's and the hook's: the PEM public key releases are signed with (one per
+# environment; nothing is unpickled unless the release's signature verifies with it).
+SIGNING_PUBLIC_KEY = "MODEL_SIGNING_PUBLIC_KEY"
 # The pre-traffic hook's.
 TARGET_FUNCTION = "TARGET_FUNCTION"
 MODEL_NAME = "MODEL_NAME"

@@ -12,6 +12,7 @@ re-fetched by the new one, never vouched for. The S3 fetch has one total deadlin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from inference import s3_get, sanity
+from inference import s3_get, sanity, signature
 from inference.bundle import BundleError, DigestMismatch, loads, verify_digest
 from inference.config import Config
 from inference.predictor import Predictor
@@ -42,14 +43,20 @@ class ModelNotFound(LoadError):
     """The bucket, key or pinned VersionId does not exist."""
 
 
+class SignatureRefused(LoadError):
+    """The release's signature is missing, altered, by another key than the pinned one, or
+    does not cover the pinned bundle; nothing was unpickled."""
+
+
 class S3Unreachable(LoadError):
     """S3 did not answer within the load deadline (after at most S3_ATTEMPTS attempts)."""
 
     def __init__(
-        self, config: Config, endpoint: str, attempts: int, elapsed: float, cause: object
-    ) -> None:
+        self, config: Config, endpoint: str, attempts: int, elapsed: float, cause: object,
+        uri: str | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(
-            f"S3 unreachable at {endpoint} for {config.uri} after {attempts} attempt"
+            f"S3 unreachable at {endpoint} for {uri or config.uri} after {attempts} attempt"
             f"{'' if attempts == 1 else 's'} in {elapsed:.2f} s (deadline"
             f" {config.load_deadline_s:g} s, MODEL_LOAD_DEADLINE_S): {cause}"
         )
@@ -95,7 +102,9 @@ class _Verified:
 
 
 _MEMORY: dict[str, _Verified] = {}  # sha256 -> the verified, sanity-checked content
-_PINS: set[tuple[str, str, str, str]] = set()  # (bucket, key, VersionId, sha256) a GET proved
+# Each pin (bucket, key, VersionId, sha256, the signature's key and VersionId, the public key)
+# whose bytes a GET proved and whose signature verified.
+_PINS: set[tuple[str, ...]] = set()
 
 
 def clear_memory() -> None:
@@ -103,8 +112,13 @@ def clear_memory() -> None:
     _PINS.clear()
 
 
-def _pin(config: Config) -> tuple[str, str, str, str]:
+def _bundle_pin(config: Config) -> tuple[str, str, str, str]:
     return (config.bucket, config.key, config.version_id, config.sha256)
+
+
+def _pin(config: Config) -> tuple[str, ...]:
+    signed_by = (config.signature_key, config.signature_version_id, config.public_key)
+    return (*_bundle_pin(config), *signed_by)
 
 
 def s3_client(config: Config) -> Any:
@@ -121,29 +135,40 @@ def s3_client(config: Config) -> Any:
     return boto3.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
 
 
-def fetch_s3(config: Config, client: Any = None) -> bytes:
-    """GetObject with the pinned VersionId, within ``config.load_deadline_s``, every byte
-    included: signed stdlib HTTP with the environment's credentials (as in Lambda) or, without
-    them, with what boto3's credential chain finds (profile, SSO, container or instance role).
-    A ``client`` passed in is used as it is, with its own credentials and timeouts.
+def fetch_s3(
+    config: Config,
+    client: Any = None,
+    deadline: s3_get.Deadline | None = None,
+    signature_file: bool = False,
+) -> bytes:
+    """GetObject with the pinned VersionId (of the bundle, or with ``signature_file`` of its
+    signature), within ``deadline`` (``config.load_deadline_s`` from now by default), every
+    byte included: signed stdlib HTTP with the environment's credentials (as in Lambda) or,
+    without them, with what boto3's credential chain finds (profile, SSO, container or
+    instance role). A ``client`` passed in is used as it is, with its own credentials and
+    timeouts.
 
     Raises:
         ModelNotFound: the bucket, key or VersionId does not exist.
         S3Unreachable: no answer within the deadline.
         LoadError: S3 refused otherwise, or no credentials were found.
     """
+    deadline = deadline or s3_get.Deadline(config.load_deadline_s)
+    key, version_id, uri = config.key, config.version_id, config.uri
+    if signature_file:
+        key, version_id = config.signature_key, config.signature_version_id
+        uri = config.signature_uri
     if client is not None:
-        return _fetch_boto3(config, client, s3_get.Deadline(config.load_deadline_s))
+        return _fetch_boto3(config, client, deadline, key, version_id, uri)
     creds = s3_get.Credentials.from_env()
     region = None
     if creds is None:  # boto3's lookup is bounded by its own provider timeouts
         creds, region = _chain_credentials(config)
-    deadline = s3_get.Deadline(config.load_deadline_s)
     try:
         return s3_get.get_object(
             config.bucket,
-            config.key,
-            config.version_id,
+            key,
+            version_id,
             creds,
             config.endpoint_url,
             region_name=region,
@@ -151,10 +176,10 @@ def fetch_s3(config: Config, client: Any = None) -> bytes:
         )
     except s3_get.S3Error as exc:
         if exc.code in _NOT_FOUND or exc.status == 404:
-            raise ModelNotFound(f"{config.uri} does not exist ({exc.code})") from exc
-        raise LoadError(f"S3 refused {config.uri}: {exc}") from exc
+            raise ModelNotFound(f"{uri} does not exist ({exc.code})") from exc
+        raise LoadError(f"S3 refused {uri}: {exc}") from exc
     except s3_get.S3ConnectionError as exc:
-        raise S3Unreachable(config, exc.endpoint, exc.attempts, exc.elapsed, exc) from exc
+        raise S3Unreachable(config, exc.endpoint, exc.attempts, exc.elapsed, exc, uri) from exc
 
 
 def _chain_credentials(config: Config) -> tuple[s3_get.Credentials, str | None]:
@@ -174,7 +199,9 @@ def _chain_credentials(config: Config) -> tuple[s3_get.Credentials, str | None]:
     return creds, session.region_name
 
 
-def _fetch_boto3(config: Config, client: Any, deadline: s3_get.Deadline) -> bytes:
+def _fetch_boto3(
+    config: Config, client: Any, deadline: s3_get.Deadline, key: str, version_id: str, uri: str
+) -> bytes:
     # A caller's client: botocore's own retries cannot see a total deadline, so one attempt
     # per call, paced by the stdlib path's policy; its socket waits are the client's own.
     from botocore.exceptions import BotoCoreError, ClientError
@@ -186,23 +213,21 @@ def _fetch_boto3(config: Config, client: Any, deadline: s3_get.Deadline) -> byte
         try:
             s3 = client
             endpoint = str(s3.meta.endpoint_url)
-            response = s3.get_object(
-                Bucket=config.bucket, Key=config.key, VersionId=config.version_id
-            )
+            response = s3.get_object(Bucket=config.bucket, Key=key, VersionId=version_id)
             return bytes(response["Body"].read())
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _NOT_FOUND or status == 404:
-                raise ModelNotFound(f"{config.uri} does not exist ({code})") from exc
+                raise ModelNotFound(f"{uri} does not exist ({code})") from exc
             if status not in s3_get.RETRY_STATUS:
-                raise LoadError(f"S3 refused {config.uri}: {code or exc}") from exc
+                raise LoadError(f"S3 refused {uri}: {code or exc}") from exc
             last = exc
         except BotoCoreError as exc:  # connection refused, timeouts, no credentials
             last = exc
     if isinstance(last, ClientError):
-        raise LoadError(f"S3 refused {config.uri}: {last}") from last
-    raise S3Unreachable(config, endpoint, made, deadline.elapsed(), last) from last
+        raise LoadError(f"S3 refused {uri}: {last}") from last
+    raise S3Unreachable(config, endpoint, made, deadline.elapsed(), last, uri) from last
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -224,7 +249,7 @@ def pin_path(config: Config) -> Path:
 
 
 def _pin_record(config: Config) -> dict[str, str]:
-    return dict(zip(("bucket", "key", "version_id", "sha256"), _pin(config), strict=True))
+    return dict(zip(("bucket", "key", "version_id", "sha256"), _bundle_pin(config), strict=True))
 
 
 def _cached_for_this_pin(config: Config) -> bool:
@@ -245,7 +270,9 @@ def cache_verified(config: Config, data: bytes) -> None:
     _write_atomically(pin_path(config), json.dumps(_pin_record(config)).encode())
 
 
-def fetch_verified(config: Config, client: Any = None) -> tuple[bytes, str]:
+def fetch_verified(
+    config: Config, client: Any = None, deadline: s3_get.Deadline | None = None
+) -> tuple[bytes, str]:
     """The pinned bundle's bytes, digest-checked, and where they came from ("tmp" or "s3")."""
     path = config.cache_path
     data = None
@@ -262,7 +289,7 @@ def fetch_verified(config: Config, client: Any = None) -> tuple[bytes, str]:
             log.warning("cached bundle %s fails its digest; fetching it again", path)
             path.unlink(missing_ok=True)
             pin_path(config).unlink(missing_ok=True)
-    data = fetch_s3(config, client)
+    data = fetch_s3(config, client, deadline)
     verify_digest(data, config.sha256, config.uri)  # raises DigestMismatch before any unpickle
     try:
         cache_verified(config, data)
@@ -271,22 +298,79 @@ def fetch_verified(config: Config, client: Any = None) -> tuple[bytes, str]:
     return data, "s3"
 
 
+def signature_path(config: Config) -> Path:
+    """Where the pinned signature file is kept in /tmp (it is verified on every load anyway)."""
+    pin = f"{config.bucket}/{config.signature_key}?versionId={config.signature_version_id}"
+    return config.cache_dir / f"{hashlib.sha256(pin.encode()).hexdigest()[:32]}.sig.json"
+
+
+def verify_signature(
+    config: Config, client: Any = None, deadline: s3_get.Deadline | None = None
+) -> signature.SignedRelease:
+    """The pinned signature, verified with the pinned public key and covering the pinned
+    bundle (its SHA-256 and MLflow version): what makes the bundle's bytes worth unpickling.
+
+    Raises:
+        SignatureRefused: unsigned, altered, another key, or it covers other bytes.
+        ModelNotFound, S3Unreachable, LoadError: the signature file could not be fetched.
+    """
+    path = signature_path(config)
+    for cached in (True, False):
+        try:
+            data = path.read_bytes() if cached else fetch_s3(config, client, deadline, True)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot read cached signature %s: %s", path, exc)
+            continue
+        try:
+            signed = signature.verify(data, config.public_key)
+            signed.require(config.sha256, config.model_version)
+        except signature.SignatureError as exc:
+            if cached:  # a damaged /tmp copy: ask S3 for the pinned bytes once more
+                path.unlink(missing_ok=True)
+                continue
+            raise SignatureRefused(f"{config.signature_uri}: {exc}") from exc
+        if not cached:
+            try:
+                _write_atomically(path, data)
+            except OSError as exc:
+                log.warning("cannot cache signature at %s: %s", path, exc)
+        return signed
+    raise AssertionError("unreachable: the S3 attempt returns or raises")
+
+
 def load(config: Config, client: Any = None) -> Model:
     """The served model for ``config``. Verified content is kept in memory by SHA-256; every
-    call returns its own Model carrying this config's VersionId and version."""
+    call returns its own Model carrying this config's VersionId and version.
+
+    Raises:
+        ModelNotFound, S3Unreachable, LoadError: the bundle or its signature cannot be fetched.
+        DigestMismatch: the fetched bytes are not the pinned SHA-256 (never unpickled).
+        SignatureRefused: the release's signature does not verify or cover the bundle.
+        BundleError, sanity.SanityError: the bundle does not load or fails its checks.
+    """
     cached = _MEMORY.get(config.sha256)
     if cached is not None and _pin(config) in _PINS:
         return _model(config, cached, "memory")
     started = time.perf_counter()
-    data, source = fetch_verified(config, client)  # the one digest check of these bytes
+    deadline = s3_get.Deadline(config.load_deadline_s)  # one for every byte of this load
+    data, source = fetch_verified(config, client, deadline)  # the one digest check of these bytes
     fetched = time.perf_counter()
-    _PINS.add(_pin(config))
+    signed = verify_signature(config, client, deadline)  # before anything is unpickled
+    checked = time.perf_counter()
     if cached is not None:  # the same content under a new pin, proved now: not loaded again
-        fetch_ms = round((fetched - started) * 1000, 2)
-        return replace(_model(config, cached, source), timings_ms={"fetch": fetch_ms})
+        _check_signed_model(signed, cached.bundle)
+        _PINS.add(_pin(config))
+        timings = {
+            "fetch": round((fetched - started) * 1000, 2),
+            "signature": round((checked - fetched) * 1000, 2),
+        }
+        return replace(_model(config, cached, source), timings_ms=timings)
     # Warnings are errors from here on: a bundle that loads "with a warning" does not serve.
     with sanity.strict_warnings():
         bundle = loads(data)
+        _check_signed_model(signed, bundle)
         predictor = Predictor(bundle)
         sanity.check(bundle, predictor)
     done = time.perf_counter()
@@ -295,12 +379,21 @@ def load(config: Config, client: Any = None) -> Model:
         predictor=predictor,
         timings_ms={
             "fetch": round((fetched - started) * 1000, 2),
-            "verify_load_check": round((done - fetched) * 1000, 2),
+            "signature": round((checked - fetched) * 1000, 2),
+            "verify_load_check": round((done - checked) * 1000, 2),
             "total": round((done - started) * 1000, 2),
         },
     )
     _MEMORY[config.sha256] = verified
+    _PINS.add(_pin(config))
     return _model(config, verified, source)
+
+
+def _check_signed_model(signed: signature.SignedRelease, bundle: dict[str, Any]) -> None:
+    try:
+        signed.require(signed.files[signature.BUNDLE_FILE], None, model=str(bundle["name"]))
+    except signature.SignatureError as exc:
+        raise SignatureRefused(str(exc)) from exc
 
 
 def _model(config: Config, verified: _Verified, source: str) -> Model:
@@ -322,5 +415,6 @@ __all__ = [
     "Model",
     "ModelNotFound",
     "S3Unreachable",
+    "SignatureRefused",
     "load",
 ]

@@ -19,12 +19,15 @@ from inference.bundle import sha256_hex
 # The S3 user-metadata key holding the SHA-256 of release.json's own bytes.
 DIGEST_METADATA = "sha256"
 # release field -> the function's environment variable that pins it. MODEL_VERSION (the
-# MLflow version) is set only when the release knows it.
+# MLflow version) is set only when the release knows it. The signature (a Sigstore bundle,
+# inference/signature.py) is pinned like the bundle, by key and S3 VersionId.
 PINS = (
     ("bucket", "MODEL_BUCKET"),
     ("key", "MODEL_KEY"),
     ("version_id", "MODEL_VERSION_ID"),
     ("sha256", "MODEL_SHA256"),
+    ("signature_key", "MODEL_SIGNATURE_KEY"),
+    ("signature_version_id", "MODEL_SIGNATURE_VERSION_ID"),
     ("mlflow_version", "MODEL_VERSION"),
 )
 

@@ -55,25 +55,28 @@ class SignedRelease:
     release: dict[str, Any]  # RELEASE_FIELD of the predicate: mlflow_version, approved_by, ...
     key_hint: str
 
-    def require(self, model: str, bundle_sha256: str, mlflow_version: str | None) -> None:
-        """Check that this signature covers exactly the release being served.
+    def require(
+        self, bundle_sha256: str, mlflow_version: str | None, model: str | None = None
+    ) -> None:
+        """Check that this signature covers exactly the release being served: its bundle's
+        bytes, its MLflow version when the release names one, and its model when known.
 
         Raises:
-            SignatureError: another model, other bundle bytes, or another MLflow version.
+            SignatureError: other bundle bytes, another MLflow version, or another model.
         """
-        if self.model != model:
-            raise SignatureError(f"the signature is for model {self.model!r}, not {model!r}")
         signed = self.files.get(BUNDLE_FILE)
         if signed != bundle_sha256.lower():
             raise SignatureError(
-                f"the signature covers bundle sha256 {signed}, the release names {bundle_sha256}"
+                f"the signature covers bundle sha256 {signed}, the release pins {bundle_sha256}"
             )
         signed_version = str(self.release.get("mlflow_version") or "")
         if mlflow_version and signed_version != mlflow_version:
             raise SignatureError(
-                f"the signature is for MLflow version {signed_version!r}, the release names"
+                f"the signature is for MLflow version {signed_version!r}, the release pins"
                 f" {mlflow_version!r}"
             )
+        if model is not None and self.model != model:
+            raise SignatureError(f"the signature is for model {self.model!r}, not {model!r}")
 
 
 def pae(payload: bytes) -> bytes:

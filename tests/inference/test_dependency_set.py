@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 import synthetic
-from serving_helpers import upload, uv
-
-from inference.bundle import sha256_hex
+from serving_helpers import pinned_env, uv
 
 REPO = Path(__file__).resolve().parents[2]
 ABSENT = ("pandas", "sklearn", "xgboost", "joblib", "scipy")
@@ -74,9 +72,7 @@ def test_handler_runs_on_exactly_the_image_requirements(
     data = synthetic.dumps(synthetic.wqi_bundle())
     cache = tmp_path / "tmp"
     env = {
-        "PATH": "/usr/bin:/bin", "MODEL_BUCKET": s3_env["bucket"],
-        "MODEL_KEY": "models/wqi/model.joblib", "MODEL_VERSION_ID": upload(s3_env, data),
-        "MODEL_SHA256": sha256_hex(data), "MODEL_CACHE_DIR": str(cache),
+        "PATH": "/usr/bin:/bin", **pinned_env(s3_env, data), "MODEL_CACHE_DIR": str(cache),
         "AWS_ENDPOINT_URL_S3": s3_env["endpoint"],
         **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                       "AWS_DEFAULT_REGION")},

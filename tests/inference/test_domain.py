@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import synthetic
-from serving_helpers import context, local_config
+from serving_helpers import context, local_config, signing_env
 
 from inference import handler
 from inference.bundle import BundleError
@@ -288,7 +288,10 @@ def test_sampling_is_seedable_and_near_its_rate() -> None:
 def test_a_bad_rate_is_a_config_error(value: str) -> None:
     from inference.config import ConfigError, from_env
 
-    env = {"MODEL_BUCKET": "b", "MODEL_KEY": "k", "MODEL_VERSION_ID": "v", "MODEL_SHA256": "a" * 64}
+    env = {
+        "MODEL_BUCKET": "b", "MODEL_KEY": "k", "MODEL_VERSION_ID": "v", "MODEL_SHA256": "a" * 64,
+        **signing_env("s"),
+    }  # fmt: skip
     assert from_env(env).prediction_log_rate == 0.01  # the default
     assert from_env(env | {"PREDICTION_LOG_RATE": "0"}).prediction_log_rate == 0.0
     with pytest.raises(ConfigError, match=r"PREDICTION_LOG_RATE must be a number from 0 \(off\)"):

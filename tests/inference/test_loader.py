@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import synthetic
 from hung_s3 import HungEndpoint, TricklingEndpoint
-from serving_helpers import KEY, local_config, s3_config, upload
+from serving_helpers import KEY, local_config, s3_config, signing_env, upload
 
 from inference import bundle as bundle_mod
 from inference import config as config_mod
@@ -79,17 +79,13 @@ def test_byte_identical_releases_keep_their_own_identity(
     # Two S3 versions holding the same bytes (a re-promotion): same SHA-256, different pins.
     sha = sha256_hex(wqi_bytes)
     first_version, second_version = upload(s3_env, wqi_bytes), upload(s3_env, wqi_bytes)
-    first = loader.load(
-        replace(s3_config(s3_env, first_version, sha, cache_dir), model_version="3")
-    )
-    second = loader.load(
-        replace(s3_config(s3_env, second_version, sha, cache_dir), model_version="4")
-    )
+    first = loader.load(s3_config(s3_env, first_version, sha, cache_dir, model_version="3"))
+    second = loader.load(s3_config(s3_env, second_version, sha, cache_dir, model_version="4"))
     assert second.identity["s3VersionId"] == second_version and second.identity["version"] == "4"
     assert first.identity["s3VersionId"] == first_version and first.identity["version"] == "3"
     assert first.source == "s3" and second.source == "s3"  # the second pin verified by a GET
     assert len(unpickles) == 1  # the verified content is shared, the identity is not
-    again = loader.load(s3_config(s3_env, first_version, sha, cache_dir))
+    again = loader.load(s3_config(s3_env, first_version, sha, cache_dir, model_version="3"))
     assert again.source == "memory" and again.version_id == first_version
 
 
@@ -136,7 +132,7 @@ def test_tmp_copy_serves_only_the_pin_it_was_verified_for(
 ) -> None:
     fetched: list[str] = []
 
-    def fetch(config: config_mod.Config, client: Any = None) -> bytes:
+    def fetch(config: config_mod.Config, client: Any = None, *args: Any) -> bytes:
         fetched.append(config.uri)
         raise loader.ModelNotFound(f"{config.uri} does not exist (NoSuchVersion)")
 
@@ -155,7 +151,7 @@ def test_tmp_copy_without_its_record_is_not_trusted(
     config = local_config(wqi_bytes, cache_dir)
     loader.pin_path(config).unlink()  # e.g. a copy left by an older image
     fetched: list[str] = []
-    monkeypatch.setattr(loader, "fetch_s3", lambda c, client=None: fetched.append(c.uri) or b"")
+    monkeypatch.setattr(loader, "fetch_s3", lambda c, *args: fetched.append(c.uri) or b"")
     with pytest.raises(DigestMismatch):
         loader.load(config)
     assert fetched == [config.uri]
@@ -194,8 +190,9 @@ def test_s3_get_object_with_the_pinned_version(
     assert model.source == "s3" and model.version_id == version
     assert digest_checks == [wqi_bytes]  # one check of the bytes unpickled, not two
     assert config.cache_path.read_bytes() == wqi_bytes  # cached for the next cold start
-    cached = sorted(p.name for p in cache_dir.iterdir())  # the copy, its pin, no .part left
-    assert cached == [config.cache_path.name, loader.pin_path(config).name]
+    cached = sorted(p.name for p in cache_dir.iterdir())  # copy, pin, signature, no .part
+    wanted = [config.cache_path, loader.pin_path(config), loader.signature_path(config)]
+    assert cached == sorted(p.name for p in wanted)
     assert json.loads(loader.pin_path(config).read_text())["version_id"] == version
     loader.clear_memory()
     assert loader.load(config).source == "tmp"
@@ -265,7 +262,7 @@ def test_missing_version_is_refused(
 
 
 def test_missing_variable_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v"}
+    env = {"MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v", **signing_env("s")}
     with pytest.raises(config_mod.ConfigError, match="MODEL_SHA256"):
         config_mod.from_env(env)
     with pytest.raises(config_mod.ConfigError, match="64 hexadecimal"):
@@ -298,9 +295,9 @@ def test_unreachable_s3_after_bounded_retry(
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    config = config_mod.Config(
-        bucket="b", key=KEY, version_id="v", sha256=sha256_hex(wqi_bytes),
-        endpoint_url=f"http://127.0.0.1:{_closed_port()}", cache_dir=cache_dir,
+    config = replace(
+        local_config(wqi_bytes, cache_dir), bucket="b", version_id="v",
+        endpoint_url=f"http://127.0.0.1:{_closed_port()}",
     )  # fmt: skip
     client = loader.s3_client(config)
     attempts: list[str] = []
@@ -348,6 +345,7 @@ def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
             "MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v",
             "MODEL_SHA256": sha256_hex(wqi_bytes), "MODEL_CACHE_DIR": str(cache_dir),
             "AWS_ENDPOINT_URL_S3": hung.url, "MODEL_LOAD_DEADLINE_S": "0.6",
+            **signing_env("s"),
         })  # fmt: skip
         with pytest.raises(handler.InitError) as caught:
             handler.init(config)
@@ -378,7 +376,10 @@ def test_no_credentials_anywhere_is_named_as_such(
 
 
 def test_load_deadline_is_configurable_with_a_default_inside_lambda_init() -> None:
-    env = {"MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v", "MODEL_SHA256": "a" * 64}
+    env = {
+        "MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v", "MODEL_SHA256": "a" * 64,
+        **signing_env("s"),
+    }  # fmt: skip
     assert config_mod.from_env(env).load_deadline_s == config_mod.DEFAULT_LOAD_DEADLINE_S
     assert config_mod.DEFAULT_LOAD_DEADLINE_S <= 6.0  # Lambda's init phase is 10 s in all
     assert config_mod.from_env({**env, "MODEL_LOAD_DEADLINE_S": "2.5"}).load_deadline_s == 2.5

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import synthetic
-from serving_helpers import upload
+from serving_helpers import pinned_env
 
-from inference.bundle import sha256_hex
 from tools.lambda_runtime_api import RuntimeApi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,19 +56,11 @@ def stop(process: subprocess.Popen[bytes]) -> str:
     return out.decode(errors="replace")
 
 
-def pinned_env(s3_env: dict[str, str], data: bytes) -> dict[str, str]:
-    return {
-        "MODEL_BUCKET": s3_env["bucket"], "MODEL_KEY": "models/wqi/model.joblib",
-        "MODEL_VERSION_ID": upload(s3_env, data), "MODEL_SHA256": sha256_hex(data),
-        "MODEL_VERSION": "3",
-    }  # fmt: skip
-
-
 def test_event_shapes_through_awslambdaric(
     runtime_api: RuntimeApi, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
     data = synthetic.dumps(synthetic.wqi_bundle())
-    process = start_runtime(runtime_api, pinned_env(s3_env, data), tmp_path)
+    process = start_runtime(runtime_api, pinned_env(s3_env, data, "3"), tmp_path)
     try:
         names = ["direct", "batch", "apigw-rest-v1", "http-api-v2", "function-url", "sqs",
                  "warmup", "alb"]  # fmt: skip
@@ -110,7 +101,7 @@ def test_bad_digest_is_an_init_error(
     runtime_api: RuntimeApi, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
     data = synthetic.dumps(synthetic.wqi_bundle())
-    env = {**pinned_env(s3_env, data), "MODEL_SHA256": "0" * 64}
+    env = {**pinned_env(s3_env, data, "3"), "MODEL_SHA256": "0" * 64}
     process = start_runtime(runtime_api, env, tmp_path)
     try:
         posted = runtime_api.wait(timeout=60)
