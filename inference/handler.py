@@ -144,7 +144,12 @@ _init_ms: float | None = None
 
 
 def init(cfg: config_mod.Config | None = None) -> Service:
-    """Load (or reuse) the pinned model; raises InitError naming the cause."""
+    """Load (or reuse) the pinned model.
+
+    Raises:
+        InitError: the configuration, the fetch, the digest or a load-time check failed; the
+            message names the cause.
+    """
     global _service, _init_ms
     started = time.perf_counter()
     try:
@@ -194,6 +199,14 @@ _DEBUG = debug_enabled()
 
 # ---- dispatch ---------------------------------------------------------------------------------
 def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point: every event shape answered in its own shape. Bad input is a
+    400 ``VALIDATION_ERROR`` answer, and a fault a 500 (503 while the model cannot load) to an
+    HTTP caller.
+
+    Raises:
+        InferenceError: a fault, or a batch-wide invalid SQS event, for a caller that is not
+            HTTP (direct, batch, SQS): the invocation fails, naming only the request id.
+    """
     global _cold
     if _cold:
         _cold = False

@@ -78,6 +78,12 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 
 def check_runtime(bundle: dict[str, Any], installed: dict[str, str] | None = None) -> None:
+    """The serving runtime the bundle records (Python, numpy, onnxruntime) against the
+    installed one (``installed``, else this process's), to the minor version.
+
+    Raises:
+        SanityError: no runtime recorded, one missing, or a major.minor mismatch.
+    """
     recorded = bundle.get("metadata", {}).get("runtime")
     if not isinstance(recorded, dict) or not recorded:
         raise SanityError("bundle metadata records no runtime versions; refusing to guess")
@@ -120,8 +126,11 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
 
     Re-predicts the bundle's golden inputs (with ``predictor``, or a new Predictor of the
     bundle) and compares every recorded raw output within the bundle's rtol/atol, then, when
-    recorded, the answers built from them. Raises GoldenMismatch naming the output and its
-    worst difference, or SanityError when the golden section itself is incomplete.
+    recorded, the answers built from them.
+
+    Raises:
+        GoldenMismatch: naming the output and its worst difference.
+        SanityError: the golden section itself is incomplete.
     """
     golden = bundle.get("golden") or {}
     inputs = golden.get("inputs") or []
@@ -180,7 +189,12 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
 
 def check_golden_records(bundle: dict[str, Any]) -> None:
     """The golden records, validated one by one and as a batch, give the golden inputs exactly
-    (as the model's float32), NaN where training had a missing value."""
+    (as the model's float32), NaN where training had a missing value.
+
+    Raises:
+        SanityError: records and inputs differ in number, or a record fails validation.
+        GoldenMismatch: a record gives another feature value than training recorded.
+    """
     golden = bundle["golden"]
     records, inputs = golden["records"], np.asarray(golden["inputs"], dtype=np.float32)
     if len(records) != len(inputs):
