@@ -1,15 +1,18 @@
 """The pre-traffic hook: CodeDeploy's BeforeAllowTraffic check of a model function's new version.
 
 Entry point ``inference.pretraffic.handler`` (the serving image with its CMD overridden).
-Environment: ``TARGET_FUNCTION``, ``MODEL_NAME``, ``RELEASE_BUCKET``, ``RELEASE_KEY``. On a
-CodeDeploy hook event ``{"DeploymentId", "LifecycleEventHookExecutionId"}`` it
+Environment: ``TARGET_FUNCTION``, ``MODEL_NAME``, ``RELEASE_BUCKET``, ``RELEASE_KEY``,
+``MODEL_SIGNING_PUBLIC_KEY``. On a CodeDeploy hook event ``{"DeploymentId",
+"LifecycleEventHookExecutionId"}`` it
 
 1. reads the deployment's AppSpec for the version ``live`` is about to shift to (so a
    deployment started from the console or the CLI is checked the same way);
 2. reads that version's ``MODEL_*`` pins and release.json (digest-checked,
    ``inference.release``): they must name the same object and MLflow version;
-3. fetches the pinned bundle by its VersionId, digest-checked before it is unpickled, for its
-   golden samples;
+3. fetches the pinned bundle by its VersionId, digest-checked, and its signature, verified
+   with the hook's own public key (the version must pin the same key), before it is unpickled
+   for its golden samples; the signed statement must name what release.json names (bundle,
+   VersionId, MLflow version, approver);
 4. invokes the version with the golden inputs as one batch and one event of every shape the
    handler serves (built from the golden records, so any model's features fit), and requires
    no function error, a 2xx status, the golden answers within tolerance, and in every answer
@@ -35,9 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference import config as config_mod
-from inference import loader
+from inference import loader, signature
 from inference.bundle import loads, verify_digest
-from inference.contract import HOOK_SETTINGS, LIVE_ALIAS
+from inference.contract import HOOK_SETTINGS, LIVE_ALIAS, SIGNING_PUBLIC_KEY
 from inference.events import Kind
 from inference.observability import logger
 from inference.release import pin_differences, read_verified
@@ -327,24 +330,48 @@ def read_release(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     return read_verified(body, response.get("Metadata"), f"s3://{bucket}/{key}")
 
 
-def fetch_bundle(s3: Any, pins: Mapping[str, str]) -> dict[str, Any]:
-    """The bundle the pins name, by its VersionId, unpickled only once its SHA-256 matched.
+def fetch_bundle(
+    s3: Any, pins: Mapping[str, str], public_key: str
+) -> tuple[dict[str, Any], signature.SignedRelease]:
+    """The bundle the pins name, by its VersionId, unpickled only once its SHA-256 matched and
+    its signature verified with ``public_key`` (the hook's own, not the version's); and what
+    the signature says.
 
     Raises:
         CheckFailed: the pins are unusable.
-        inference.loader.LoadError: S3 does not give the object.
+        inference.loader.LoadError: S3 does not give the bundle or its signature, or the
+            signature does not verify or cover the bundle (``SignatureRefused``).
         inference.bundle.BundleError: the bytes do not match the digest, or are no bundle.
     """
     # Only the pins: the function's other settings (its load deadline, cache) are its own.
     named = {name: pins.get(name, "") for name in config_mod.REQUIRED}
     endpoint = {"AWS_ENDPOINT_URL_S3": os.environ.get("AWS_ENDPOINT_URL_S3", "")}
     try:
-        config = config_mod.from_env({**named, **endpoint})
+        config = config_mod.from_env({**named, **endpoint, SIGNING_PUBLIC_KEY: public_key})
     except config_mod.ConfigError as exc:
         raise CheckFailed(f"the version's pins are unusable: {exc}") from None
     data = loader.fetch_s3(config, s3)
     verify_digest(data, config.sha256, config.uri)
-    return loads(data)
+    signed = loader.verify_signature(config, s3)
+    bundle = loads(data)
+    if signed.model != bundle["name"]:
+        raise loader.SignatureRefused(
+            f"the signature is for model {signed.model!r}, the bundle is {bundle['name']!r}"
+        )
+    return bundle, signed
+
+
+def signed_differences(signed: signature.SignedRelease, release: Mapping[str, Any]) -> list[str]:
+    """Every field release.json names that its signature does not (a hand-edited manifest)."""
+    fields = {
+        "sha256": signed.files.get(signature.BUNDLE_FILE),
+        **{k: signed.release.get(k) for k in ("version_id", "mlflow_version", "approved_by")},
+    }
+    return [
+        f"release.json's {field} is {release.get(field)!r}, its signature says {value!r}"
+        for field, value in fields.items()
+        if str(release.get(field) or "") != str(value or "")
+    ]
 
 
 def verify(
@@ -365,7 +392,12 @@ def verify(
     problems = [f"pins differ from release.json: {d}" for d in pin_differences(release, pins)]
     if release.get("name") != model:
         problems.append(f"release.json is for model {release.get('name')!r}, not {model!r}")
-    bundle = fetch_bundle(s3, pins)  # also refuses pins that cannot name an object
+    public_key = settings[SIGNING_PUBLIC_KEY]
+    if pins.get(SIGNING_PUBLIC_KEY, "").strip() != public_key.strip():
+        problems.append(f"the version pins another {SIGNING_PUBLIC_KEY} than the environment's")
+    # Also refuses pins that cannot name an object, and an unsigned or wrongly signed release.
+    bundle, signed = fetch_bundle(s3, pins, public_key)
+    problems += signed_differences(signed, release)
     if bundle["name"] != model:
         problems.append(f"the pinned bundle is model {bundle['name']!r}, not {model!r}")
     # Both must hold: the answers come from what the version pins and from what is released.

@@ -400,6 +400,11 @@ class EnvConfig(FunctionSettings):
         return f"{self.prefix}-github-promote"
 
     @property
+    def signing_key_alias(self) -> str:
+        """The KMS key promotion signs releases with (WATERML_SIGNING_KEY=kms:alias/...)."""
+        return f"alias/{self.prefix}-release-signing"
+
+    @property
     def platform(self) -> str:
         return "linux/arm64" if self.architecture == "arm64" else "linux/amd64"
 
@@ -431,6 +436,7 @@ class EnvConfig(FunctionSettings):
             "source_repository": self.source_repository_name or "",
             "deploy_role_arn": f"arn:aws:iam::{self.account}:role/{self.deploy_role_name}",
             "promote_role_arn": f"arn:aws:iam::{self.account}:role/{self.promote_role_name}",
+            "signing_key": f"kms:{self.signing_key_alias}",
             "foundation_stack": self.stack_name("Foundation"),
         }
 

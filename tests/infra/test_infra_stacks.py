@@ -553,6 +553,21 @@ def test_promote_role_is_limited_to_the_models_prefix(templates):
     actions = {a for s in statements for a in _list(s["Action"])}
     assert not any(a.startswith(("iam:", "lambda:", "ecr:")) for a in actions)
     assert {a for a in actions if a.startswith("s3:Delete")} == {"s3:DeleteObjectVersion"}
+    # Releases are signed with the environment's KMS key, and with nothing else.
+    key = find_one(t, "AWS::KMS::Key", {"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"})
+    assert sorted(by_sid["SignReleases"]["Action"]) == ["kms:GetPublicKey", "kms:Sign"]
+    assert by_sid["SignReleases"]["Resource"] == {"Fn::GetAtt": [key, "Arn"]}
+    assert {a for a in actions if a.startswith("kms:")} == {"kms:GetPublicKey", "kms:Sign"}
+
+
+def test_only_the_promotion_role_may_sign(templates):
+    """No other role of the environment (deploy, the functions, the hooks) names KMS at all:
+    serving verifies with the pinned public key."""
+    for name, template in templates.items():
+        for policy in template.find_resources("AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                kms = [a for a in _list(statement["Action"]) if a.startswith("kms:")]
+                assert not kms or statement.get("Sid") == "SignReleases", (name, statement)
 
 
 def _role_id(t: Template, name: str) -> str:

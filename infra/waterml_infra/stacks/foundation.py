@@ -1,5 +1,6 @@
 """Long-lived resources of one environment: the model bucket (and its access-log bucket),
-the image repository, and the GitHub OIDC roles the workflows assume.
+the image repository, the KMS key releases are signed with, and the GitHub OIDC roles the
+workflows assume.
 
 Deployed once by an administrator before the first workflow run (see infra/README.md); the
 serving stack and the workflows find these resources by the names `EnvConfig` derives.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -25,10 +27,20 @@ class FoundationStack(Stack):
         self.access_logs = self._access_log_bucket()
         self.model_bucket = self._model_bucket()
         self.repository = self._repository()
+        self.signing_key = self._signing_key()
         provider = github_roles.oidc_provider(self, config)
         props = GitHubRolesProps(config, self.model_bucket, self.repository)
         self.promote_role = github_roles.promote_role(self, props, provider)
         self.deploy_role = github_roles.deploy_role(self, props, provider)
+        # Only promotion signs (registry/signing.py); serving verifies with the public key
+        # pinned in cdk.json (`signing_public_key`), so no other role needs the key at all.
+        self.promote_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SignReleases",
+                actions=["kms:Sign", "kms:GetPublicKey"],
+                resources=[self.signing_key.key_arn],
+            )
+        )
 
     # Storage -----------------------------------------------------------------------------
     def _access_log_bucket(self) -> s3.Bucket:
@@ -82,6 +94,19 @@ class FoundationStack(Stack):
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 ),
             ],
+        )
+
+    def _signing_key(self) -> kms.Key:
+        """The asymmetric key every release of this environment is signed with (ECDSA P-256,
+        the model-signing format's curve; inference/signature.py verifies it)."""
+        return kms.Key(
+            self,
+            "ReleaseSigningKey",
+            alias=self.config.signing_key_alias,
+            description=f"{self.config.prefix}: signs model releases (promotion only)",
+            key_spec=kms.KeySpec.ECC_NIST_P256,
+            key_usage=kms.KeyUsage.SIGN_VERIFY,
+            removal_policy=RemovalPolicy.RETAIN,  # every release ever signed names its key
         )
 
     def _repository(self) -> ecr.Repository:
