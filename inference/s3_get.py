@@ -161,8 +161,13 @@ def get_object(
     region_name: str | None = None,
     deadline: Deadline | None = None,
 ) -> bytes:
-    """The object's bytes; S3Error for an S3 refusal, S3ConnectionError once the attempts (or
-    the deadline: none means ATTEMPTS x the timeouts) are spent."""
+    """The object's bytes.
+
+    Raises:
+        S3Error: S3 refused the request (its code and status).
+        S3ConnectionError: the attempts (or the deadline: none means ATTEMPTS x the timeouts)
+            are spent without an answer.
+    """
     region_name = region_name or region()
     deadline = deadline or Deadline(ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT))
     url = object_url(endpoint_url, region_name, bucket, quote(key, safe="/-_.~"))

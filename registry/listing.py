@@ -204,8 +204,8 @@ def render(models: list[ModelListing]) -> str:
             ", higher is better" if m.greater_is_better else ", lower is better")  # fmt: skip
         metric = m.primary_metric or "metric"
         lines = [f"{m.name} ({metric}{direction}); {where}"]
-        header = ("version", "aliases", metric, "baseline", "lift", "artifact_sha256",
-                  "data_sha256", "git_sha", "s3_version_id")  # fmt: skip
+        header = ("version", "aliases", metric, "baseline", "lift", ARTIFACT_SHA256,
+                  DATA_SHA256, GIT_SHA, S3_VERSION_ID)  # fmt: skip
         rows = [header] + [
             (
                 r.version,

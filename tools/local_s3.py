@@ -45,6 +45,7 @@ from typing import IO, Any
 
 from settings import LOCAL_DIR, REPO
 from tools import processes
+from training.locks import file_lock
 
 STATE_DIR = LOCAL_DIR
 SERVER_FILE = STATE_DIR / "s3.json"  # pid and port of the running shared server
@@ -119,7 +120,12 @@ def start(
     """Start moto's server on loopback and wait until it accepts connections.
 
     Without ``data_dir`` it is plain moto_server (in memory: tests, the demo); with it, the
-    buckets persist there (see the module docstring)."""
+    buckets persist there (see the module docstring).
+
+    Raises:
+        RuntimeError: it did not accept connections within ``timeout`` (the log's tail says
+            why).
+    """
     port = port or _free_port()
     if data_dir is None:
         cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", HOST, "-p", str(port)]
@@ -202,17 +208,9 @@ def shared_server() -> LocalS3 | None:
     return server if running else None
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
-
-
 def up() -> LocalS3:
     # Two make targets started at once must not each start a server on the same data.
-    with _flock(STATE_DIR / "s3.up.lock"):
+    with file_lock(STATE_DIR / "s3.up.lock"):
         server = shared_server()
         if server is None:
             server = start(log=STATE_DIR / "s3.log", data_dir=DATA_DIR)
@@ -229,6 +227,12 @@ def up() -> LocalS3:
 
 
 def down(wipe: bool = False) -> bool:
+    """Stop the shared server (``make s3-down``), and with ``wipe`` delete its buckets; whether
+    one was running.
+
+    Raises:
+        RuntimeError: the server's process did not stop.
+    """
     server = shared_server()
     if server is not None:
         stop(server)
@@ -407,7 +411,11 @@ class StateStore:
                 blob.unlink(missing_ok=True)
 
     def load(self) -> str:
-        """Restore the saved buckets; returns a one-line summary for the log."""
+        """Restore the saved buckets; returns a one-line summary for the log.
+
+        Raises:
+            ValueError: the saved state is in a format this code does not know.
+        """
         from moto.s3.models import FakeKey, S3Backend, s3_backends
 
         if not self.file.exists():
