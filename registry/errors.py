@@ -88,13 +88,22 @@ class BrokenRelease(RegistryError):
 
 
 class OutcomeUnknown(RegistryError):
-    """The manifest write was sent, and S3 could not be asked afterwards whether it applied."""
+    """The manifest write left (S3 may have applied it), and S3 could not be asked afterwards
+    whether it did: production is unknown until `current` says."""
 
     exit_code = 18
 
 
+class NotSent(StorageError):
+    """The manifest write never left: S3 could not be reached (every attempt failed to
+    connect). Production is unchanged; re-run once S3 answers."""
+
+    exit_code = 19
+
+
 class SigningFailed(RegistryError):
-    """The release could not be signed: the key is missing, of another kind, or unreachable."""
+    """The release could not be signed: the key is missing, of another kind, or unreachable.
+    Nothing was released."""
 
     exit_code = 20
 
@@ -121,6 +130,7 @@ ALL: tuple[type[RegistryError], ...] = (
     StorageError,
     BrokenRelease,
     OutcomeUnknown,
+    NotSent,
     SigningFailed,
     Interrupted,
 )

@@ -84,11 +84,14 @@ def live_release(name: str) -> dict[str, Any]:
     from registry.store import ReleaseStore
 
     try:
-        release = publish.current(ReleaseStore(bucket, client=_s3_client()), name).release
+        state = publish.current(ReleaseStore(bucket, client=_s3_client()), name)
     except RegistryError as exc:
         return {"status": f"S3 unavailable: {exc}", "bucket": bucket}
     except Exception as exc:  # a transport error that missed translation: still just a note
         return {"status": f"S3 unavailable: {type(exc).__name__}: {exc}", "bucket": bucket}
+    if state.problem:
+        return {"status": f"broken: release.json cannot be read: {state.problem}", "bucket": bucket}
+    release = state.release
     if release is None:
         return {"status": NOT_RELEASED, "bucket": bucket}
     return {
