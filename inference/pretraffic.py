@@ -361,19 +361,6 @@ def fetch_bundle(
     return bundle, signed
 
 
-def signed_differences(signed: signature.SignedRelease, release: Mapping[str, Any]) -> list[str]:
-    """Every field release.json names that its signature does not (a hand-edited manifest)."""
-    fields = {
-        "sha256": signed.files.get(signature.BUNDLE_FILE),
-        **{k: signed.release.get(k) for k in ("version_id", "mlflow_version", "approved_by")},
-    }
-    return [
-        f"release.json's {field} is {release.get(field)!r}, its signature says {value!r}"
-        for field, value in fields.items()
-        if str(release.get(field) or "") != str(value or "")
-    ]
-
-
 def verify(
     lambda_client: Any,
     s3: Any,
@@ -397,7 +384,7 @@ def verify(
         problems.append(f"the version pins another {SIGNING_PUBLIC_KEY} than the environment's")
     # Also refuses pins that cannot name an object, and an unsigned or wrongly signed release.
     bundle, signed = fetch_bundle(s3, pins, public_key)
-    problems += signed_differences(signed, release)
+    problems += signed.differences(release)
     if bundle["name"] != model:
         problems.append(f"the pinned bundle is model {bundle['name']!r}, not {model!r}")
     # Both must hold: the answers come from what the version pins and from what is released.

@@ -78,6 +78,18 @@ class SignedRelease:
         if model is not None and self.model != model:
             raise SignatureError(f"the signature is for model {self.model!r}, not {model!r}")
 
+    def differences(self, release: Mapping[str, Any]) -> list[str]:
+        """Every field a release.json names that this signature does not (a hand edit)."""
+        fields = {
+            "sha256": self.files.get(BUNDLE_FILE),
+            **{k: self.release.get(k) for k in ("version_id", "mlflow_version", "approved_by")},
+        }
+        return [
+            f"release.json's {field} is {release.get(field)!r}, its signature says {value!r}"
+            for field, value in fields.items()
+            if str(release.get(field) or "") != str(value or "")
+        ]
+
 
 def pae(payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding: what the signature is computed over."""

@@ -37,12 +37,7 @@ def find(store: ReleaseStore, name: str, sha256: str) -> str | None:
     Raises:
         RegistryError: S3 failed (see ``store.translated``).
     """
-    key = manifest.bundle_key(name)
-    for v in store.versions(key):
-        head = store.head(key, v["VersionId"])
-        if head.get("Metadata", {}).get("sha256", "").lower() == sha256.lower():
-            return str(v["VersionId"])
-    return None
+    return store.find_version(manifest.bundle_key(name), "sha256", sha256)
 
 
 def problem(store: ReleaseStore, release: Release) -> str | None:

@@ -1,5 +1,5 @@
-"""Command line: ``python -m registry {promote,rollback,releases,current,reconcile} MODEL``,
-``python -m registry models [MODEL]``.
+"""Command line: ``python -m registry {promote,rollback,releases,current,reconcile,verify,
+history} MODEL``, ``python -m registry models [MODEL]``.
 
 stdout carries only results (one JSON object for promote/rollback/current); progress and the one
 line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and the README."""
@@ -7,8 +7,10 @@ line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from registry import approvals, deadline, errors, outcome, output
 from registry.deadline import DeadlineExceeded
@@ -81,6 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     k.add_argument("model", metavar="MODEL")
 
+    v = sub.add_parser("verify", help="check a release's signature and provenance (offline)")
+    v.add_argument("model", metavar="MODEL")
+    v.add_argument(
+        "--version",
+        metavar="MLFLOW_VERSION",
+        help="the newest release of this MLflow version (default: the live one)",
+    )
+    v.add_argument("--public-key", type=Path, metavar="PEM",
+                   help="the key to verify with (default: MODEL_SIGNING_PUBLIC_KEY, else the"
+                   " configured signer's)")  # fmt: skip
+    v.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write the verified files and release.sig.json there",
+    )
+
+    t = sub.add_parser("history", help="which release was live at a moment")
+    t.add_argument("model", metavar="MODEL")
+    t.add_argument("--at", metavar="TIME", help="ISO 8601, e.g. 2026-12-07T10:00:00Z"
+                   " (default: now)")  # fmt: skip
+
     m = sub.add_parser(
         "models", help="every registered version: aliases, metrics, lineage, live S3 VersionId"
     )
@@ -119,11 +143,27 @@ def _run(args: argparse.Namespace) -> int:
         release = reports.reconciled(args.model)
     elif args.command == "current":
         release = reports.current(args.model, verify=args.verify)
+    elif args.command in ("verify", "history"):
+        output.stdout(json.dumps(_check(args), indent=2, sort_keys=True))
+        return errors.OK
     else:
         reports.releases(args.model, args.json)
         return errors.OK
     _emit(release)
     return errors.OK
+
+
+def _check(args: argparse.Namespace) -> dict[str, Any]:
+    """The read-only questions about a release's truth: verify and history."""
+    from registry import history, verify
+    from registry.store import ReleaseStore
+
+    store = ReleaseStore.from_env()
+    if args.command == "verify":
+        pem = verify.public_key(args.public_key)
+        return verify.verify(store, args.model, args.version, pem, args.out)
+    at = history.parse_time(args.at) if args.at else datetime.now(UTC)
+    return history.live_at(history.history(store, args.model), at)
 
 
 def _emit(release: Release) -> None:

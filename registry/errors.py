@@ -108,6 +108,13 @@ class SigningFailed(RegistryError):
     exit_code = 20
 
 
+class SignatureInvalid(RegistryError):
+    """A release's signature, the files it names or its provenance do not verify
+    (``python -m registry verify``): serving would refuse it."""
+
+    exit_code = 21
+
+
 class Interrupted(RegistryError):
     exit_code = 130
 
@@ -132,5 +139,6 @@ ALL: tuple[type[RegistryError], ...] = (
     OutcomeUnknown,
     NotSent,
     SigningFailed,
+    SignatureInvalid,
     Interrupted,
 )

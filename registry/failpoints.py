@@ -16,6 +16,7 @@ ENV = "REGISTRY_FAILPOINT"
 POINTS = (
     "checked",  # every check passed, nothing written
     "uploaded",  # promote: the bundle is in S3, unreferenced
+    "signed",  # promote: its attachments and signature are in S3, unreferenced
     "intent-written",  # rollback: the resolved target is recorded
     "manifest-written",  # release.json replaced, nothing confirmed
     "tags-written",  # promote: the MLflow version carries the release's S3 tags

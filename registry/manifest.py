@@ -36,8 +36,21 @@ CORE_FIELDS = (
 )
 # What a deploy cannot do without: non-empty strings in every form of a release.
 REQUIRED = ("name", "bucket", "key", "version_id", "sha256")
+# The signature promotion wrote for the release (registry/attest.py): the function pins the
+# first two (inference.release.PINS); a rollback carries all of them over unchanged, since it
+# returns to bytes that were signed when they were approved.
+SIGNATURE_FIELDS = ("signature_key", "signature_version_id", "signed_by", "attestations")
 # The fields the CDK app needs (`-c release=<json>`, see Release.to_context).
-CONTEXT_FIELDS = ("name", "bucket", "key", "version_id", "sha256", "mlflow_version")
+CONTEXT_FIELDS = (
+    "name",
+    "bucket",
+    "key",
+    "version_id",
+    "sha256",
+    "mlflow_version",
+    "signature_key",
+    "signature_version_id",
+)
 
 # S3 VersionIds are opaque URL-safe strings of up to 1024 characters; "null" is what S3 returns
 # for an object written while versioning was off, which a release must never point at.
@@ -67,6 +80,18 @@ def bundle_key(name: str) -> str:
 
 def manifest_key(name: str) -> str:
     return f"{MODELS_PREFIX}{name}/release.json"
+
+
+def signature_key(name: str) -> str:
+    """The release signatures (Sigstore bundles, inference/signature.py), one object version
+    per signed release."""
+    return f"{MODELS_PREFIX}{name}/release.sig.json"
+
+
+def attachment_key(name: str, filename: str) -> str:
+    """A file signed with the bundle (its model card, validation result, provenance), stored
+    beside it under the name the signed statement gives it."""
+    return f"{MODELS_PREFIX}{name}/{filename}"
 
 
 def intent_key(name: str) -> str:
@@ -120,9 +145,15 @@ class Release:
         (inference/config.py): the pinned object, and the MLflow version when known."""
         return pins(self.to_dict())
 
+    @property
+    def signed(self) -> bool:
+        """Whether promotion signed this release (older releases were not)."""
+        return bool(self.extra.get("signature_key") and self.extra.get("signature_version_id"))
+
     def to_context(self) -> dict[str, str]:
         """The fields the CDK app needs (`-c release=<json>`)."""
-        return {k: getattr(self, k) for k in CONTEXT_FIELDS}
+        fields = self.to_dict()
+        return {k: str(fields[k]) for k in CONTEXT_FIELDS if fields.get(k) is not None}
 
 
 def _text(value: Any) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem, sha256_hex
-from registry import approvals, bundles, failpoints, gates, manifest, publish
+from registry import approvals, attest, bundles, failpoints, gates, manifest, publish
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
     ConcurrentUpdate,
@@ -69,6 +69,7 @@ def promote(
         DigestMismatch: the approval, the version's tag and the bundle's bytes disagree.
         GateFailed, WorseThanChampion: the metrics refuse it (``force`` overrides the second).
         RolledBack: it is the version the live release was rolled back from.
+        SigningFailed: the release could not be signed; nothing released.
         NotSent: the manifest write never reached S3; nothing released.
         ConcurrentUpdate: another release was written meanwhile; nothing released.
         OutcomeUnknown: the manifest write left and S3 could not be read back.
@@ -95,7 +96,7 @@ def promote(
     broken = base.problem or (bundles.problem(store, current) if current else None)
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}; this promotion repairs it")
-    elif current is not None and _is_release_of(current, info):
+    elif current is not None and _is_release_of(current, info) and current.signed:
         log(f"{model} version {info.version} is already the release (versionId"
             f" {current.version_id}); nothing uploaded")  # fmt: skip
         return current
@@ -113,10 +114,14 @@ def promote(
 
     version_id = _reuse_or_upload(store, model, data, info, current, log)
     failpoints.hit("uploaded")
+    signed = attest.sign(store, tracking, info, approval, version_id)
+    log(f"signed by {signed['signed_by']} (versionId {signed['signature_version_id']})")
+    failpoints.hit("signed")
     extra: dict[str, Any] = {
         "release_id": uuid.uuid4().hex,
         "approved_by": approval.approved_by,
         "reason": approval.reason,
+        **signed,
     }
     extra |= {"forced": True, "force_reason": reason} if note else {}
     extra |= {"repaired": broken} if broken else {}

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from registry import bundles, failpoints, intents, manifest, publish
+from registry import attest, bundles, failpoints, intents, manifest, publish
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.deadline import DeadlineExceeded
 from registry.errors import DigestMismatch, NoRelease, RegistryError, UsageError
@@ -133,7 +133,7 @@ def _rollback(
         request["steps"],
         request["to_version"],
         broken=bool(broken),
-        problem=lambda r: bundles.problem(store, r),
+        problem=lambda r: attest.unsigned(r) or bundles.problem(store, r),
         log=lambda line: log(f"{model}: {line}"),
     )
     if current is not None and target.same_target(current) and not broken:
@@ -171,6 +171,7 @@ def _rollback_release(
 ) -> Release:
     extra: dict[str, Any] = {"release_id": uuid.uuid4().hex}
     extra |= {k: v for k, v in target.extra.items() if k in ("approved_by",)}
+    extra |= attest.carried(target)  # the signature of the release it returns to
     if known and replaced is not None:
         extra["rolled_back_from"] = replaced.mlflow_version
     extra["reason"] = reason or (

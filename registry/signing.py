@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 from inference import ecdsa_p256, signature
 from registry.errors import SigningFailed
+from settings import LOCAL_DIR
 
 __all__ = ["SigningFailed"]
-from settings import LOCAL_DIR
 
 ENV_VAR = "WATERML_SIGNING_KEY"
 LOCAL_KEY = LOCAL_DIR / "signing" / "release-key.pem"

@@ -273,6 +273,19 @@ class ReleaseStore:
                 " need it Enabled (aws s3api put-bucket-versioning ... Status=Enabled)"
             )
 
+    def find_version(self, key: str, field: str, value: str) -> str | None:
+        """The newest VersionId of ``key`` whose user metadata ``field`` is ``value`` (case
+        aside): one listing, then a HEAD per version until a match; None when none is.
+
+        Raises:
+            RegistryError: S3 failed, as ``translated`` names it.
+        """
+        for v in self.versions(key):
+            head = self.head(key, v["VersionId"])
+            if str(head.get("Metadata", {}).get(field, "")).lower() == value.lower():
+                return str(v["VersionId"])
+        return None
+
     def read_verified(self, key: str, version_id: str, sha256: str) -> bytes:
         """GET one exact object version and check it against the expected digest (and the
         ``sha256`` metadata it was written with).

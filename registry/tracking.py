@@ -121,16 +121,48 @@ class Tracking:
             BundleMissing: neither place has it.
             StorageError: the artifact store failed otherwise (with the cause).
         """
-        import mlflow
-
-        # Keep stderr to one line per step: no progress bars from MLflow.
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         candidates: list[dict[str, Any]] = []
         if info.source and not info.source.startswith("models:/"):
             candidates.append({"artifact_uri": f"{info.source.rstrip('/')}/{BUNDLE_FILENAME}"})
         if info.run_id:
             path = f"{BUNDLE_ARTIFACT_DIR}/{BUNDLE_FILENAME}"
             candidates.append({"run_id": info.run_id, "artifact_path": path})
+        found = self._download(info, candidates, "the bundle")
+        if found is None:
+            raise BundleMissing(
+                f"{info.name} version {info.version} has no {BUNDLE_ARTIFACT_DIR}/"
+                f"{BUNDLE_FILENAME} (source {info.source or 'unset'}, run {info.run_id or 'unset'})"
+            )
+        return found
+
+    def run_artifact(self, info: VersionInfo, path: str) -> bytes:
+        """A file the version's training run logged (its model card, validation result,
+        provenance), by its artifact path.
+
+        Raises:
+            BundleMissing: the run has no such artifact (a version trained before it was
+                logged: retrain to release it).
+            StorageError: the artifact store failed otherwise (with the cause).
+        """
+        where = [{"run_id": info.run_id, "artifact_path": path}] if info.run_id else []
+        found = self._download(info, where, path)
+        if found is None:
+            raise BundleMissing(
+                f"{info.name} version {info.version} has no {path} in its run"
+                f" ({info.run_id or 'no run'}): a version trained before releases were signed"
+                " over it; retrain, and approve the new version"
+            )
+        return found
+
+    def _download(
+        self, info: VersionInfo, candidates: list[dict[str, Any]], what: str
+    ) -> bytes | None:
+        """The first of ``candidates`` (download_artifacts arguments) that exists; None when
+        none does. Any other failure is a StorageError naming the place."""
+        import mlflow
+
+        # Keep stderr to one line per step: no progress bars from MLflow.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with tempfile.TemporaryDirectory(prefix="registry-") as tmp:
             for where in candidates:
                 try:
@@ -146,13 +178,10 @@ class Tracking:
                     )
                     cause = " ".join(str(exc).split())[:300]
                     raise StorageError(
-                        f"could not download the bundle of {info.name} version {info.version}"
+                        f"could not download {what} of {info.name} version {info.version}"
                         f" from {place}: {type(exc).__name__}: {cause}"
                     ) from exc
-        raise BundleMissing(
-            f"{info.name} version {info.version} has no {BUNDLE_ARTIFACT_DIR}/{BUNDLE_FILENAME}"
-            f" (source {info.source or 'unset'}, run {info.run_id or 'unset'})"
-        )
+        return None
 
     def record_release(self, info: VersionInfo, tags: dict[str, str]) -> None:
         """Set the release tags on the version.

@@ -8,6 +8,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,19 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # As `python -m training` does, before anything loads OpenMP: how XGBoost's threads wait,
 # so that a busy CPU does not slow the `trained` fixture tenfold (training/openmp.py).
 openmp.choose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Promotion signs with a key pair of the test session's own (registry/signing.py), never
+    the checkout's .local/signing/; CLIs run by tests inherit it. Its public key is
+    ``signing.public_key_path(path)``."""
+    from registry import signing
+
+    path = tmp_path_factory.mktemp("signing") / "release-key.pem"
+    signing.LocalKeySigner.load(path, create=True)
+    os.environ[signing.ENV_VAR] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,11 @@ DATA_SHA256 = "data_sha256"  # the dataset's bytes
 GIT_SHA = "git_sha"  # the commit, `-dirty` when the tree was not clean
 LINEAGE_TAGS = (ARTIFACT_SHA256, DATA_SHA256, GIT_SHA)
 
+# Run artifacts promotion signs with the bundle (registry/attest.py).
+CARD_MARKDOWN = "card/model_card.md"  # training/model_card.py
+VALIDATION_ARTIFACT = "validation/result.json"  # the expectation suite's result
+PROVENANCE_ARTIFACT = "provenance/provenance.json"  # training/provenance.py
+
 # Release tags, set by promotion: where the bytes live in S3 and since when.
 S3_URI = "s3_uri"
 S3_VERSION_ID = "s3_version_id"

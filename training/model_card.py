@@ -31,6 +31,7 @@ from settings import REPO
 from training.card_content import render
 from training.mlflow_names import (
     ARTIFACT_SHA256,
+    CARD_MARKDOWN,
     CHAMPION,
     DATA_SHA256,
     GIT_SHA,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from training.register import TrainingRun
 
 FACTS = "card/facts.json"
-MARKDOWN = "card/model_card.md"
+MARKDOWN = CARD_MARKDOWN
 HTML = "card/model_card.html"
 # MLflow keeps a version's description in a VARCHAR(5000) (PostgreSQL enforces it).
 DESCRIPTION_LIMIT = 5000

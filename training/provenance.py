@@ -1,5 +1,5 @@
 """The provenance of a bundle, as a third party can check it: an in-toto statement with a
-SLSA v1 provenance predicate, one per trained version (run artifact ``provenance.json``).
+SLSA v1 provenance predicate, one per trained version (run artifact ``provenance/provenance.json``).
 
 It names what produced the bytes: the spec, the dataset and its expectation suite (each with
 its SHA-256), the validation result's digest, the commit, the lock file, the engine, Python and
@@ -11,10 +11,15 @@ since bundles are byte-reproducible (tests/registry/test_verify.py retrains from
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference import signature
+
+if TYPE_CHECKING:
+    from training.spec import ModelSpec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -32,30 +37,39 @@ def _relative(path: Path, repo: Path) -> str:
     return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
 
 
+def json_text(document: dict[str, Any]) -> str:
+    """How training writes the JSON files promotion signs: stable bytes for the same content."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def source_uri(git_sha: str, repo: Path) -> str:
+    """Where the commit lives: the GitHub repository in CI, else this clone."""
+    github = os.environ.get("GITHUB_REPOSITORY")
+    if github:
+        return f"git+https://github.com/{github}@{git_sha}"
+    return f"git+file://{repo.as_posix()}@{git_sha}"
+
+
 def statement(
+    spec: ModelSpec,
     *,
-    model: str,
     bundle_sha256: str,
-    spec_path: Path,
-    data_path: Path,
     data_sha256: str,
-    suite_path: Path,
     validation_sha256: str,
-    engine: str,
     git_sha: str,
-    runtime: dict[str, str],
-    libraries: dict[str, str],
+    bundle_metadata: dict[str, Any],
     tools: dict[str, str],
     run_id: str,
     repo: Path,
 ) -> dict[str, Any]:
     """The provenance statement of one trained bundle (a plain dict, JSON-ready)."""
     lock = repo / LOCK_FILE
+    data, suite = spec.data.path, spec.data.expectations
     dependencies = [
-        {"uri": f"git+file:{repo.name}@{git_sha}", "digest": {"gitCommit": git_sha}},
-        {"name": _relative(spec_path, repo), "digest": {"sha256": file_digest(spec_path)}},
-        {"name": _relative(data_path, repo), "digest": {"sha256": data_sha256}},
-        {"name": _relative(suite_path, repo), "digest": {"sha256": file_digest(suite_path)}},
+        {"uri": source_uri(git_sha, repo), "digest": {"gitCommit": git_sha}},
+        {"name": _relative(spec.source, repo), "digest": {"sha256": file_digest(spec.source)}},
+        {"name": _relative(data, repo), "digest": {"sha256": data_sha256}},
+        {"name": _relative(suite, repo), "digest": {"sha256": file_digest(suite)}},
     ]
     if lock.is_file():
         dependencies.append({"name": LOCK_FILE, "digest": {"sha256": file_digest(lock)}})
@@ -67,11 +81,14 @@ def statement(
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
                 "externalParameters": {
-                    "model": model,
-                    "spec": _relative(spec_path, repo),
-                    "engine": engine,
+                    "model": spec.name,
+                    "spec": _relative(spec.source, repo),
+                    "engine": spec.engine,
                 },
-                "internalParameters": {"runtime": runtime, "libraries": libraries},
+                "internalParameters": {
+                    "runtime": bundle_metadata.get("runtime", {}),
+                    "libraries": bundle_metadata.get("libraries", {}),
+                },
                 "resolvedDependencies": dependencies,
             },
             "runDetails": {

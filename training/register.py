@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from matplotlib.figure import Figure
 
 from settings import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
-from training import model_card
+from training import model_card, provenance
 from training.locks import file_lock
 from training.mlflow_names import (
     ARTIFACT_SHA256,
@@ -24,6 +25,8 @@ from training.mlflow_names import (
     DATA_SHA256,
     GIT_SHA,
     LINEAGE_TAGS,
+    PROVENANCE_ARTIFACT,
+    VALIDATION_ARTIFACT,
     quiet_mlflow,
 )
 from training.model import Split
@@ -95,7 +98,7 @@ def log_failed_validation(name: str, validation: dict[str, Any], tags: dict[str,
         run_name=f"{name} validation failed · data {data}",
     ) as run:
         mlflow.set_tags(tags | {"validation_failed": "true"})
-        mlflow.log_dict(validation, "validation/result.json")
+        mlflow.log_text(provenance.json_text(validation), VALIDATION_ARTIFACT)
     return str(run.info.run_id)
 
 
@@ -210,13 +213,32 @@ def _with_lift(run: TrainingRun) -> dict[str, float]:
     return run.metrics | lift(run.metrics, gates.primary, gates.greater_is_better)
 
 
-def _log_evidence(mlflow: Any, run: TrainingRun, tags: dict[str, str]) -> None:
-    """What every training run records, registered or not: tags, params, validation, plots."""
+def _log_evidence(mlflow: Any, run: TrainingRun, tags: dict[str, str]) -> str:
+    """What every training run records, registered or not: tags, params, validation, plots.
+    The validation result's SHA-256 (its provenance names it)."""
     mlflow.set_tags(tags | _tool_versions())
     mlflow.log_params({k: str(v) for k, v in run.params.items()})
-    mlflow.log_dict(run.validation, "validation/result.json")
+    validation = provenance.json_text(run.validation)
+    mlflow.log_text(validation, VALIDATION_ARTIFACT)
     for filename, figure in run.figures.items():
         mlflow.log_figure(figure, f"plots/{filename}")
+    return hashlib.sha256(validation.encode()).hexdigest()
+
+
+def _log_provenance(mlflow: Any, run: TrainingRun, run_id: str, validation_sha256: str) -> None:
+    """What produced the bundle, for promotion to sign with it (training/provenance.py)."""
+    statement = provenance.statement(
+        run.spec,
+        bundle_sha256=run.tags[ARTIFACT_SHA256],
+        data_sha256=run.data_sha256,
+        validation_sha256=validation_sha256,
+        git_sha=run.tags[GIT_SHA],
+        bundle_metadata=run.bundle.get("metadata", {}),
+        tools=_tool_versions(),
+        run_id=run_id,
+        repo=REPO,
+    )
+    mlflow.log_text(provenance.json_text(statement), PROVENANCE_ARTIFACT)
 
 
 @dataclass(frozen=True)
@@ -300,9 +322,10 @@ def _log_and_register(
         experiment_id=experiment_id(mlflow, name), run_name=run_name(name, "?", run.tags)
     ) as active:
         run_id = active.info.run_id
-        _log_evidence(mlflow, run, run.tags)
+        validation_sha256 = _log_evidence(mlflow, run, run.tags)
         # The release unit, where promotion has always found it (registry/tracking.py).
         mlflow.log_artifact(str(run.bundle_path), BUNDLE_ARTIFACT_DIR)
+        _log_provenance(mlflow, run, run_id, validation_sha256)
         datasets = _datasets(mlflow, run)
         for dataset, context, dataset_tags in datasets:
             _once_more_if_raced(

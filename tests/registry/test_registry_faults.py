@@ -151,13 +151,13 @@ def test_a_write_that_never_left_is_not_sent_not_unknown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Before: exit 18, the same code as a write whose reply was lost, though the request had
-    never left (S3 refused every connection from the upload's read-back on)."""
-    bundle_read_back = False
+    never left (S3 refused every connection from the signature's upload on)."""
+    signed = False
 
     def refuse_before_the_manifest_write(method: str, path: str) -> str:
-        nonlocal bundle_read_back
-        if method == "GET" and "/models/wqi/model.joblib?" in path and not bundle_read_back:
-            bundle_read_back = True  # promote reads its upload back, then writes release.json
+        nonlocal signed
+        if method == "PUT" and "/models/wqi/release.sig.json" in path and not signed:
+            signed = True  # promote stores the release's signature, then writes release.json
             return "pass-then-refuse"
         return "pass"
 

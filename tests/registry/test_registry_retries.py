@@ -22,8 +22,8 @@ from tests.registry.registry_helpers import Versions, approve, run_cli
 
 pytestmark = pytest.mark.integration
 
-PROMOTE_POINTS = ("checked", "uploaded", "manifest-written", "tags-written", "champion-moved",
-                  "done")  # fmt: skip
+PROMOTE_POINTS = ("checked", "uploaded", "signed", "manifest-written", "tags-written",
+                  "champion-moved", "done")  # fmt: skip
 ROLLBACK_POINTS = ("checked", "intent-written", "manifest-written", "champion-moved", "done")
 
 
