@@ -55,7 +55,8 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 # Optional dependency groups, kept out of the default environment: `spark` (a JDK and PySpark,
-# for `engine = "spark"` specs) and `team` (MLflow's server on PostgreSQL with basic auth).
+# for `engine = "spark"` specs), `team` (MLflow's server on PostgreSQL with basic auth) and
+# `interop` (OpenSSF's model-signing verifier, which the tests run against our signatures).
 $(VENV)/.synced-%: $(VENV)/.synced
 	$(UV) sync --frozen --inexact --python $(PYTHON) --quiet --group $*
 	@touch $@
@@ -93,7 +94,7 @@ test-packages: ## Install the Debian packages the tests drive (chromium, buildah
 	  "run  sudo apt-get install$$missing  and then make test again" >&2; exit 1; }
 
 .PHONY: test
-test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) test-packages ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(VENV)/.synced-interop $(NODE) test-packages ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc

@@ -1,5 +1,5 @@
 """Command line: ``python -m registry {promote,rollback,releases,current,reconcile,verify,
-history} MODEL``, ``python -m registry models [MODEL]``.
+history} MODEL``, ``python -m registry models [MODEL]``, ``python -m registry public-key``.
 
 stdout carries only results (one JSON object for promote/rollback/current); progress and the one
 line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and the README."""
@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--at", metavar="TIME", help="ISO 8601, e.g. 2026-12-07T10:00:00Z"
                    " (default: now)")  # fmt: skip
 
+    sub.add_parser(
+        "public-key",
+        help="print the signing key's public key (PEM): cdk.json's signing_public_key, or"
+        " MODEL_SIGNING_PUBLIC_KEY for local serving",
+    )
+
     m = sub.add_parser(
         "models", help="every registered version: aliases, metrics, lineage, live S3 VersionId"
     )
@@ -122,6 +128,11 @@ def _run(args: argparse.Namespace) -> int:
         from registry import listing
 
         return listing.main(args.model, args.json)
+    if args.command == "public-key":
+        from registry import signing
+
+        output.stdout(signing.public_key_pem().strip())
+        return errors.OK
     spec_for(args.model)
     if args.command == "promote":
         from registry.promote import promote

@@ -180,6 +180,15 @@ def configured_signer() -> Signer:
     return LocalKeySigner.load(LOCAL_KEY, create=True)
 
 
+def public_key_pem() -> str:
+    """The configured signer's public key, as a function pins it (MODEL_SIGNING_PUBLIC_KEY).
+
+    Raises:
+        SigningFailed: the key cannot be loaded or reached.
+    """
+    return signature.public_key_pem(configured_signer().spki_der).decode()
+
+
 def sign_release(
     signer: Signer, model: str, files: dict[str, str], release: dict[str, Any]
 ) -> bytes:

@@ -51,7 +51,7 @@ def public_key(path: Path | None) -> bytes:
     pinned = os.environ.get(SIGNING_PUBLIC_KEY, "").strip()
     if pinned:
         return pinned.encode()
-    return signature.public_key_pem(signing.configured_signer().spki_der)
+    return signing.public_key_pem().encode()
 
 
 def chosen(past: list[ManifestVersion], model: str, version: str | None) -> ManifestVersion:

@@ -166,6 +166,8 @@ class Names:
             return f"arn:aws:iam::{self.account}:oidc-provider/{props['Url'].split('://')[-1]}"
         if kind == "AWS::SQS::Queue":
             return f"arn:aws:sqs:{where}:{logical_id}"
+        if kind == "AWS::KMS::Key":  # AWS makes up the key id: the logical id stands in for it
+            return f"arn:aws:kms:{where}:key/{logical_id}"
         raise ValueError(f"cannot name the ARN of {kind} {logical_id}")
 
     def ref(self, name: str) -> str:
@@ -307,15 +309,17 @@ def lambda_request(method: str, path: str, query: Mapping[str, list[str]], where
 # ---- the proxy --------------------------------------------------------------------------------
 @dataclass
 class Gate:
-    """``roles``: role name -> statements. ``upstreams``: service (s3, lambda, codedeploy) ->
-    http://host:port. ``deployment_groups``: deploymentId -> (application, group), for
-    CodeDeploy's resource-level checks."""
+    """``roles``: role name -> statements. ``upstreams``: service (s3, lambda, codedeploy,
+    kms) -> http://host:port. ``deployment_groups``: deploymentId -> (application, group), for
+    CodeDeploy's resource-level checks. ``kms_keys``: a KeyId as callers send it (an alias) ->
+    the key's ARN as the policies name it (AWS authorizes a call by alias on the key)."""
 
     roles: dict[str, list[Statement]]
     upstreams: dict[str, str]
     account: str
     region: str
     deployment_groups: dict[str, tuple[str, str]] = field(default_factory=dict)
+    kms_keys: dict[str, str] = field(default_factory=dict)
     refused: list[Request] = field(default_factory=list)  # every refusal, for the tests
     server: ThreadingHTTPServer | None = None
 
@@ -341,6 +345,10 @@ class Gate:
             requests = [lambda_request(method, path, query, where)]
         elif service == "codedeploy":
             requests = [self._codedeploy(headers.get("x-amz-target", ""), json.loads(body), where)]
+        elif service == "kms":  # the JSON protocol: X-Amz-Target TrentService.<Operation>
+            operation = headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+            key = str(json.loads(body).get("KeyId", ""))
+            requests = [Request(f"kms:{operation}", self.kms_keys.get(key, key))]
         elif service == "monitoring":  # CloudWatch: no resource-level permissions for reads
             operation = path.rstrip("/").rsplit("/", 1)[-1]  # smithy-rpc-v2-cbor: .../operation/X
             if "operation" not in path:  # the JSON or query protocol

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from inference.bundle import is_model_name, model_name_problem
+from inference.contract import SIGNING_PUBLIC_KEY
 from registry.manifest import (
     ManifestDigestError,
     ManifestError,
@@ -58,6 +59,16 @@ def read_event(path: str) -> Any:
         raise LocalError(f"cannot read event file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise LocalError(f"event file {path} is not valid JSON: {exc}") from None
+
+
+def _local_public_key() -> str:
+    from registry.errors import SigningFailed
+    from registry.signing import public_key_pem
+
+    try:
+        return public_key_pem()
+    except SigningFailed as exc:
+        raise LocalError(f"no public key to verify the release with: {exc}") from None
 
 
 def release(bucket: str, model: str) -> Release:
@@ -109,6 +120,8 @@ def invoke(event_path: str, model: str) -> Any:
         raise LocalError("MODEL_BUCKET is not set (run through `make invoke`)")
     event = read_event(event_path)  # before any S3 call: a mistyped path fails at once
     pinned = {"MODEL_VERSION": "", **release(bucket, model).environment()}
+    # The key a deploy pins (infra/cdk.json): here the local signer's, unless one is given.
+    pinned[SIGNING_PUBLIC_KEY] = os.environ.get(SIGNING_PUBLIC_KEY) or _local_public_key()
     os.environ.update(pinned)  # exactly what a deploy sets (registry.manifest.Release)
     os.environ.setdefault("MODEL_CACHE_DIR", str(LOCAL_DIR / "tmp"))
     try:

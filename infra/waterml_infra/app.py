@@ -64,6 +64,7 @@ def placeholder_release(cfg: ModelConfig) -> Release:
         sha256="0" * 64,
         git_sha="",
         released_at="",
+        extra={"signature_key": cfg.signature_key, "signature_version_id": PLACEHOLDER_VERSION_ID},
     )
 
 
@@ -134,6 +135,13 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
         if model is not None and model not in cfg.models:
             raise ConfigError(
                 f"environment {env_name!r} serves no model {model!r}; models: {list(cfg.models)}"
+            )
+        if release_ctx and not cfg.signing_public_key:
+            raise ConfigError(
+                f"environment {env_name!r} has no signing_public_key: its function would refuse "
+                "every release. Once the Foundation stack made the key, put the output of "
+                f"`WATERML_SIGNING_KEY=kms:{cfg.signing_key_alias} python -m registry "
+                "public-key` into infra/cdk.json (README: Signed releases)"
             )
         env = Environment(account=cfg.account, region=cfg.region)
         # Each environment deploys through its own CDK bootstrap (roles, execution policy).

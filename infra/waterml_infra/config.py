@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inference import signature
 from inference.bundle import is_model_name, model_name_problem
 from inference.contract import LIVE_ALIAS, log_group
-from registry.manifest import bundle_key, manifest_key
+from registry.manifest import bundle_key, manifest_key, signature_key
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 CONTEXT_KEY = "waterml"
@@ -41,6 +42,9 @@ SESSION_MINUTES = 60
 # Besides the traffic shift and the hook: CloudFormation's update, the version's publication
 # and its provisioned concurrency (an estimate, kept generous).
 ROLLOUT_OVERHEAD_MINUTES = 15
+# An environment without signing_public_key synthesizes, and its function refuses every release
+# with this message (inference/signature.py cannot read it as a key); no release deploys there.
+UNPINNED_KEY = "unset: signing_public_key in infra/cdk.json (python -m registry public-key)"
 # Offline synth needs an account and region; nothing is looked up with them.
 DUMMY_ACCOUNT = "111111111111"
 DUMMY_REGION = "eu-west-1"
@@ -247,6 +251,11 @@ class EnvConfig(FunctionSettings):
     # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
     alarm_topic_arn: str | None = None
     termination_protection: bool = False
+    # The PEM public key of the environment's release-signing KMS key (Foundation stack,
+    # signing_key_alias): the function and the pre-traffic hook verify every release with it,
+    # with no KMS call. `python -m waterml_infra.signing <env>` prints it once the key exists.
+    # Required to deploy a release; unset, an offline synth pins a key nothing verifies with.
+    signing_public_key: str | None = None
     # The team's MLflow on AWS (waterml_infra/stacks/tracking.py, WaterMl-<env>-Tracking): opt-in,
     # because a SageMaker managed tracking server is billed per hour whether used or not.
     tracking_server: bool = False
@@ -275,6 +284,11 @@ class EnvConfig(FunctionSettings):
             problems.append("noncurrent_versions_to_retain must be within 1..100")
         if self.alarm_topic_arn and not self.alarm_topic_arn.startswith("arn:aws:sns:"):
             problems.append("alarm_topic_arn must be an SNS topic ARN")
+        if self.signing_public_key is not None:
+            try:
+                signature.public_key_der(self.signing_public_key)
+            except signature.SignatureError as exc:
+                problems.append(f"signing_public_key: {exc}")
         if self.traffic not in TRAFFIC_PATTERNS:
             problems.append(
                 f"traffic {self.traffic!r} is not a CodeDeploy pattern; known: "
@@ -475,6 +489,15 @@ class ModelConfig(FunctionSettings):
     @property
     def release_key(self) -> str:
         return manifest_key(self.name)
+
+    @property
+    def signature_key(self) -> str:
+        return signature_key(self.name)
+
+    @property
+    def public_key(self) -> str:
+        """What the function and the hook verify releases with (MODEL_SIGNING_PUBLIC_KEY)."""
+        return self.env.signing_public_key or UNPINNED_KEY
 
     @property
     def log_group_name(self) -> str:

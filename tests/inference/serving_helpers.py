@@ -54,6 +54,30 @@ def signature_file(
     return sign_release(signer, name, files, {"mlflow_version": model_version or ""})
 
 
+def signed(
+    release: Any, data: bytes, put: Any, signer: MemorySigner = SIGNER, approved_by: str = "tester"
+) -> Any:
+    """``release`` (a registry Release of bundle ``data``) as promotion writes it: signed over
+    the fields promotion signs, the signature stored through ``put(key, body) -> VersionId``."""
+    from dataclasses import replace
+
+    from registry.manifest import signature_key
+    from registry.signing import sign_release
+
+    fields = {
+        "mlflow_version": release.mlflow_version,
+        "approved_by": approved_by,
+        "bucket": release.bucket,
+        "key": release.key,
+        "version_id": release.version_id,
+    }
+    body = sign_release(signer, release.name, {signature.BUNDLE_FILE: sha256_hex(data)}, fields)
+    key = signature_key(release.name)
+    extra = {**release.extra, "approved_by": approved_by, "signature_key": key,
+             "signature_version_id": put(key, body), "signed_by": signer.identity}  # fmt: skip
+    return replace(release, extra=extra)
+
+
 def signing_env(version_id: str, public_key: str = SIGNER.public_pem) -> dict[str, str]:
     """The signature pins and the key, as a function's environment carries them."""
     return {

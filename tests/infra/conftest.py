@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "tests" / "inference"))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from serving_helpers import SIGNER  # noqa: E402  (the path above)
+
 DIGEST = "sha256:" + "ab" * 32
 RELEASE = {
     "name": "wqi",
@@ -31,7 +33,11 @@ RELEASE = {
     "git_sha": "a" * 40,
     "released_at": "2026-11-27T18:00:00Z",
     "previous": None,
+    "signature_key": "models/wqi/release.sig.json",
+    "signature_version_id": "Sig4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
 }
+# The environment's pinned public key, in a synth with a release (a deploy needs one).
+SIGNING_KEY_CONTEXT = {"waterml.dev.signing_public_key": SIGNER.public_pem}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -70,6 +76,7 @@ def pinned_app():
         {
             **dict(arg.split("=", 1) for arg in args[1::2]),
             "nag": "false",
+            **SIGNING_KEY_CONTEXT,
             "waterml.dev.architecture": "arm64",
             "waterml.dev.memory_mb": "2048",
             "waterml.dev.timeout_seconds": "20",

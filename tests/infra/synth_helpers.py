@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.manifest import Release
+from serving_helpers import SIGNER
+
+from registry.manifest import Release, signature_key
 
 DIGEST = "sha256:" + "ab" * 32
+
+
+def key_context(env: str) -> dict[str, str]:
+    """The environment's pinned public key (the tests' signer), as cdk.json would give it:
+    a synth with a release needs one."""
+    return {f"waterml.{env}.signing_public_key": SIGNER.public_pem}
+
+
+def signature_fields(model: str, version_id: str = "SigVersion3") -> dict[str, str]:
+    """What promotion adds to a release it signed (for synth tests: no bytes behind it)."""
+    return {"signature_key": signature_key(model), "signature_version_id": version_id}
 
 
 def serving_template(env: str, release: Release, bundle: dict[str, Any] | None = None,
@@ -21,7 +34,7 @@ def serving_template(env: str, release: Release, bundle: dict[str, Any] | None =
 
     mix = TrainingMix.from_bundle(bundle) if bundle is not None else None
     args = context_args(env, DIGEST, release, mix)
-    context = {**dict(a.split("=", 1) for a in args[1::2]), "nag": "false"}
+    context = {**dict(a.split("=", 1) for a in args[1::2]), "nag": "false", **key_context(env)}
     context.update({f"waterml.{env}.{k}": v for k, v in overrides.items()})
     app = make_app(context)
     return dict(Template.from_stack(build(app)[env].serving[release.name]).to_json())

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import synthetic
+from serving_helpers import signed
 from synth_helpers import OUTSIDE, functions, released_bundle, serving_template
 
 from inference.bundle import sha256_hex
@@ -60,6 +61,8 @@ def deployed(built: lambda_image.Image) -> Iterator[dict[str, Any]]:
         version_id = sandbox.put(cfg.env.bucket_name, cfg.model_key, data)
         release = Release("wqi", "3", cfg.env.bucket_name, cfg.model_key, version_id,
                           sha256_hex(data), "a" * 40, "2026-12-07T00:00:00Z")  # fmt: skip
+        release = signed(release, data, lambda key, body: sandbox.put(
+            cfg.env.bucket_name, key, body))  # fmt: skip
         manifest = dumps(release)
         sandbox.put(cfg.env.bucket_name, cfg.release_key, manifest, stored_metadata(manifest))
         template = serving_template("dev", release, bundle)

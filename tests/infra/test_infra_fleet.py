@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
+from waterml_infra.config import UNPINNED_KEY
 
-from .conftest import DIGEST, FLEET, RELEASE
+from .conftest import DIGEST, FLEET, RELEASE, SIGNING_KEY_CONTEXT
 
 REPO = Path(__file__).resolve().parents[2]
 TRAFFIC = {
@@ -102,6 +103,7 @@ def test_function_alias_deployment_group_and_hook(fleet, env, model):
         "MODEL_NAME": model,
         "RELEASE_BUCKET": f"waterml-{env}-models-111111111111-eu-west-1",
         "RELEASE_KEY": f"models/{model}/release.json",
+        "MODEL_SIGNING_PUBLIC_KEY": UNPINNED_KEY,  # cdk.json pins none: nothing would verify
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_SERVICE_NAME": f"{name}-pretraffic",
     }
@@ -171,6 +173,8 @@ def test_hook_has_exactly_its_permissions(fleet, model):
             ("s3:GetObjectVersion", f"{bucket}/models/{model}/model.joblib"),
             ("s3:GetObject", f"{bucket}/models/{model}/release.json"),
             ("s3:GetObjectVersion", f"{bucket}/models/{model}/release.json"),
+            ("s3:GetObject", f"{bucket}/models/{model}/release.sig.json"),
+            ("s3:GetObjectVersion", f"{bucket}/models/{model}/release.sig.json"),
             ("logs:CreateLogStream", {"Fn::GetAtt": [log_id, "Arn"]}),
             ("logs:PutLogEvents", {"Fn::GetAtt": [log_id, "Arn"]}),
         ]
@@ -245,14 +249,13 @@ def test_the_third_model_needs_no_stack_code():
         assert "third_test_model" not in path.read_text(), path
 
 
-def test_each_model_reads_only_its_own_model_object(fleet):
+def test_each_model_reads_only_its_own_model_and_signature_objects(fleet):
     t = fleet[("dev", "third_test_model")]
     _, fn = _one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-dev-third_test_model"})
     statements = _statements(t, fn["Properties"]["Role"]["Fn::GetAtt"][0])
     s3 = {r for s in statements if s["Action"][0].startswith("s3:") for r in _list(s["Resource"])}
-    assert s3 == {
-        "arn:aws:s3:::waterml-dev-models-111111111111-eu-west-1/models/third_test_model/model.joblib"
-    }
+    prefix = "arn:aws:s3:::waterml-dev-models-111111111111-eu-west-1/models/third_test_model/"
+    assert s3 == {prefix + "model.joblib", prefix + "release.sig.json"}
 
 
 def test_add_rollback_alarm_joins_the_deployment_group():
@@ -302,6 +305,7 @@ def test_one_model_selected_synthesizes_only_its_stack():
             "model": "wqi",
             "imageDigest": DIGEST,
             "release": json.dumps(release),
+            **SIGNING_KEY_CONTEXT,
         }
     )
     stacks = build(app)
@@ -327,7 +331,7 @@ def test_a_release_names_one_environment_and_its_model(context, message):
     from registry.manifest import ManifestError, parse_release
 
     release = json.dumps(parse_release(RELEASE).to_context())
-    app = make_app({"nag": "false", "release": release, **context})
+    app = make_app({"nag": "false", "release": release, **context, **SIGNING_KEY_CONTEXT})
     with pytest.raises(ManifestError, match=message):
         build(app)
 

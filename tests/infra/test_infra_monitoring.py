@@ -14,6 +14,7 @@ import boto3
 import pytest
 from aws_cdk import Environment
 from aws_cdk.assertions import Annotations, Match, Template
+from synth_helpers import key_context, signature_fields
 from waterml_infra.config import ConfigError, load_settings, resolve
 from waterml_infra.training_mix import TrainingMix, TrainingMixError
 
@@ -45,7 +46,7 @@ MIXES = {
 def release(cfg: Any, version: str = VERSION) -> Release:
     return Release(name=cfg.name, mlflow_version=version, bucket=cfg.env.bucket_name,
                    key=cfg.model_key, version_id="v-" + cfg.name, sha256="5" * 64, git_sha="",
-                   released_at="")  # fmt: skip
+                   released_at="", extra=signature_fields(cfg.name))  # fmt: skip
 
 
 def serving(overrides: dict[str, Any] | None = None, *, topic: bool = False) -> dict:
@@ -374,7 +375,8 @@ def test_the_app_takes_the_mix_from_deploy_context_and_synthesizes_without_it(de
 
     args = context_args("prod", DIGEST, parse_release(RELEASE | {
         "bucket": "waterml-prod-models-111111111111-eu-west-1"}), MIXES["wqi"])  # fmt: skip
-    app = make_app({**dict(a.split("=", 1) for a in args[1::2]), "nag": "false"})
+    app = make_app({**dict(a.split("=", 1) for a in args[1::2]), "nag": "false",
+                    **key_context("prod")})  # fmt: skip
     t = Template.from_stack(build(app)["prod"].serving["wqi"])
     logical_id, props = alarm(t, "AnswerMixAlarm")
     assert logical_id in deployment_group_alarms(t)

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from synth_helpers import key_context
 from waterml_infra.ci import deploy_context, image, outputs, promotion, smoke
 from waterml_infra.config import ConfigError, load_settings, resolve
 
@@ -37,6 +38,8 @@ def manifest(**changes):
         "git_sha": "a" * 40,
         "released_at": "2026-11-27T18:00:00Z",
         "previous": None,
+        "signature_key": "models/wqi/release.sig.json",
+        "signature_version_id": "SigV3",
     }
     base.update(changes)
     return base
@@ -66,6 +69,8 @@ def test_manifest_round_trip_with_previous():
         "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
         "MODEL_SHA256": SHA,
         "MODEL_VERSION": "3",
+        "MODEL_SIGNATURE_KEY": "models/wqi/release.sig.json",
+        "MODEL_SIGNATURE_VERSION_ID": "SigV3",
     }
     assert release.previous is not None and release.previous.version_id == "older"
     assert release.previous.mlflow_version == "2"
@@ -219,7 +224,8 @@ def test_app_refuses_a_release_of_another_environment():
     from waterml_infra.app import build, make_app
 
     wrong = manifest(bucket="waterml-prod-models-111111111111-eu-west-1")
-    context = {"env": "dev", "model": "wqi", "release": json.dumps(wrong), "nag": "false"}
+    context = {"env": "dev", "model": "wqi", "release": json.dumps(wrong), "nag": "false",
+               **key_context("dev")}  # fmt: skip
     with pytest.raises(ManifestError, match="does not belong to WaterMl-dev-Serving-wqi"):
         build(make_app(context))
     # A release is one model's, in one environment: both must be named.

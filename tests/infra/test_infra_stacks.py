@@ -40,6 +40,7 @@ def function(t: Template, name: str = "waterml-dev-wqi") -> dict[str, Any]:
 
 DEV_BUCKET = "waterml-dev-models-111111111111-eu-west-1"
 MODEL_OBJECT = f"arn:aws:s3:::{DEV_BUCKET}/models/wqi/model.joblib"
+SIGNATURE_OBJECT = f"arn:aws:s3:::{DEV_BUCKET}/models/wqi/release.sig.json"
 
 
 # Model bucket ----------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_function_environment_comes_from_the_release(templates):
     )
 
 
-def test_function_reads_exactly_its_model_object_and_nothing_else(templates):
+def test_function_reads_exactly_its_model_and_signature_objects_and_nothing_else(templates):
     t: Template = templates["pinned-serving"]
     role_id = function(t)["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = policy_statements(t, role_id)
@@ -243,7 +244,7 @@ def test_function_reads_exactly_its_model_object_and_nothing_else(templates):
     (read,) = s3
     assert read["Effect"] == "Allow"
     assert sorted(_list(read["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert read["Resource"] == MODEL_OBJECT
+    assert read["Resource"] == [MODEL_OBJECT, SIGNATURE_OBJECT]
     every_action = {a for s in statements for a in _list(s["Action"])}
     assert "s3:ListBucket" not in every_action
     assert not any(a.endswith("*") for a in every_action)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import synthetic
+from serving_helpers import signed
 from synth_helpers import OUTSIDE, functions, released_bundle, serving_template
 
 from inference.bundle import sha256_hex
@@ -139,6 +140,8 @@ def released(s3_endpoint: str) -> dict[str, Any]:
     release = Release(name="wqi", mlflow_version="3", bucket=cfg.env.bucket_name,
                       key=cfg.model_key, version_id=version, sha256=sha256_hex(data),
                       git_sha="", released_at="")  # fmt: skip
+    release = signed(release, data, lambda key, body: s3.put_object(
+        Bucket=cfg.env.bucket_name, Key=key, Body=body)["VersionId"])  # fmt: skip
     return {"bundle": bundle, "release": release, "function": cfg.function_name}
 
 
@@ -218,6 +221,7 @@ def test_every_variable_infra_sets_is_one_the_image_reads(templates):
     }
     read_by_handler = {name for _, name in PINS} | {
         contract.LOG_LEVEL, contract.SERVICE_NAME, contract.PREDICTION_LOG_RATE,
+        contract.SIGNING_PUBLIC_KEY,
     }  # fmt: skip
     assert set(REQUIRED) <= functions["waterml-dev-wqi"] <= read_by_handler
     assert functions["waterml-dev-wqi-pretraffic"] == {

@@ -24,9 +24,11 @@ import pytest
 
 from inference import handler, pretraffic
 from inference.bundle import sha256_hex
+from inference.contract import SIGNING_PUBLIC_KEY
 from inference.events import Kind, detect
 from inference.s3_get import Deadline
 from registry.manifest import Release, bundle_key, dumps, manifest_key, stored_metadata
+from tests.inference.serving_helpers import SIGNER, signed
 
 FUNCTION = "waterml-dev-wqi"
 EVENT = {"DeploymentId": "d-TEST", "LifecycleEventHookExecutionId": "hook-1"}
@@ -73,12 +75,11 @@ class FakeLambda:
     """Published versions of one function, each served by the real handler in-process.
 
     ``versions``: version -> its environment (what get_function_configuration reports).
-    ``runtime``: variables the running code sees on top (a version whose code is not what its
-    configuration says). ``tamper``: applied to every answer (a broken invoke path)."""
+    ``tamper``: applied to every answer (a broken invoke path, code that is not what its
+    configuration says)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, versions: dict[str, dict[str, str]]):
         self.monkeypatch, self.versions = monkeypatch, versions
-        self.runtime: dict[str, str] = {}
         self.tamper: Callable[[Any], Any] = lambda answer: answer
         self.invoked: list[Kind] = []
         self._loaded: str | None = None
@@ -93,7 +94,7 @@ class FakeLambda:
         """A new execution environment: the version's variables, then the handler's init (a
         failed init is retried by the next request, as Lambda does)."""
         handler.reset()
-        for name, value in {**self.versions[version], **self.runtime}.items():
+        for name, value in self.versions[version].items():
             self.monkeypatch.setenv(name, value)
         with contextlib.suppress(handler.InitError):
             handler.init()
@@ -129,11 +130,19 @@ def stored(trained: dict[str, Any], s3_env: dict[str, str], tmp_path: Path,
     version_id = s3.put_object(Bucket=bucket, Key=bundle_key("wqi"), Body=data)["VersionId"]
     release = Release("wqi", "3", bucket, bundle_key("wqi"), version_id, sha256_hex(data),
                       "a" * 40, "2026-12-01T00:00:00Z")  # fmt: skip
+    release = signed(release, data, lambda key, body: s3.put_object(
+        Bucket=bucket, Key=key, Body=body)["VersionId"])  # fmt: skip
     write_release(s3, release)
     settings = {"TARGET_FUNCTION": FUNCTION, "MODEL_NAME": "wqi", "RELEASE_BUCKET": bucket,
-                "RELEASE_KEY": manifest_key("wqi")}  # fmt: skip
+                "RELEASE_KEY": manifest_key("wqi"),
+                SIGNING_PUBLIC_KEY: SIGNER.public_pem}  # fmt: skip
     yield {"s3": s3, "data": data, "release": release, "settings": settings}
     handler.reset()
+
+
+def function_env(release: Release) -> dict[str, str]:
+    """A version's environment as the deploy sets it: the release's pins and the key."""
+    return {**release.environment(), SIGNING_PUBLIC_KEY: SIGNER.public_pem}
 
 
 def write_release(s3: Any, release: Release) -> None:
@@ -152,7 +161,7 @@ def hook(stored: dict[str, Any], lam: FakeLambda, version: str = "8", deadline=N
 
 
 def test_a_version_serving_the_release_passes(stored, monkeypatch):
-    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
+    lam = FakeLambda(monkeypatch, {"8": function_env(stored["release"])})
     report = hook(stored, lam)
     assert (report.status, report.problems) == ("Succeeded", [])
     assert report.target == pretraffic.Target(FUNCTION, "live", "8")
@@ -164,7 +173,7 @@ def test_pins_of_another_s3_version_fail(stored, monkeypatch):
     # The same bytes uploaded again: a valid bundle, but not the VersionId release.json names.
     s3, release = stored["s3"], stored["release"]
     other = s3.put_object(Bucket=release.bucket, Key=release.key, Body=stored["data"])["VersionId"]
-    lam = FakeLambda(monkeypatch, {"8": {**release.environment(), "MODEL_VERSION_ID": other}})
+    lam = FakeLambda(monkeypatch, {"8": {**function_env(release), "MODEL_VERSION_ID": other}})
     report = hook(stored, lam)
     assert report.status == "Failed"
     assert report.problems[0].startswith("pins differ from release.json: MODEL_VERSION_ID")
@@ -173,8 +182,13 @@ def test_pins_of_another_s3_version_fail(stored, monkeypatch):
 
 
 def test_a_handler_answering_another_model_version_fails(stored, monkeypatch):
-    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
-    lam.runtime = {"MODEL_VERSION": "4"}  # configuration says 3, the running code answers 4
+    def other_version(answer: Any) -> Any:  # configuration says 3, the running code answers 4
+        if isinstance(answer, dict) and isinstance(answer.get("model"), dict):
+            answer["model"]["version"] = "4"
+        return answer
+
+    lam = FakeLambda(monkeypatch, {"8": function_env(stored["release"])})
+    lam.tamper = other_version
     report = hook(stored, lam)
     assert report.status == "Failed"
     assert f"{Kind.DIRECT}: answer is from model version '4', expected '3'" in report.problems
@@ -188,7 +202,7 @@ def test_answers_off_the_golden_outputs_fail(stored, monkeypatch):
                 row["wqi"] += 0.5
         return answer
 
-    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
+    lam = FakeLambda(monkeypatch, {"8": function_env(stored["release"])})
     lam.tamper = shifted
     report = hook(stored, lam)
     assert report.status == "Failed"
@@ -200,7 +214,7 @@ def test_answers_off_the_golden_outputs_fail(stored, monkeypatch):
 def test_a_version_whose_function_errors_fails(stored, monkeypatch):
     # Pins right, but the version cannot load its model (an unusable setting): direct, batch
     # and SQS invocations are function errors, the HTTP kinds 503, warm-up has no model.
-    env = {**stored["release"].environment(), "MODEL_LOAD_DEADLINE_S": "soon"}
+    env = {**function_env(stored["release"]), "MODEL_LOAD_DEADLINE_S": "soon"}
     lam = FakeLambda(monkeypatch, {"8": env})
     report = hook(stored, lam)
     assert report.status == "Failed"
@@ -215,7 +229,7 @@ def test_an_exception_inside_the_checks_reports_failed(stored, monkeypatch):
     s3, release = stored["s3"], stored["release"]
     s3.put_object(Bucket=release.bucket, Key=manifest_key("wqi"), Body=dumps(release) + b" ",
                   Metadata=stored_metadata(dumps(release)))  # fmt: skip
-    lam = FakeLambda(monkeypatch, {"8": release.environment()})
+    lam = FakeLambda(monkeypatch, {"8": function_env(release)})
     report = hook(stored, lam)
     assert report.status == "Failed"
     assert report.problems == [
@@ -231,7 +245,7 @@ def test_bundle_bytes_that_fail_their_digest_are_never_unpickled(stored, monkeyp
     wrong = "0" * 64
     write_release(stored["s3"], dataclasses.replace(release, sha256=wrong))
     monkeypatch.setattr(pretraffic, "loads", lambda data: pytest.fail("unpickled"))
-    lam = FakeLambda(monkeypatch, {"8": {**release.environment(), "MODEL_SHA256": wrong}})
+    lam = FakeLambda(monkeypatch, {"8": {**function_env(release), "MODEL_SHA256": wrong}})
     report = hook(stored, lam)
     assert report.status == "Failed"
     assert report.problems == [
@@ -242,7 +256,7 @@ def test_bundle_bytes_that_fail_their_digest_are_never_unpickled(stored, monkeyp
 
 
 def test_a_deployment_of_another_function_is_refused(stored, monkeypatch):
-    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
+    lam = FakeLambda(monkeypatch, {"8": function_env(stored["release"])})
     report = hook(stored, lam, function="waterml-dev-potability")
     assert report.status == "Failed"
     assert "only waterml-dev-wqi:live" in report.problems[0]
@@ -251,7 +265,7 @@ def test_a_deployment_of_another_function_is_refused(stored, monkeypatch):
 
 def test_no_invocation_starts_that_could_outlast_the_hook(stored, monkeypatch):
     # 20 s left, the target may take 30 s: report Failed now rather than time out unreported.
-    lam = FakeLambda(monkeypatch, {"8": stored["release"].environment()})
+    lam = FakeLambda(monkeypatch, {"8": function_env(stored["release"])})
     report = hook(stored, lam, deadline=Deadline(20))
     assert report.status == "Failed" and lam.invoked == []
     assert report.problems[0].startswith(f"out of time: {Kind.DIRECT} and later events not sent")

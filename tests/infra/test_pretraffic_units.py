@@ -22,7 +22,8 @@ from inference.s3_get import Deadline
 REPO = Path(__file__).resolve().parents[2]
 EVENT = {"DeploymentId": "d-1", "LifecycleEventHookExecutionId": "h-1"}
 SETTINGS = {"TARGET_FUNCTION": "waterml-dev-wqi", "MODEL_NAME": "wqi",
-            "RELEASE_BUCKET": "b", "RELEASE_KEY": "models/wqi/release.json"}  # fmt: skip
+            "RELEASE_BUCKET": "b", "RELEASE_KEY": "models/wqi/release.json",
+            "MODEL_SIGNING_PUBLIC_KEY": "a PEM"}  # fmt: skip
 
 
 def appspec(*functions: tuple[str, str]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from synth_helpers import released_bundle, serving_template
+from synth_helpers import released_bundle, serving_template, signature_fields
 from waterml_infra.config import (
     DEPLOY_JOB_MINUTES,
     SESSION_MINUTES,
@@ -51,15 +51,17 @@ def test_the_emergency_path_ignores_the_alarms_for_one_rollout_and_keeps_the_hoo
     rollout does not consult the alarms; the pre-traffic hook still checks the new version."""
     bundle = released_bundle()
     release = Release("wqi", "3", "waterml-dev-models-111111111111-eu-west-1",
-                      "models/wqi/model.joblib", "v-3", sha256_hex(b"x"), "", "")  # fmt: skip
+                      "models/wqi/model.joblib", "v-3", sha256_hex(b"x"), "", "",
+                      extra=signature_fields("wqi"))  # fmt: skip
     normal = _group(serving_template("dev", release, bundle))
-    from synth_helpers import DIGEST
+    from synth_helpers import DIGEST, key_context
     from waterml_infra.app import build, make_app
     from waterml_infra.ci.deploy_context import context_args
 
     args = context_args("dev", DIGEST, release, emergency=True)
     assert "emergency=true" in args
-    app = make_app({**dict(a.split("=", 1) for a in args[1::2]), "nag": "false"})
+    app = make_app({**dict(a.split("=", 1) for a in args[1::2]), "nag": "false",
+                    **key_context("dev")})  # fmt: skip
     from aws_cdk.assertions import Template
 
     stack = build(app)["dev"].serving["wqi"]

@@ -22,6 +22,7 @@ import pytest
 import synthetic
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from serving_helpers import signed
 from synth_helpers import functions, released_bundle, serving_template
 
 from inference import handler, pretraffic
@@ -51,6 +52,8 @@ def world(s3_endpoint: str, templates: dict[str, Any]) -> Iterator[dict[str, Any
     version = admin.put_object(Bucket=bucket, Key=cfg.model_key, Body=data)["VersionId"]
     release = Release("wqi", "3", bucket, cfg.model_key, version, sha256_hex(data), "a" * 40,
                       "2026-12-07T00:00:00Z")  # fmt: skip
+    release = signed(release, data, lambda key, body: admin.put_object(
+        Bucket=bucket, Key=key, Body=body)["VersionId"])  # fmt: skip
     body = dumps(release)
     admin.put_object(Bucket=bucket, Key=cfg.release_key, Body=body, Metadata=stored_metadata(body))
     admin.delete_object(Bucket=bucket, Key="models/potability/release.json")  # never promoted

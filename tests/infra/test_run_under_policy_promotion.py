@@ -36,20 +36,35 @@ def promoting(s3_endpoint: str, templates: dict[str, Any], tmp_path: Path,
     admin = boto3.client("s3", endpoint_url=s3_endpoint, **local_s3._client_credentials())
     for key in (f"models/{MODEL}/release.json", f"models/{MODEL}/model.joblib"):
         admin.delete_object(Bucket=cfg.bucket_name, Key=key)  # a model never promoted here
-    names = Names(ACCOUNT, REGION, [templates["dev-foundation"].to_json()])
+    foundation = templates["dev-foundation"].to_json()
+    names = Names(ACCOUNT, REGION, [foundation])
     statements = role_statements(names, cfg.promote_role_name)
-    gate = Gate({"promote": statements}, {"s3": s3_endpoint}, ACCOUNT, REGION).start()
+    roles = {"promote": statements, "deploy": role_statements(names, cfg.deploy_role_name)}
+    # The environment's signing key, in the loopback KMS under the alias the Foundation gives
+    # it; the gate authorizes calls by alias on the key's ARN, as AWS does.
+    kms = boto3.client("kms", endpoint_url=s3_endpoint,
+                       **(local_s3._client_credentials() | {"region_name": REGION}))  # fmt: skip
+    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    alias = cfg.signing_key_alias + "-" + key_id[:8]  # one per test: moto keeps aliases
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    (key_logical_id,) = [k for k, r in foundation["Resources"].items()
+                         if r["Type"] == "AWS::KMS::Key"]  # fmt: skip
+    gate = Gate(roles, {"s3": s3_endpoint, "kms": s3_endpoint}, ACCOUNT, REGION,
+                kms_keys={alias: names.arn(key_logical_id)}).start()  # fmt: skip
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MODEL_BUCKET", cfg.bucket_name)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", gate.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", gate.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("WATERML_SIGNING_KEY", f"kms:{alias}")
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     for name, value in Gate.credentials("promote").items():
         monkeypatch.setenv(name, value)
     try:
         yield {"versions": Versions(MlflowClient(tracking_uri=uri), tmp_path / "artifacts", uri),
-               "gate": gate, "statements": statements, "cfg": cfg}  # fmt: skip
+               "gate": gate, "statements": statements, "cfg": cfg, "alias": alias}  # fmt: skip
     finally:
         gate.stop()
         shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
@@ -73,6 +88,7 @@ def test_promote_rollback_and_reconcile_under_the_promote_role(
     second = run(capsys, "promote", MODEL, "--approvals",
                  str(approve(tmp_path / "a2.toml", **{MODEL: v2})))  # fmt: skip
     assert second["previous"]["version_id"] == first["version_id"]
+    assert first["signed_by"].startswith("kms ") and first["signature_version_id"]
     back = run(capsys, "rollback", MODEL)
     assert back["version_id"] == first["version_id"] and back["action"] == "rollback"
     code = cli.main(["reconcile", MODEL])
@@ -88,3 +104,27 @@ def test_the_promote_role_may_not_leave_its_prefix_or_delete_bundles(promoting) 
     assert not allowed(statements, "s3:PutObject", f"{arn}/other/x")
     assert not allowed(statements, "s3:ListBucketVersions", arn, {"s3:prefix": "other/"})
     assert allowed(statements, "s3:ListBucketVersions", arn, {"s3:prefix": "models/wqi/"})
+
+
+def test_only_the_promote_role_may_sign_with_the_key(promoting) -> None:
+    """The deploy role, run through the gate, is refused the key; the promote role gets it."""
+    from botocore.exceptions import ClientError
+
+    def kms(role: str) -> Any:
+        return boto3.client("kms", endpoint_url=promoting["gate"].endpoint,
+                            region_name=REGION, **_keys(role))  # fmt: skip
+
+    signed = kms("promote").sign(KeyId=promoting["alias"], Message=b"statement",
+                                 MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")  # fmt: skip
+    assert signed["Signature"]
+    with pytest.raises(ClientError) as refused:
+        kms("deploy").sign(KeyId=promoting["alias"], Message=b"statement",
+                           MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")  # fmt: skip
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def _keys(role: str) -> dict[str, str]:
+    found = Gate.credentials(role)
+    return {"aws_access_key_id": found["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": found["AWS_SECRET_ACCESS_KEY"],
+            "aws_session_token": found["AWS_SESSION_TOKEN"]}  # fmt: skip

@@ -145,6 +145,7 @@ class LiveRollout(Construct):
                     resources=[
                         f"arn:aws:s3:::{bucket}/{cfg.release_key}",
                         f"arn:aws:s3:::{bucket}/{cfg.model_key}",
+                        f"arn:aws:s3:::{bucket}/{cfg.signature_key}",
                     ],
                 ),
                 iam.PolicyStatement(
@@ -178,6 +179,7 @@ class LiveRollout(Construct):
                 contract.MODEL_NAME: cfg.name,
                 contract.RELEASE_BUCKET: bucket,
                 contract.RELEASE_KEY: cfg.release_key,
+                contract.SIGNING_PUBLIC_KEY: cfg.public_key,
                 contract.LOG_LEVEL: cfg.log_level,
                 contract.SERVICE_NAME: cfg.hook_function_name,
             },

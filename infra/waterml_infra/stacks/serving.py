@@ -155,6 +155,7 @@ class ServingStack(Stack):
             log_group=self.log_group,
             environment={
                 **release.environment(),
+                contract.SIGNING_PUBLIC_KEY: cfg.public_key,
                 contract.LOG_LEVEL: cfg.log_level,
                 contract.SERVICE_NAME: cfg.service_name,
                 contract.PREDICTION_LOG_RATE: f"{cfg.prediction_log_rate:g}",
@@ -202,7 +203,7 @@ class ServingStack(Stack):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{cfg.function_name}: write its logs, read its released model",
         )
-        model_object = f"arn:aws:s3:::{cfg.env.bucket_name}/{cfg.model_key}"
+        bucket = cfg.env.bucket_name
         policy = iam.Policy(
             self,
             "ExecutionPolicy",
@@ -210,7 +211,10 @@ class ServingStack(Stack):
                 iam.PolicyStatement(
                     sid="ReadReleasedModel",
                     actions=["s3:GetObject", "s3:GetObjectVersion"],
-                    resources=[model_object],
+                    resources=[
+                        f"arn:aws:s3:::{bucket}/{cfg.model_key}",
+                        f"arn:aws:s3:::{bucket}/{cfg.signature_key}",  # verified before use
+                    ],
                 ),
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
@@ -240,10 +244,18 @@ class ServingStack(Stack):
 
 
 def _check_release(config: ModelConfig, release: Release) -> None:
-    """Refuse a release of another model, bucket or key."""
+    """Refuse a release of another model, bucket or key, or one the function would refuse:
+    unsigned, or its signature elsewhere than the model's."""
     ours = (config.name, config.env.bucket_name, config.model_key)
     if (release.name, release.bucket, release.key) != ours:
         raise ManifestError(
             f"release {release.name} s3://{release.bucket}/{release.key} does not belong to "
             f"{config.stack_name} (s3://{config.env.bucket_name}/{config.model_key})"
         )
+    if not release.signed:
+        raise ManifestError(
+            f"release {release.name} v{release.mlflow_version} is not signed: the function "
+            f"would refuse it; promote it (promotion signs) and deploy that release"
+        )
+    if release.extra["signature_key"] != config.signature_key:
+        raise ManifestError(f"release {release.name}'s signature is not at {config.signature_key}")
