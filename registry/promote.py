@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem, sha256_hex
-from registry import approvals, failpoints, gates, manifest
+from registry import approvals, card, failpoints, gates, manifest
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
     ConcurrentUpdate,
@@ -107,7 +107,7 @@ def promote(
         previous=current.as_previous() if current else None,
     )
     try:
-        return commit(store, tracking, release, base, log)
+        return card.released(commit(store, tracking, release, base, log), tracking, log)
     except ConcurrentUpdate:
         # Someone else released the very same version meanwhile: that is our result too.
         now = store.current(model).release

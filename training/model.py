@@ -48,6 +48,7 @@ class Split:
     y_train: pd.Series
     y_test: pd.Series
     timestamps_test: list[str | None] | None = None  # per row of X_test (golden records)
+    timestamps_train: list[str | None] | None = None  # per row of X_train (the profile's times)
 
 
 @dataclass
@@ -111,18 +112,21 @@ def split(data: Dataset, spec: ModelSpec) -> Split:
     if method == "chronological":  # the frame is already in time order
         cut = round(len(data.X) * (1.0 - size))
         test_stamps = None if stamps is None else stamps[cut:]
-        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:], test_stamps)
+        train_stamps = None if stamps is None else stamps[:cut]
+        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:], test_stamps,
+                     train_stamps)  # fmt: skip
     stratify = data.y if method == "stratified" else None
     if stamps is None:
         parts = train_test_split(data.X, data.y, test_size=size, random_state=seed,
                                  stratify=stratify)  # fmt: skip
         return Split(*parts)
     # The row numbers ride along: one shuffle for every array, the same as without them.
-    X_train, X_test, y_train, y_test, _, rows = train_test_split(
+    X_train, X_test, y_train, y_test, train_rows, rows = train_test_split(
         data.X, data.y, np.arange(len(data.X)), test_size=size, random_state=seed,
         stratify=stratify,
     )  # fmt: skip
-    return Split(X_train, X_test, y_train, y_test, [stamps[i] for i in rows])
+    return Split(X_train, X_test, y_train, y_test, [stamps[i] for i in rows],
+                 [stamps[i] for i in train_rows])  # fmt: skip
 
 
 def planned_trees(params: dict[str, Any], banded: bool) -> int:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from matplotlib.figure import Figure
 
-from training import model_card
+from training import card_facts, model_card
 from training.config import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
 from training.mlflow_names import (
     ARTIFACT_SHA256,
@@ -270,7 +270,9 @@ def log_and_register(run: TrainingRun) -> Registered:
             version = mlflow.register_model(f"models:/{model.model_id}", name, tags=run.tags)
         client.update_run(run_id, name=run_name(name, str(version.version), run.tags))
         # The card (Markdown, HTML, its facts) with the run; the Markdown is the description.
-        model_card.attach(client, run, str(version.version), run_id)
+        facts = card_facts.facts(run.spec, run.parts, run.bundle, run.metrics, run.data_sha256,
+                                 run.tags, str(version.version), run_id)  # fmt: skip
+        model_card.attach(client, facts)
     candidate = not gate_failures
     number = str(version.version)
     holder = _move_candidate(client, name, number) if candidate else _candidate(client, name)
