@@ -79,7 +79,7 @@ test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) ## Run the whole t
 lint: venv lint-workflows ## ruff (lint + format), mypy, hadolint and the workflow linters
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy training inference registry tools benchmarks monitoring
+	$(VENV)/bin/mypy settings.py training inference registry tools benchmarks monitoring
 	$(VENV)/bin/mypy infra/waterml_infra infra/app.py
 	$(VENV)/bin/hadolint inference/Dockerfile
 

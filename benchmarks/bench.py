@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from training.config import LOCAL_DIR, REPO, TOOLS_DIR
+from settings import LOCAL_DIR, REPO, TOOLS_DIR
 
 WORK = LOCAL_DIR / "bench"
 UV = TOOLS_DIR / "bin" / "uv"
@@ -278,9 +278,11 @@ def main() -> int:
     seed_model = train_seed(seed_python)
 
     from inference.bundle import sha256_hex
+    from registry.manifest import bundle_key
 
     data = bundle.read_bytes()
-    ours_version = upload(bundle, "models/wqi/model.joblib")
+    ours_key = bundle_key("wqi")  # where promotion puts it
+    ours_version = upload(bundle, ours_key)
     seed_version = upload(seed_model, "seed/wqi/model.joblib")
     aws_env = {
         k: os.environ[k]
@@ -297,7 +299,7 @@ def main() -> int:
         return {
             **base_env,
             "MODEL_BUCKET": BUCKET,
-            "MODEL_KEY": "models/wqi/model.joblib",
+            "MODEL_KEY": ours_key,
             "MODEL_VERSION_ID": ours_version,
             "MODEL_SHA256": sha256_hex(data),
             "MODEL_VERSION": str(trained["mlflow_version"]),

@@ -30,7 +30,7 @@ import pandas as pd
 import psutil
 
 from inference.bundle import sha256_hex
-from training.config import LOCAL_DIR, REPO
+from settings import LOCAL_DIR, REPO
 from training.expectations import feature_ranges, load_suite
 from training.spec import load_spec
 

@@ -19,6 +19,8 @@ FORMAT = "waterml-bundle/1"
 # than them would ask for those features as readings, so it refuses the bundle at load instead.
 FORMAT_CALENDAR = "waterml-bundle/2"
 FORMATS = (FORMAT, FORMAT_CALENDAR)
+# The bundle's file name wherever it is stored: a run's artifacts, the S3 release key.
+BUNDLE_FILENAME = "model.joblib"
 REQUIRED_KEYS = ("format", "name", "schema", "predictor", "output", "golden", "metadata")
 _PLAIN = (str, bytes, int, float, bool, type(None))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitoring.errors import DRIFT, EXIT_CODES, OK, MonitoringError
-from training.config import LOCAL_DIR
+from settings import LOCAL_DIR
 
 if TYPE_CHECKING:
     from monitoring.report import Report

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from inference.bundle import is_model_name, model_name_problem, normalize_sha256
 from registry.errors import NotApproved
-from training.config import APPROVALS_FILE
+from settings import APPROVALS_FILE
 
 DEFAULT_PATH = APPROVALS_FILE
 REQUIRED = ("version", "sha256", "approved_by", "reason")

@@ -189,7 +189,7 @@ def _releases(model: str, as_json: bool) -> int:
 # release.json says what is released; a CodeDeploy rollback leaves it naming the new model.
 DEPLOYED_HINT = (
     "what each environment's live alias serves: "
-    "PYTHONPATH=infra python -m waterml_infra.status --env ENV"
+    "PYTHONPATH=infra python -m waterml_infra.ci.status --env ENV"
 )
 
 

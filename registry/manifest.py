@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.bundle import MODEL_NAME, normalize_sha256, sha256_hex
+from inference.bundle import BUNDLE_FILENAME, MODEL_NAME, normalize_sha256, sha256_hex
 from inference.release import DIGEST_METADATA, digest_problem, pins
 from registry.errors import DigestMismatch, StorageError
 
@@ -56,17 +56,22 @@ class ManifestDigestError(DigestMismatch, ValueError):
     truncated body, a hand edit that did not update the metadata)."""
 
 
+# The bucket's layout: every object the registry writes lives under MODELS_PREFIX, one folder
+# per model. Deploy roles and the promotion role are scoped to it (infra/).
+MODELS_PREFIX = "models/"
+
+
 def bundle_key(name: str) -> str:
-    return f"models/{name}/model.joblib"
+    return f"{MODELS_PREFIX}{name}/{BUNDLE_FILENAME}"
 
 
 def manifest_key(name: str) -> str:
-    return f"models/{name}/release.json"
+    return f"{MODELS_PREFIX}{name}/release.json"
 
 
 def intent_key(name: str) -> str:
     """What an interrupted rollback had resolved (see registry/README.md, "Retries")."""
-    return f"models/{name}/intent.json"
+    return f"{MODELS_PREFIX}{name}/intent.json"
 
 
 def utc_now() -> str:

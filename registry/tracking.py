@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.bundle import normalize_sha256
+from inference.bundle import BUNDLE_FILENAME, normalize_sha256
 from registry.errors import BundleMissing, DigestMismatch, StorageError, VersionNotFound
-from training.config import BUNDLE_ARTIFACT_DIR, BUNDLE_FILENAME, tracking_uri
+from settings import BUNDLE_ARTIFACT_DIR, tracking_uri
 from training.mlflow_names import ARTIFACT_SHA256, CHAMPION, GIT_SHA, quiet_mlflow
 
 

@@ -49,7 +49,7 @@ def promote_step() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The step's working directory: the checkout's code and venv, but its own releases/."""
-    for name in (".venv", "registry", "training", "inference", "tools", "infra"):
+    for name in (".venv", "registry", "training", "inference", "tools", "infra", "settings.py"):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 

@@ -5,7 +5,7 @@ Python) goes through the real entry points: ``python -m training``, ``python -m 
 promote`` and ``python -m tools.invoke``, against a fresh MLflow store and the loopback S3.
 
 Why a copy of the code: specs are found in ``training/specs/`` next to the code
-(``training.config.SPECS_DIR``, derived from the package's own location), and registry
+(``settings.SPECS_DIR``, derived from the package's own location), and registry
 promotion looks its model's gates up there too. Writing the throwaway spec into the checkout
 would show it to every other test and command running meanwhile (``make demo`` would train
 it); adding a ``SPECS_DIR`` override would be a Python change made only for this test. So the
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("training", "inference", "registry", "tools")
+MODULES = ("settings.py",)  # shared paths and settings, outside any stage folder
 NAME = "throwaway"
 FEATURES = ("conductivity", "temperature", "turbidity")
 ROWS = 600
@@ -127,6 +128,8 @@ def repo_copy(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in PACKAGES:
         shutil.copytree(REPO / package, copy / package, ignore=ignore)
+    for module in MODULES:
+        shutil.copy2(REPO / module, copy / module)
     shutil.copytree(REPO / "data" / "expectations", copy / "data" / "expectations")
     (copy / ".gitignore").write_text(".local/\n")
     git(copy, "init", "--quiet")

@@ -19,8 +19,8 @@ import shutil
 import subprocess
 import sys
 
+from settings import LOCAL_DIR, REPO
 from tools import local_s3
-from training.config import LOCAL_DIR, REPO
 from training.spec import available
 
 PY = sys.executable

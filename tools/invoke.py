@@ -1,6 +1,6 @@
 """`make invoke EVENT=path.json`: the handler in-process against the local S3 release.
 
-Reads ``models/<model>/release.json`` (written by the registry's promotion) from
+Reads the model's ``release.json`` (written by the registry's promotion) from
 ``MODEL_BUCKET`` through ``registry.manifest.read_stored``, as every reader does: its bytes must
 match the ``sha256`` metadata stored with them. Then pins exactly that object as a deploy would,
 answers the event and prints the answer, alone, on stdout (the handler's logs and metrics go to
@@ -26,8 +26,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
-from training.config import LOCAL_DIR
+from registry.manifest import (
+    ManifestDigestError,
+    ManifestError,
+    Release,
+    manifest_key,
+    read_stored,
+)
+from settings import LOCAL_DIR
 
 
 class LocalError(Exception):
@@ -48,7 +54,7 @@ def release(bucket: str, model: str) -> Release:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    key = f"models/{model}/release.json"
+    key = manifest_key(model)
     where = f"s3://{bucket}/{key}"
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or None
     try:

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from settings import LOCAL_DIR, REPO
 from tools import processes
-from training.config import LOCAL_DIR, REPO
 
 STATE_DIR = LOCAL_DIR
 SERVER_FILE = STATE_DIR / "s3.json"  # pid and port of the running shared server

@@ -14,7 +14,7 @@ Data: .local/tracking/ (git-ignored): postgres/ (the cluster), credentials (0600
 first start, never committed), logs. Artifacts: bucket ``mlflow-artifacts`` of the loopback S3
 (tools/local_s3.py: its shared server is reused or started), or of the S3-compatible endpoint
 ``AWS_ENDPOINT_URL_S3`` names. Clients need no S3 credentials: the server proxies artifacts.
-On AWS the team's server is infra/'s (infra/waterml_infra/tracking.py)."""
+On AWS the team's server is infra/'s (infra/waterml_infra/stacks/tracking.py)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from settings import LOCAL_DIR, REPO
 from tools import local_s3, postgres, processes
-from training.config import LOCAL_DIR, REPO
 
 HOST = "127.0.0.1"
 DATA_DIR = LOCAL_DIR / "tracking"

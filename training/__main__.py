@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from settings import REPO, tracking_uri
 from training import openmp
 from training import spec as specs
-from training.config import REPO, tracking_uri
 from training.data import DataError
 from training.expectations import ValidationFailed
 

@@ -20,8 +20,8 @@ from inference.domain import Domain
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
 from inference.sanity import GOLDEN_ATOL, GOLDEN_RTOL, SERVING_LIBRARIES, check_golden
+from settings import REPO
 from training import profile
-from training.config import REPO
 from training.model import Fitted, Split
 from training.onnx_export import INPUT, to_onnx
 from training.spec import ModelSpec

@@ -16,7 +16,7 @@ import numpy as np
 
 from inference.features import matrix_from_columns
 from inference.predictor import Predictor
-from training.config import REPO
+from settings import REPO
 from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA
 from training.model import Split
 from training.spec import ISO_8601, ModelSpec

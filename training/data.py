@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from inference import calendar_features
-from training.config import REPO
+from settings import REPO
 from training.spec import EVAL_ENGINE, ISO_8601, DataSpec, SpecError
 
 

@@ -1,28 +1,20 @@
-"""The training flow for one spec: load, validate, train, evaluate, bundle, register."""
+"""The training flow for one spec: the engine's load, validate and train stages
+(training/engines/), then evaluate, bundle and register, the same for every engine."""
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inference.bundle import sha256_hex
-from training import bundle, data, evaluate, expectations, labels, model, register
-from training.config import BUNDLE_FILENAME
+from inference.bundle import BUNDLE_FILENAME
+from training import bundle, engines, evaluate, register
+from training.engines.base import stage
 from training.mlflow_names import ARTIFACT_SHA256, DATA_SHA256, GIT_SHA
 from training.spec import ModelSpec
-
-
-class DataChanged(data.DataError):
-    """The dataset's bytes are not the ones the spec pins."""
 
 
 @dataclass(frozen=True)
@@ -38,120 +30,10 @@ class Result:
     reused: bool = False  # an existing version held the same bytes: no new one was registered
 
 
-@contextmanager
-def stage(name: str, model_name: str) -> Iterator[list[str]]:
-    """Prints `[model] stage ... seconds  detail` when the stage ends."""
-    notes: list[str] = []
-    start = time.perf_counter()
-    print(f"[{model_name}] {name:<9}", end="", file=sys.stderr, flush=True)
-    try:
-        yield notes
-    except BaseException:
-        print(" failed", file=sys.stderr)
-        raise
-    took = time.perf_counter() - start
-    print(f" {took:6.2f} s  {'; '.join(notes)}", file=sys.stderr)
-
-
-def filtered(loaded: data.Loaded, spec: ModelSpec) -> str:
-    """The load line's account of the spec's row filter, when it has one."""
-    if spec.data.filter is None:
-        return ""
-    return f" (filter removed {loaded.rows_filtered:,} of {loaded.rows_read:,} rows)"
-
-
-@dataclass(frozen=True)
-class Rows:
-    """Where the rows the spec's filter kept went: left out (by reason), trained on, held out.
-    Counted over the whole table; an engine's ``Split`` may hold a sample of each side."""
-
-    dropped: dict[str, int]
-    train: int
-    held_out: int
-
-    def line(self) -> str:
-        dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in self.dropped.items())
-        return f"{self.train:,} train / {self.held_out:,} held out ({dropped})"
-
-    def metrics(self, read: int, filtered: int) -> dict[str, int]:
-        """Where every row went, logged beside the metrics (MLflow) and kept in the bundle."""
-        return (
-            {"rows_read": read, "rows_filtered": filtered}
-            | {f"rows_{reason}": count for reason, count in self.dropped.items()}
-            | {"rows_train": self.train, "rows_held_out": self.held_out}
-        )
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What an engine's load, validate and train stages hand on; evaluation, the bundle and
-    the registration that follow are the same for every engine."""
-
-    data_sha256: str
-    report: expectations.ValidationReport
-    ranges: dict[str, dict[str, float]]
-    parts: model.Split
-    fitted: model.Fitted
-    rows: dict[str, int]  # where every row went
-
-
-def validated(
-    spec: ModelSpec, frame: Any, data_sha256: str, where: str = ""
-) -> tuple[expectations.ValidationReport, dict[str, dict[str, float]]]:
-    """The validate stage of either engine: the spec's suite against ``frame`` (pandas or
-    Spark), and the feature ranges it declares; a failure is logged to a run of its own (the
-    failed result is evidence too) before the run stops."""
-    with stage("validate", spec.name) as note:
-        suite = expectations.load_suite(spec.data.expectations)
-        report = expectations.validate(frame, suite)
-        if not report.success:
-            register.log_failed_validation(spec.name, report.result, {DATA_SHA256: data_sha256})
-            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
-        note.append(f"{report.evaluated} expectations met{where}")
-    return report, expectations.feature_ranges(suite, list(spec.features))
-
-
-def train(spec: ModelSpec) -> Trained:
-    """The pandas engine: load, validate and train in this process."""
-    name = spec.name
-    with stage("load", name) as note:
-        raw = data.read_bytes(spec.data)
-        data_sha256 = sha256_hex(raw)
-        if data_sha256 != spec.data.sha256:
-            raise DataChanged(
-                f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
-                f"{spec.data.sha256}; if the new data is intended, update [data] sha256"
-            )
-        loaded = data.load(spec.data, raw)
-        frame = loaded.frame
-        note.append(f"{len(frame):,} rows x {frame.shape[1]} columns{filtered(loaded, spec)}, "
-                    f"sha256 {data_sha256[:12]}")  # fmt: skip
-        # The spec's list replaces pandas' defaults: say which cells became missing values.
-        markers = ", ".join(json.dumps(v, ensure_ascii=False) for v in spec.data.na_values)
-        note.append(f"NA markers {markers or 'none'}")
-
-    report, ranges = validated(spec, frame, data_sha256)
-
-    with stage("train", name) as note:
-        label = labels.make_label(frame, spec.label)
-        dataset = model.make_dataset(frame, label, spec, ranges)
-        parts = model.split(dataset, spec)
-        fitted = model.fit(parts, spec)
-        counts = Rows(dataset.dropped, len(parts.X_train), len(parts.X_test))
-        note.append(counts.line())
-    rows = counts.metrics(loaded.rows_read, loaded.rows_filtered)
-    return Trained(data_sha256, report, ranges, parts, fitted, rows)
-
-
 def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
     start = time.perf_counter()
     name = spec.name
-    if spec.engine == "spark":  # imported only here: the spark dependency group is optional
-        from training.engines import spark
-
-        trained = spark.train(spec)
-    else:
-        trained = train(spec)
+    trained = engines.train(spec)
     data_sha256, report, ranges = trained.data_sha256, trained.report, trained.ranges
     parts, fitted, rows = trained.parts, trained.fitted, trained.rows
 

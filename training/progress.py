@@ -5,7 +5,7 @@ regression the out-of-fold and error models), so the estimate covers the whole s
 an xgboost ``TrainingCallback`` that only reads the clock and counts rounds: it never touches
 the booster, so the model bytes are the same with or without it.
 
-The stage line (``[wqi] train    `` from ``training.pipeline.stage``) is still open while the
+The stage line (``[wqi] train    `` from ``training.engines.base.stage``) is still open while the
 fits run; each progress line completes it and re-opens it, so the stage's own timing still
 ends a well-formed line:
 
@@ -26,7 +26,7 @@ EVERY_SECONDS = 10.0  # a quiet 3 s stage prints nothing; a slow one says it is 
 
 
 def stage_prefix(model_name: str, stage: str = "train") -> str:
-    """The open stage line, exactly as ``training.pipeline.stage`` starts it."""
+    """The open stage line, exactly as ``training.engines.base.stage`` starts it."""
     return f"[{model_name}] {stage:<9}"
 
 

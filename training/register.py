@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from matplotlib.figure import Figure
 
+from settings import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
 from training import card_facts, model_card
-from training.config import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
 from training.mlflow_names import (
     ARTIFACT_SHA256,
     CANDIDATE,

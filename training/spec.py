@@ -13,7 +13,7 @@ from typing import Any
 
 from inference import calendar_features
 from inference.bundle import is_model_name, model_name_problem
-from training.config import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
+from settings import DATA_DIR, EXPECTATIONS_DIR, SPECS_DIR
 
 TASKS = ("regression", "binary")
 SPLITS = ("chronological", "stratified", "random")

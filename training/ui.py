@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from training.config import local_store_dir, tracking_uri
+from settings import local_store_dir, tracking_uri
 
 HOST, PORT = "127.0.0.1", os.environ.get("MLFLOW_UI_PORT", "5000")
 

@@ -5,10 +5,10 @@ Context (all optional, so `cdk synth` works offline):
   model        one served model (its Serving stack only, besides Foundation); default: every
                model of each selected environment
   imageDigest  sha256:... of the image in the environment's repository; default: a placeholder
-  release      the release manifest as JSON (from waterml_infra.deploy_context); needs exactly
+  release      the release manifest as JSON (from waterml_infra.ci.deploy_context); needs exactly
                one env and one model; default: a placeholder that cannot load (synth only)
   trainingProfile  the release's training answer mix and features as JSON (from
-               waterml_infra.deploy_context); needs a release; without it: no answer-mix alarm
+               waterml_infra.ci.deploy_context); needs a release; without it: no answer-mix alarm
   nag          "false" to skip the cdk-nag checks (they run by default)
   waterml.<env>.<setting>=<value>  override one setting of EnvConfig for this run
 """
@@ -35,9 +35,9 @@ from waterml_infra.config import (
     load_settings,
     resolve,
 )
-from waterml_infra.foundation import FoundationStack
-from waterml_infra.serving import ServingStack
-from waterml_infra.tracking import add_tracking
+from waterml_infra.stacks.foundation import FoundationStack
+from waterml_infra.stacks.serving import ServingStack
+from waterml_infra.stacks.tracking import add_tracking
 from waterml_infra.training_mix import CONTEXT_KEY as TRAINING_KEY
 from waterml_infra.training_mix import TrainingMix
 

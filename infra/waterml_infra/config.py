@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from inference.bundle import is_model_name
+from inference.bundle import is_model_name, model_name_problem
 from registry.manifest import bundle_key, manifest_key
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -38,12 +38,9 @@ ARCHITECTURES = ("x86_64", "arm64")
 LIVE_ALIAS = "live"
 HOOK_SUFFIX = "-pretraffic"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
-# A served model name: the registry's rule (inference.bundle.MODEL_NAME) narrowed to what
-# CloudFormation stack names allow (no '_') and what keeps Lambda names within 64 characters.
-_MODEL = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LAMBDA_NAME_MAX = 64
-# The retention periods CloudWatch Logs offers (the ones this app maps; waterml_infra.loggroups).
+# The retention periods CloudWatch Logs offers (the ones constructs/log_groups.py maps).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, 731)
 
 # CodeDeploy's predefined Lambda deployment configurations, by the name cdk.json uses.
@@ -62,6 +59,14 @@ TRAFFIC_PATTERNS: dict[str, str] = {
 
 class ConfigError(ValueError):
     """The environment configuration is unusable."""
+
+
+def stack_safe(model: str) -> str:
+    """A model name as a CloudFormation stack name may spell it. The registry's names allow
+    '_', stack names do not, so '_' becomes '-'; every other name (Lambda function, CodeDeploy
+    application, log group, S3 key, metric dimension) keeps the model's own spelling, and two
+    models whose stack names would be equal are refused."""
+    return model.replace("_", "-")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,7 +94,7 @@ class FunctionSettings:
     p99_duration_threshold_ms: int = 3000
     # Inference faults (the handler's InferenceError metric) per 100 invocations of `live`.
     inference_error_rate_percent: float = 5.0
-    # Monitoring (waterml_infra.monitoring): the dashboard and the model alarms. Each period
+    # Monitoring (constructs/monitoring.py): the dashboard and the model alarms. Each period
     # with fewer readings than monitoring_min_readings of the deployed version reads as no breach.
     monitoring_period_minutes: int = 5
     monitoring_min_readings: int = 100
@@ -187,7 +192,7 @@ class EnvConfig(FunctionSettings):
     # An existing SNS topic (e.g. your paging integration) notified when an alarm fires.
     alarm_topic_arn: str | None = None
     termination_protection: bool = False
-    # The team's MLflow on AWS (waterml_infra/tracking.py, WaterMl-<env>-Tracking): opt-in,
+    # The team's MLflow on AWS (waterml_infra/stacks/tracking.py, WaterMl-<env>-Tracking): opt-in,
     # because a SageMaker managed tracking server is billed per hour whether used or not.
     tracking_server: bool = False
 
@@ -223,21 +228,34 @@ class EnvConfig(FunctionSettings):
         problems: list[str] = []
         if not self.models:
             problems.append("models must list at least one model")
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # stack-safe name -> model
+        functions = {self._function_name(m): m for m in self.models}
         for model in self.models:
-            if not (is_model_name(model) and _MODEL.match(model)):
-                problems.append(
-                    f"model name {model!r} must match {_MODEL.pattern} (lowercase letters, "
-                    "digits and '-': CloudFormation stack names allow no '_')"
-                )
-            elif model in seen:
+            if not is_model_name(model):
+                problems.append(model_name_problem(model))
+                continue
+            if model in seen.values():
                 problems.append(f"models lists {model!r} twice")
-            elif len(self._function_name(model) + HOOK_SUFFIX) > LAMBDA_NAME_MAX:
+                continue
+            hook = self._function_name(model) + HOOK_SUFFIX
+            if len(hook) > LAMBDA_NAME_MAX:
                 problems.append(
                     f"model name {model!r} is too long: Lambda names have at most "
-                    f"{LAMBDA_NAME_MAX} characters ({self._function_name(model)}{HOOK_SUFFIX})"
+                    f"{LAMBDA_NAME_MAX} characters ({hook})"
                 )
-            seen.add(model)
+            if hook in functions:
+                problems.append(
+                    f"model {functions[hook]!r} would be named {hook}, the name of {model!r}'s "
+                    "pre-traffic hook: rename one of them"
+                )
+            other = seen.get(stack_safe(model))
+            if other is not None:
+                problems.append(
+                    f"models {other!r} and {model!r} would share the stack "
+                    f"{self.stack_name('Serving-' + stack_safe(model))} ('_' becomes '-' in "
+                    "stack names): rename one of them"
+                )
+            seen[stack_safe(model)] = model
         for model, overrides in self.model_settings.items():
             if model not in self.models:
                 problems.append(
@@ -348,7 +366,7 @@ class ModelConfig(FunctionSettings):
 
     @property
     def stack_name(self) -> str:
-        return self.env.stack_name(f"Serving-{self.name}")
+        return self.env.stack_name(f"Serving-{stack_safe(self.name)}")
 
     @property
     def model_key(self) -> str:

@@ -2,7 +2,7 @@
 model's answers on the training rows (`profile["outputs"]`: labels and shares, training/profile.py)
 and the features the handler counts out of domain.
 
-The deploy reads it from the digest-checked bundle (waterml_infra.deploy_context) and passes it
+The deploy reads it from the digest-checked bundle (waterml_infra.ci.deploy_context) and passes it
 to the CDK app as `-c trainingProfile=<json>`, so the answer-mix alarm compares the live mix
 with constants of the very version being deployed. Without it (an offline synth, a bundle
 trained before profiles) the stack has no answer-mix alarm and says so at synth.

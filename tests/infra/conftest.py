@@ -57,11 +57,11 @@ def pinned_app():
     """dev as a real deploy sees it: a digest, the model and its release, and
     non-default settings given as context overrides."""
     from waterml_infra.app import build, make_app
-    from waterml_infra.deploy_context import context_args
+    from waterml_infra.ci.deploy_context import context_args
 
     from registry.manifest import parse_release
 
-    # Exactly what deploy.yml passes to `cdk deploy` (waterml_infra.deploy_context's output).
+    # Exactly what deploy.yml passes to `cdk deploy` (waterml_infra.ci.deploy_context's output).
     args = context_args("dev", DIGEST, parse_release(RELEASE))
     app = make_app(
         {
@@ -81,7 +81,7 @@ def pinned_app():
 
 
 # A third model that exists only in this test's settings: it needs no stack code.
-FLEET = ["wqi", "potability", "third-test-model"]
+FLEET = ["wqi", "potability", "third_test_model"]
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +96,7 @@ def fleet_app():
             "waterml.dev.models": ",".join(FLEET),
             "waterml.prod.models": json.dumps(FLEET),
             "waterml.prod.model_settings": json.dumps(
-                {"third-test-model": {"memory_mb": 512, "provisioned_concurrency": 0}}
+                {"third_test_model": {"memory_mb": 512, "provisioned_concurrency": 0}}
             ),
         }
     )

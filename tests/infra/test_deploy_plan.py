@@ -1,4 +1,4 @@
-"""deploy.yml's plan: which models a run deploys (waterml_infra.deploy_plan).
+"""deploy.yml's plan: which models a run deploys (waterml_infra.ci.deploy_plan).
 
 The decisions against plain inputs; the changed files from a real git repository; the CLI's
 GitHub outputs and step summary as the workflow reads them."""
@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from waterml_infra import deploy_plan
-from waterml_infra.deploy_plan import (
+from waterml_infra.ci import deploy_plan
+from waterml_infra.ci.deploy_plan import (
     DIFFERS,
     IN_SYNC,
     UNRELEASED,
@@ -101,7 +101,7 @@ def test_by_hand_without_models_deploys_every_released_model():
         (["inference/Dockerfile", "inference/requirements.txt"], {"image"}),
         ([".dockerignore"], {"image"}),
         (["infra/cdk.json"], {"infrastructure"}),
-        (["infra/waterml_infra/serving.py"], {"infrastructure"}),
+        (["infra/waterml_infra/stacks/serving.py"], {"infrastructure"}),
         (["uv.lock", "pyproject.toml"], {"infrastructure"}),
         (["registry/manifest.py"], {"infrastructure"}),
         ([".github/workflows/deploy.yml"], {"infrastructure"}),

@@ -46,7 +46,8 @@ def test_every_model_of_every_environment_has_its_own_stack(fleet_app):
     for env in ("dev", "prod"):
         assert list(stacks[env].serving) == FLEET
         for model, stack in stacks[env].serving.items():
-            assert stack.stack_name == f"WaterMl-{env}-Serving-{model}"
+            # Stack names allow no '_' (the third model has one): it becomes '-' there only.
+            assert stack.stack_name == f"WaterMl-{env}-Serving-{model.replace('_', '-')}"
             # Independent of the other models: only the foundation stack is a dependency.
             assert [d.stack_name for d in stack.dependencies] == [f"WaterMl-{env}-Foundation"]
 
@@ -221,8 +222,8 @@ def test_rollback_alarms_watch_the_new_version_and_model_quality(fleet, model):
 
 
 def test_per_model_settings_override_the_environment(fleet):
-    third = fleet[("prod", "third-test-model")]
-    _, fn = _one(third, "AWS::Lambda::Function", {"FunctionName": "waterml-prod-third-test-model"})
+    third = fleet[("prod", "third_test_model")]
+    _, fn = _one(third, "AWS::Lambda::Function", {"FunctionName": "waterml-prod-third_test_model"})
     assert fn["Properties"]["MemorySize"] == 512
     _, alias = _one(third, "AWS::Lambda::Alias")
     assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
@@ -241,16 +242,16 @@ def test_the_third_model_needs_no_stack_code():
     sources = [*(REPO / "infra" / "waterml_infra").glob("*.py"), REPO / "infra" / "app.py"]
     sources.append(REPO / "infra" / "cdk.json")
     for path in sources:
-        assert "third-test-model" not in path.read_text(), path
+        assert "third_test_model" not in path.read_text(), path
 
 
 def test_each_model_reads_only_its_own_model_object(fleet):
-    t = fleet[("dev", "third-test-model")]
-    _, fn = _one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-dev-third-test-model"})
+    t = fleet[("dev", "third_test_model")]
+    _, fn = _one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-dev-third_test_model"})
     statements = _statements(t, fn["Properties"]["Role"]["Fn::GetAtt"][0])
     s3 = {r for s in statements if s["Action"][0].startswith("s3:") for r in _list(s["Resource"])}
     assert s3 == {
-        "arn:aws:s3:::waterml-dev-models-111111111111-eu-west-1/models/third-test-model/model.joblib"
+        "arn:aws:s3:::waterml-dev-models-111111111111-eu-west-1/models/third_test_model/model.joblib"
     }
 
 
@@ -361,7 +362,7 @@ def test_an_unserved_model_is_refused():
 
 def test_every_traffic_pattern_is_a_codedeploy_config():
     from waterml_infra.config import TRAFFIC_PATTERNS
-    from waterml_infra.rollout import DEPLOYMENT_CONFIGS
+    from waterml_infra.constructs.rollout import DEPLOYMENT_CONFIGS
 
     assert list(DEPLOYMENT_CONFIGS) == list(TRAFFIC_PATTERNS)
     for name, config in DEPLOYMENT_CONFIGS.items():

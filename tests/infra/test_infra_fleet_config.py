@@ -72,24 +72,46 @@ def test_model_settings_override_per_key_and_merge_across_layers():
 
 def test_adding_a_model_is_one_line():
     settings = load_settings()
+    served = resolve(settings, "prod").models  # whatever cdk.json serves today
     prod = settings["environments"]["prod"]
-    settings["environments"]["prod"] = {**prod, "models": ["wqi", "potability", "nitrate"]}
+    settings["environments"]["prod"] = {**prod, "models": [*served, "nitrate"]}
     cfg = resolve(settings, "prod")
-    assert cfg.models == ("wqi", "potability", "nitrate")
+    assert cfg.models == (*served, "nitrate")
     assert cfg.model("nitrate").function_name == "waterml-prod-nitrate"
-    assert resolve(settings, "dev").models == ("wqi", "potability")
+    assert "nitrate" not in resolve(settings, "dev").models
+
+
+def test_a_model_name_with_an_underscore_is_served_under_its_own_name():
+    """The registry allows '_'; CloudFormation stack names do not: only the stack name maps it
+    to '-', every name the model's code and data use keeps the model's spelling."""
+    cfg = resolve(load_settings(), "dev", overrides={"models": "water_quality"})
+    names = cfg.model("water_quality").names()
+    assert names["serving_stack"] == "WaterMl-dev-Serving-water-quality"
+    assert names["function_name"] == "waterml-dev-water_quality"
+    assert names["pretraffic_function"] == "waterml-dev-water_quality-pretraffic"
+    assert names["model_key"] == "models/water_quality/model.joblib"
+    assert names["log_group"] == "/aws/lambda/waterml-dev-water_quality"
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"models": ["wqi", "wqi"]}, "models lists 'wqi' twice"),
-        ({"models": ["water_quality"]}, "model name 'water_quality' must match"),
-        ({"models": ["WQI"]}, "model name 'WQI' must match"),
-        ({"models": ["../wqi"]}, "must match"),
-        ({"models": ["a" * 60]}, "must match"),
+        ({"models": ["WQI"]}, "invalid model name 'WQI'"),
+        ({"models": ["../wqi"]}, "invalid model name"),
+        ({"models": ["a" * 60]}, "is too long: Lambda names have at most 64"),
         ({"models": []}, "at least one model"),
-        ({"models": "wqi,,potability"}, "model name '' must match"),
+        ({"models": "wqi,,potability"}, "invalid model name ''"),
+        (
+            {"models": ["water_quality", "water-quality"]},
+            "'water_quality' and 'water-quality' would share the stack "
+            "WaterMl-dev-Serving-water-quality",
+        ),
+        (
+            {"models": ["wqi", "wqi-pretraffic"]},
+            "model 'wqi-pretraffic' would be named waterml-dev-wqi-pretraffic, the name of "
+            "'wqi''s pre-traffic hook",
+        ),
         ({"models": 3}, "models must be a list"),
         ({"model_settings": {"wqi": {"memroy_mb": 2048}}}, r"unknown setting\(s\) \['memroy_mb'\]"),
         ({"model_settings": {"wqi": {"github_repo": "a/b"}}}, "unknown setting"),

@@ -36,7 +36,7 @@ MIXES = {
     "potability": TrainingMix(
         labels=(False, True), shares=(0.61, 0.39), features=("ph", "Hardness", "Sulfate")
     ),
-    "third-test-model": TrainingMix(
+    "third_test_model": TrainingMix(
         labels=("High", "Low", "Medium"), shares=(0.3, 0.3, 0.4), features=("x",)
     ),
 }
@@ -52,7 +52,7 @@ def serving(overrides: dict[str, Any] | None = None, *, topic: bool = False) -> 
     """Every (env, model) serving stack of three models, each deployed with its release and
     training mix, as deploy_context gives them."""
     from waterml_infra.app import make_app
-    from waterml_infra.serving import ServingStack
+    from waterml_infra.stacks.serving import ServingStack
 
     app = make_app({"nag": "false"})
     settings = load_settings()
@@ -233,7 +233,7 @@ def test_answer_mix_rollback_is_a_setting(stacks):
 def test_a_canary_is_judged_on_its_own_version():
     """Another release version, other dimensions: the previous version's answers never count."""
     from waterml_infra.app import make_app
-    from waterml_infra.serving import ServingStack
+    from waterml_infra.stacks.serving import ServingStack
 
     cfg = resolve(load_settings(), "prod").model("wqi")
     stack = ServingStack(make_app({"nag": "false"}), cfg.stack_name, config=cfg,
@@ -276,7 +276,7 @@ def test_alarm_dimensions_and_names_match_a_real_handler_document(capfd, tmp_pat
     assert mix is not None
     cfg = resolve(load_settings(), "prod").model("wqi")
     from waterml_infra.app import make_app
-    from waterml_infra.serving import ServingStack
+    from waterml_infra.stacks.serving import ServingStack
 
     t = Template.from_stack(ServingStack(
         make_app({"nag": "false"}), cfg.stack_name, config=cfg, image_digest=DIGEST,
@@ -370,7 +370,7 @@ def test_training_mix_is_validated():
 
 def test_the_app_takes_the_mix_from_deploy_context_and_synthesizes_without_it(default_app):
     from waterml_infra.app import build, make_app
-    from waterml_infra.deploy_context import context_args
+    from waterml_infra.ci.deploy_context import context_args
 
     args = context_args("prod", DIGEST, parse_release(RELEASE | {
         "bucket": "waterml-prod-models-111111111111-eu-west-1"}), MIXES["wqi"])  # fmt: skip
@@ -394,7 +394,7 @@ def test_the_app_takes_the_mix_from_deploy_context_and_synthesizes_without_it(de
 
 def test_deploy_context_reads_the_mix_from_the_released_bundle_by_version(s3_env, capsys):
     """Real S3 (loopback): the released bundle by VersionId, digest-checked before it is read."""
-    from waterml_infra import deploy_context
+    from waterml_infra.ci import deploy_context
 
     from inference.bundle import sha256_hex
 
@@ -436,7 +436,7 @@ def test_deploy_context_reads_the_mix_from_the_released_bundle_by_version(s3_env
 
 
 def test_deploy_context_with_a_local_bundle(tmp_path, capsys):
-    from waterml_infra import deploy_context
+    from waterml_infra.ci import deploy_context
 
     from inference.bundle import sha256_hex
 

@@ -42,7 +42,7 @@ def test_no_unacknowledged_findings_with_every_option_on(pinned_app):
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_no_unacknowledged_findings_for_a_third_model(fleet_app, env):
     app, stacks = fleet_app
-    assert _violations(app, stacks[env].serving["third-test-model"]) == []
+    assert _violations(app, stacks[env].serving["third_test_model"]) == []
 
 
 def test_checks_really_run(default_app):

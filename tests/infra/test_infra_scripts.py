@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from waterml_infra import deploy_context, image, outputs, promotion, smoke
+from waterml_infra.ci import deploy_context, image, outputs, promotion, smoke
 from waterml_infra.config import ConfigError, load_settings, resolve
 
 from registry.manifest import (

@@ -1,4 +1,4 @@
-"""The team's MLflow on AWS (infra/waterml_infra/tracking.py): a SageMaker managed MLflow
+"""The team's MLflow on AWS (infra/waterml_infra/stacks/tracking.py): a SageMaker managed MLflow
 tracking server, its artifact bucket and role, and the promotion role's grants; cdk-nag clean."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ DEV_ARTIFACTS = "waterml-dev-mlflow-artifacts-111111111111-eu-west-1"
 def stacks() -> tuple[App, Any, Any]:
     from waterml_infra.app import make_app
     from waterml_infra.config import EnvConfig
-    from waterml_infra.foundation import FoundationStack
-    from waterml_infra.tracking import add_tracking
+    from waterml_infra.stacks.foundation import FoundationStack
+    from waterml_infra.stacks.tracking import add_tracking
 
     app = make_app({"nag": "false"})  # cdk.json's feature flags, as `cdk synth` has them
     cfg = EnvConfig(name="dev")
@@ -49,7 +49,7 @@ def resource(t: Template, kind: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_managed_mlflow_server(template: Template) -> None:
-    from waterml_infra.tracking import MLFLOW_VERSION
+    from waterml_infra.stacks.tracking import MLFLOW_VERSION
 
     bucket_id = artifact_bucket_id(template)
     role_id = next(
@@ -141,7 +141,7 @@ def test_server_role_trusts_sagemaker_of_this_account_and_reaches_only_its_prefi
 def test_promote_role_gets_registry_reads_tags_and_alias_on_this_server_only(
     stacks: tuple[App, Any, Any], template: Template
 ) -> None:
-    from waterml_infra.tracking import PROMOTE_ACTIONS
+    from waterml_infra.stacks.tracking import PROMOTE_ACTIONS
 
     _, foundation, _ = stacks
     server_id, _ = resource(template, "AWS::SageMaker::MlflowTrackingServer")
@@ -168,7 +168,7 @@ def test_promote_role_gets_registry_reads_tags_and_alias_on_this_server_only(
 
 def test_cdk_nag_clean_with_one_reasoned_acknowledgement(stacks: tuple[App, Any, Any]) -> None:
     from cdk_nag import AwsSolutionsChecks
-    from waterml_infra.tracking import REASONS
+    from waterml_infra.stacks.tracking import REASONS
 
     app, _, tracking = stacks
     report = AwsSolutionsChecks(app).validate_scope(tracking)

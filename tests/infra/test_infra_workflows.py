@@ -213,11 +213,11 @@ def test_promote_runs_on_approval_changes_and_then_deploys():
     # The CLI itself: through make, every documented exit code would become 2.
     assert '.venv/bin/python -m registry promote "$model"' in runs
     assert not re.search(r"make .*promote", runs)
-    assert "waterml_infra.promotion extract" in runs
+    assert "waterml_infra.ci.promotion extract" in runs
     assert "promote_role_arn" in str(job["steps"])
     # The release before each promotion, so that only the models whose release changed deploy.
     assert runs.index('registry current "$model"') < runs.index('registry promote "$model"')
-    assert "waterml_infra.promotion promoted releases" in runs
+    assert "waterml_infra.ci.promotion promoted releases" in runs
     assert job["outputs"]["models"] == "${{ steps.promoted.outputs.models }}"
     deploy = wf["jobs"]["deploy"]
     assert deploy["needs"] == "promote"
@@ -237,7 +237,7 @@ def test_deploy_triggers():
 
 def test_every_path_that_triggers_a_deploy_is_one_the_plan_knows():
     """A push path the plan did not class as image or infrastructure would deploy nothing."""
-    from waterml_infra.deploy_plan import fleet_changes
+    from waterml_infra.ci.deploy_plan import fleet_changes
 
     for pattern in load("deploy.yml")["on"]["push"]["paths"]:
         example = pattern.split("#")[0].strip().replace("**", "x/y.py")
@@ -302,7 +302,7 @@ def test_each_model_job_deploys_its_stack_then_checks_released_vs_deployed():
 
     names = index('waterml_infra.config "$DEPLOY_ENV" --model "$MODEL"')
     deploy = index("node_modules/.bin/cdk deploy")
-    status = index('waterml_infra.status --env "$DEPLOY_ENV" --model "$MODEL"')
+    status = index('waterml_infra.ci.status --env "$DEPLOY_ENV" --model "$MODEL"')
     assert names < deploy < status
     run = job_steps[deploy]["run"]
     # Only this model's stack (the Foundation went first, in `build`), with its context.
@@ -313,7 +313,7 @@ def test_each_model_job_deploys_its_stack_then_checks_released_vs_deployed():
     assert job_steps[deploy]["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
     # CodeDeploy's hook and alarms guard `live`: no smoke test or alias move of our own.
     text = (WORKFLOWS / "deploy.yml").read_text()
-    assert "waterml_infra.smoke" not in text and "waterml_infra.alias" not in text
+    assert "waterml_infra.ci.smoke" not in text and "waterml_infra.alias" not in text
     assert "liveVersion" not in text and "--function-name" not in text
     # The report runs after a failed deploy too (a rollback is what it must show) and its exit
     # code is the step's: nothing swallows it.
@@ -325,14 +325,15 @@ def test_each_model_job_deploys_its_stack_then_checks_released_vs_deployed():
     assert job_steps[-1]["if"] == "always()" and "matrix" not in job_steps[-1]["run"]
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["config", "promotion", "image", "deploy_context", "deploy_plan", "outputs", "status"],
-)
-def test_every_script_the_workflows_call_exists(module):
+def test_every_script_the_workflows_call_exists():
+    """Each `python -m waterml_infra...` in a workflow is a module with a main (a moved or
+    renamed script fails here, not in a deploy)."""
     text = "".join(f.read_text() for f in FILES)
-    assert f"waterml_infra.{module}" in text
-    assert callable(importlib.import_module(f"waterml_infra.{module}").main)
+    modules = set(re.findall(r"-m (waterml_infra(?:\.[a-z_]+)+)", text))
+    assert {"waterml_infra.config", "waterml_infra.ci.status", "waterml_infra.ci.deploy_plan",
+            "waterml_infra.ci.deploy_context", "waterml_infra.ci.promotion"} <= modules  # fmt: skip
+    for module in sorted(modules):
+        assert callable(importlib.import_module(module).main), module
 
 
 def test_make_targets_the_workflows_call_exist():

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from waterml_infra import smoke
+from waterml_infra.ci import smoke
 
 from inference import pretraffic
 from inference.events import Kind, detect

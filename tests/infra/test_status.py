@@ -1,4 +1,4 @@
-"""Released vs deployed (waterml_infra.status): release.json in the loopback S3, as the registry
+"""Released vs deployed (waterml_infra.ci.status): release.json in the loopback S3, as the registry
 writes it, against a fake Lambda's `live` alias, versions and their MODEL_* pins."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from waterml_infra import status
+from waterml_infra.ci import status
 from waterml_infra.config import EnvConfig, load_settings, resolve
 
 from registry.manifest import Release, bundle_key, dumps, manifest_key, stored_metadata
@@ -240,6 +240,6 @@ def test_registry_releases_points_here(s3_env, capsys):
     assert cli.main(["releases", "wqi"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == ["no releases", cli.DEPLOYED_HINT]
-    assert "python -m waterml_infra.status --env ENV" in cli.DEPLOYED_HINT
+    assert "python -m waterml_infra.ci.status --env ENV" in cli.DEPLOYED_HINT
     assert cli.main(["releases", "wqi", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []  # JSON stays JSON

@@ -1,4 +1,4 @@
-"""CI's MLflow on AWS (infra/waterml_infra/tracking.py): MLFLOW_TRACKING_URI is the stack's
+"""CI's MLflow on AWS (infra/waterml_infra/stacks/tracking.py): MLFLOW_TRACKING_URI is the stack's
 TrackingServerArn, and the lock's `sagemaker-mlflow` plugin turns it into requests to the
 server signed with the caller's AWS credentials (SigV4), with no MLflow password anywhere.
 

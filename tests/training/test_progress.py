@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from training import model, pipeline
+from training import model
+from training.engines import base
 from training.progress import Progress, stage_prefix
 from training.spec import load_spec
 
@@ -31,7 +32,7 @@ def test_a_line_every_interval_with_trees_elapsed_and_estimate() -> None:
 def test_progress_lines_continue_the_open_stage_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Each progress line completes the stage's open line and re-opens it the same way, so
     the stage's own timing still ends a well-formed `[wqi] train ...` line."""
-    with pipeline.stage("train", "wqi"):
+    with base.stage("train", "wqi"):
         pass
     assert capsys.readouterr().err.startswith(stage_prefix("wqi") + " ")
 

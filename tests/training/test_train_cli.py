@@ -125,7 +125,7 @@ def test_train_prints_the_warning_before_training(
 
 def test_exit_codes_come_from_one_table(capsys: pytest.CaptureFixture[str]) -> None:
     """--help prints the table, and the README lists every row of it."""
-    from training.config import REPO
+    from settings import REPO
 
     with pytest.raises(SystemExit):
         cli.main(["--help"])

@@ -28,9 +28,9 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from settings import LOCAL_DIR, REPO
 from training import data, labels, model
-from training.config import LOCAL_DIR, REPO
-from training.pipeline import DataChanged, Rows, Trained, stage, validated
+from training.engines.base import Rows, Trained, check_pin, stage, validated
 from training.spec import DataSpec, ModelSpec, SpecError, TimestampSpec
 
 if TYPE_CHECKING:
@@ -74,11 +74,7 @@ def train(spec: ModelSpec) -> Trained:
     spark = session()
     with stage("load", name) as note:
         data_sha256 = file_sha256(spec.data)
-        if data_sha256 != spec.data.sha256:
-            raise DataChanged(
-                f"{spec.data.path.name} has SHA-256 {data_sha256}, but {spec.source.name} pins "
-                f"{spec.data.sha256}; if the new data is intended, update [data] sha256"
-            )
+        check_pin(spec, data_sha256)
         frame, rows_read = load(spark, spec.data)
         rows_kept = frame.count()
         filtered = rows_read - rows_kept

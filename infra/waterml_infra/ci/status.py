@@ -1,6 +1,6 @@
 """Released vs deployed: per model, what release.json releases and what `live` serves.
 
-    python -m waterml_infra.status --env dev [--model wqi] [--json] [--account A] [--region R]
+    python -m waterml_infra.ci.status --env dev [--model wqi] [--json] [--account A] [--region R]
 
 Released: `models/<model>/release.json` in the environment's bucket (digest-checked, as every
 reader reads it). Deployed: the `live` alias of the model's function, its function version

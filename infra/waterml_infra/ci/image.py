@@ -1,6 +1,6 @@
 """Find an image already pushed for this commit, so a re-run reuses its digest.
 
-    python -m waterml_infra.image --repository waterml-dev-inference --tag git-<sha>
+    python -m waterml_infra.ci.image --repository waterml-dev-inference --tag git-<sha>
 
 Prints the digest (`sha256:...`) if the immutable tag exists, or nothing. Tags are immutable
 in the repository, so the same tag can never name two different images.

@@ -1,7 +1,7 @@
 """The serving side of one model in one environment (stack `WaterMl-<env>-Serving-<model>`):
 the function from the image by digest, pinned to the released model, its `live` alias shifted
-by CodeDeploy (waterml_infra.rollout), asynchronous-failure capture, warm-up, alarms, and
-its dashboard with the model alarms (waterml_infra.monitoring).
+by CodeDeploy (waterml_infra.constructs.rollout), asynchronous-failure capture, warm-up, alarms, and
+its dashboard with the model alarms (waterml_infra.constructs.monitoring).
 
 One stack per model, so one model's failed deployment (and CloudFormation's rollback of it)
 never touches another model's function.
@@ -23,12 +23,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from registry.manifest import ManifestError, Release
-from waterml_infra import alarms
 from waterml_infra.config import LIVE_ALIAS, ModelConfig
-from waterml_infra.loggroups import function_log_group
-from waterml_infra.monitoring import ModelMonitoring
+from waterml_infra.constructs import alarms
+from waterml_infra.constructs.log_groups import function_log_group
+from waterml_infra.constructs.monitoring import ModelMonitoring
+from waterml_infra.constructs.rollout import LiveRollout
 from waterml_infra.nag import acknowledge
-from waterml_infra.rollout import LiveRollout
 from waterml_infra.training_mix import TrainingMix
 
 
@@ -166,7 +166,7 @@ class ServingStack(Stack):
         )
 
     def _live_alias(self) -> lambda_.Alias:
-        """`live` names the new version; CodeDeploy moves it there (waterml_infra.rollout).
+        """`live` names the new version; CodeDeploy moves it there (constructs/rollout.py).
         On the very first deploy it is created at the new version directly."""
         cfg = self.config
         return lambda_.Alias(

@@ -1,6 +1,7 @@
 """Read what `cdk deploy --outputs-file` recorded for the serving stack.
 
-    python -m waterml_infra.outputs cdk-outputs.json --stack WaterMl-dev-Serving [--github-output]
+    python -m waterml_infra.ci.outputs cdk-outputs.json --stack WaterMl-dev-Serving-wqi \
+        [--github-output]
 
 Prints `function_name`, `version` (the version this deploy published) and `live_version`.
 """

@@ -1,6 +1,6 @@
 """Which models a deploy run deploys: the `plan` job of deploy.yml.
 
-    python -m waterml_infra.deploy_plan --env dev [--requested JSON-or-names] \
+    python -m waterml_infra.ci.deploy_plan --env dev [--requested JSON-or-names] \
         [--event push --base <sha> --head <sha>] [--github-output]
 
 - `--requested` (promote.yml's promoted models, or the `models` input of a run started by
@@ -10,7 +10,7 @@
 - a push (`--event push`): every model when the image or the infrastructure changed between
   `--base` and `--head` (or when that cannot be told: a new branch, a force push); otherwise
   every model whose release manifest differs from what its `live` alias serves
-  (`waterml_infra.status`), so a model-only release, a model just added to `cdk.json` or a
+  (`waterml_infra.ci.status`), so a model-only release, a model just added to `cdk.json` or a
   deployment CodeDeploy rolled back is deployed again.
 - "every model" is every model with a release: one never promoted is skipped with a warning.
 
@@ -51,7 +51,7 @@ INFRA_PATHS = (
 # Documentation never changes what runs.
 IGNORED = ("*.md",)
 
-# What a model's `live` alias serves against its release manifest (waterml_infra.status).
+# What a model's `live` alias serves against its release manifest (waterml_infra.ci.status).
 IN_SYNC, DIFFERS, UNRELEASED = "in sync", "differs", "unreleased"
 State = Callable[[str], str]
 
@@ -191,7 +191,7 @@ def _by_state(served: list[str], state: State | None, reason: str, *, every: boo
     """Every released model (`every`), or those whose `live` does not serve their release.
     A model with no release yet is never deployed: there is nothing to pin."""
     if state is None:
-        raise PlanError("the plan needs the deployed state (waterml_infra.status)")
+        raise PlanError("the plan needs the deployed state (waterml_infra.ci.status)")
     chosen: list[str] = []
     skipped: dict[str, str] = {}
     warnings: list[str] = []
@@ -219,11 +219,11 @@ def served_models(env: str) -> list[str]:
 
 
 def live_state(env: str, account: str | None, region: str | None) -> State:  # pragma: no cover
-    """Ask `waterml_infra.status` (AWS, as the deploy role) what each model's `live` serves
+    """Ask `waterml_infra.ci.status` (AWS, as the deploy role) what each model's `live` serves
     against its release. (AWS only: status.py's own tests cover model_status.)"""
     import boto3
 
-    from waterml_infra import status
+    from waterml_infra.ci import status
 
     cfg = resolve(load_settings(), env, account=account, region=region)
     s3, lam = (

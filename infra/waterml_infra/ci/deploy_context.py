@@ -1,6 +1,6 @@
 """Turn a model's current release manifest into `cdk deploy` context arguments.
 
-    python -m waterml_infra.deploy_context --env dev --model wqi --image-digest sha256:... \
+    python -m waterml_infra.ci.deploy_context --env dev --model wqi --image-digest sha256:... \
         (--manifest release.json [--bundle model.joblib] | --bucket B) [--release-out pinned.json]
 
 Prints one argument per line (for `mapfile -t`), e.g.:
@@ -21,8 +21,8 @@ shifts `live` to it (the pre-traffic hook and the alarms decide), or leaves it w
 Without `--manifest`, the manifest is read from `s3://<bucket>/models/<model>/release.json`
 and the bundle it releases by its VersionId, checked against the release's SHA-256 before it
 is read: its training profile (the answers' mix on the training rows, the profiled features)
-gives the stack its answer-mix alarm (waterml_infra.monitoring). With `--manifest`, `--bundle`
-names a local copy of the bundle. A bundle without a profile deploys without that alarm.
+gives the stack its answer-mix alarm (waterml_infra.constructs.monitoring). With `--manifest`,
+`--bundle` names a local copy of the bundle. A bundle without a profile deploys without that alarm.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Helpers for promote.yml: which models the approval file names, and the release each
 promotion printed.
 
-    python -m waterml_infra.promotion models registry/approved.toml      # JSON list of names
-    python -m waterml_infra.promotion extract promote.log release.json   # validated manifest
-    python -m waterml_infra.promotion promoted releases/                 # JSON list of names
+    python -m waterml_infra.ci.promotion models registry/approved.toml      # JSON list of names
+    python -m waterml_infra.ci.promotion extract promote.log release.json   # validated manifest
+    python -m waterml_infra.ci.promotion promoted releases/                 # JSON list of names
 
 The registry CLI prints the release manifest as JSON on stdout; `extract` finds the last JSON
 object in that output (anything logged before it is ignored), validates it like a deploy would

@@ -1,6 +1,6 @@
 """Smoke-test one published version of a model function by hand: one request, one answer.
 
-    python -m waterml_infra.smoke --function-name waterml-dev-wqi --version 8 \
+    python -m waterml_infra.ci.smoke --function-name waterml-dev-wqi --version 8 \
         [--model wqi] [--expect-version 3] [--release release.json] [--event request.json]
 
 Deploys do not need it: CodeDeploy runs the pre-traffic hook (inference/pretraffic.py) on every

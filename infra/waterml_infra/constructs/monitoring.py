@@ -37,8 +37,8 @@ from inference.observability import (
     UNVERSIONED,
     metric_text,
 )
-from waterml_infra.alarms import EMF_NAMESPACE, alarm, inference_faults
 from waterml_infra.config import ConfigError, ModelConfig
+from waterml_infra.constructs.alarms import EMF_NAMESPACE, alarm, inference_faults
 from waterml_infra.training_mix import CONTEXT_KEY, TrainingMix
 
 # CloudWatch accepts at most 10 metrics (besides expressions) in one alarm's metric math: the

@@ -1,11 +1,13 @@
-"""Every path and location the repository uses; nothing else hard-codes one."""
+"""Every path and location the repository uses, and where MLflow lives; nothing else hard-codes
+one. Training, the registry, monitoring, the tools and the benchmarks share it, so it belongs to
+no stage folder. ``inference/`` never imports it: the Lambda image carries ``inference/`` alone."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent
 DATA_DIR = REPO / "data"
 EXPECTATIONS_DIR = DATA_DIR / "expectations"
 SPECS_DIR = REPO / "training" / "specs"
@@ -15,7 +17,6 @@ TOOLS_DIR = REPO / ".tools"  # the pinned uv
 APPROVALS_FILE = REPO / "registry" / "approved.toml"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
 BUNDLE_ARTIFACT_DIR = "bundle"  # the bundle's folder inside a run's artifacts
-BUNDLE_FILENAME = "model.joblib"
 
 
 def tracking_uri() -> str:

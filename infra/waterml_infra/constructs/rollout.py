@@ -21,7 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from waterml_infra.config import TRAFFIC_PATTERNS, ModelConfig
-from waterml_infra.loggroups import function_log_group
+from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.nag import acknowledge
 
 HOOK_HANDLER = "inference.pretraffic.handler"

@@ -1,0 +1,2 @@
+"""The scripts behind the workflow steps (`python -m waterml_infra.ci.<script>`): import-light,
+no CDK."""

@@ -1,0 +1,1 @@
+"""CloudFormation stacks: each wires constructs and settings into one deployable unit."""
