@@ -3,25 +3,21 @@
 Training records a profile of its training rows (``training/profile.py``, the bundle's
 ``profile``). Two verdicts come from it, on the values the model reads (float32):
 
-- **per feature** (the box): a value is outside when it is below the training rows'
-  ``lower_q`` (0.5 %) quantile or above their ``upper_q`` (99.5 %) quantile;
-- **the combination**: each feature's values between those bounds are cut into ``grid``
-  cells at its training quantiles (equal shares, so a cell is a rank interval), and every
-  three features make a grid of cells. A cell where the training rows were rare (the
-  profile's ``combination.rare`` bits, thresholded by cross-fitting so that 99 % of held-out
-  training rows stay clear of them) is an unusual combination of those features, even when
-  each value alone is common: fresh-water pH with estuarine salinity. The verdict names the
-  features every rare triple shares (a rare pair is rare in each triple holding it), else all
-  of theirs.
+- **per feature**: a value is outside when it is below the training rows' ``lower_q``
+  (0.5 %) quantile or above their ``upper_q`` (99.5 %) quantile;
+- **the combination** (inference/neighbours.py): the reading's nearest training row, in rank
+  space over the features inside their bounds, must be within the profile's radius, the
+  distance 99 % of held-out weeks stay within. A reading whose every value is common but
+  whose combination training never had (fresh-water pH with estuarine salinity) is
+  ``unusual``, and the verdict names the features it is farthest from training in.
 
 A missing value (a nullable feature's null, a calendar feature without a timestamp) is never
 outside; a feature that training never saw missing is named in ``missing`` when it is. A
-reading is ``inside`` when no feature is outside and no combination is unusual.
+reading is ``inside`` when no feature is outside and its combination is not unusual.
 
-One ``searchsorted`` per feature gives every verdict at once: its edges are the lower bound,
-the grid's cuts, the upper bound and NaN, so the bin says below, which cell, above or
-missing. With few features the whole grid fits a table (wqi: 9**5 cells) whose entry is the
-reading's pattern of verdict bits; otherwise each triple's cell is looked up.
+One ``searchsorted`` per feature gives the first verdict and the missing values: its edges
+are the lower bound, the float32 after the upper bound, and NaN, so the bin says below,
+inside, above or missing.
 
 Verdicts are shared, read-only objects: every answer with the same pattern carries the same
 one, so a batch builds a verdict per distinct pattern, never per row (10,000 fresh dicts cost
@@ -30,20 +26,17 @@ one, so a batch builds a verdict per distinct pattern, never per row (10,000 fre
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from itertools import combinations
 from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
 from inference.bundle import BundleError
+from inference.neighbours import Neighbours
 
 PROFILE = "profile"
-COMBINATION = "combination"  # the profile's key of the combination grid
-GROUP = 3  # features per combination grid
 TABLE_BITS = 12  # a lookup slot per pattern up to here (4,096); beyond, a dict lookup per row
-FULL_CELLS = 1 << 16  # the whole grid as one table up to here (wqi: 59,049)
+BELOW, WITHIN, ABOVE, MISSING = 0, 1, 2, 3  # a value's bin against its feature's bounds
 SMALL = 4  # up to this many rows, plain floats beat numpy's call costs
 
 
@@ -99,25 +92,21 @@ class Domain:
             lower_q, upper_q = float(profile["lower_q"]), float(profile["upper_q"])
             features = profile["features"]
             bounds = [_bounds(features[name]["quantiles"], lower_q, upper_q) for name in names]
-            grid = profile.get(COMBINATION) or {}
-            cells = int(grid.get("grid", 1))
-            cuts = [_cuts(grid, name, cells) for name in names]
+            self.neighbours = Neighbours.of_profile(profile, names)
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's profile is incomplete: {exc!r}") from None
         d = len(names)
         self.names = tuple(names)
-        self.cells = cells
-        self.levels = cells + 3  # bins: below, the cells, above, missing
-        self.above, self.missing = cells + 1, cells + 2
         self.lower = np.array([b[0] for b in bounds], dtype=np.float64)
         self.upper = np.array([b[1] for b in bounds], dtype=np.float64)
+        # The same rule in float32, exactly: for a float32 x, x < lower <=> x < the smallest
+        # float32 >= lower (and so for upper), and a float32 comparison skips a float64 copy.
         lo32, hi32 = _float32_bounds(self.lower, self.upper)
-        self.edges = [_edges(lo, hi, c) for lo, hi, c in zip(lo32, hi32, cuts, strict=True)]
-        # The same edges for bisect, without the NaN (a missing value is tested first).
-        self._edge_lists = [e[:-1].tolist() for e in self.edges]
-        self.groups, self._rare = _groups(grid, names, cells)
-        # Pattern bits: outside on feature j (bit j), j in an unusual combination (d + j),
-        # the i-th tracked feature missing (2d + i).
+        self.edges = [_edges(lo, hi) for lo, hi in zip(lo32, hi32, strict=True)]
+        self._bounds = list(zip(lo32.tolist(), hi32.tolist(), strict=True))
+        self._bounded = ~np.isnan(self.lower)  # a feature training never observed is not judged
+        # Pattern bits: outside on feature j (bit j), j named by an unusual combination
+        # (d + j), the i-th tracked feature missing (2d + i).
         self.tracked = tuple(n for n in names if n in set(tracked))
         self._tracked_at = [self.names.index(n) for n in self.tracked]
         self.bits = (
@@ -135,18 +124,14 @@ class Domain:
             self._table[0] = INSIDE
             patterns = np.arange(1 << len(self.bits), dtype=np.int64)
             self._bit_matrix = (patterns[:, None] >> np.arange(len(self.bits))) & 1
-        # The whole grid as one table when it is small: a reading's pattern is one lookup.
-        self._cell_patterns: np.ndarray | None = None
-        self._cell_list: list[int] = []
-        if self.levels**d <= FULL_CELLS:
-            every = np.arange(self.levels**d, dtype=np.int64)
-            digits = [every // self.levels ** (d - 1 - j) % self.levels for j in range(d)]
-            self._cell_patterns = self._patterns(digits)
-            self._cell_list = self._cell_patterns.tolist()
 
     @classmethod
     def of_bundle(cls, bundle: Mapping[str, Any]) -> Domain | None:
-        """The bundle's domain, or None for a bundle trained before profiles (no verdict)."""
+        """The bundle's domain, or None for a bundle trained before profiles (no verdict).
+
+        Raises:
+            BundleError: the profile is not a mapping or lacks what the rules need.
+        """
         profile = bundle.get(PROFILE)
         if profile is None:
             return None
@@ -163,68 +148,6 @@ class Domain:
             raise BundleError(f"the bundle's profile is incomplete: {exc!r}") from None
         return cls(profile, [f["name"] for f in fields], never_missing)
 
-    # ---- bins ----------------------------------------------------------------------------
-    def bins(self, features: np.ndarray) -> list[np.ndarray]:
-        """Per feature, each row's bin: 0 below the bound, 1..cells the grid's cells,
-        ``above``, ``missing`` (NaN sorts after every edge)."""
-        return [np.searchsorted(e, features[:, j], side="right")
-                for j, e in enumerate(self.edges)]  # fmt: skip
-
-    def _bins_row(self, row: Sequence[float]) -> list[int]:
-        missing = self.missing
-        return [bisect_right(e, v) if v == v else missing
-                for e, v in zip(self._edge_lists, row, strict=True)]  # fmt: skip
-
-    def _patterns(self, bins: list[np.ndarray]) -> np.ndarray:
-        """Each row's pattern of verdict bits from its bins (numpy)."""
-        d = len(self.names)
-        pattern = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
-        for j, b in enumerate(bins):
-            pattern |= ((b == 0) | (b == self.above)).astype(np.int64) << j
-        for i, j in enumerate(self._tracked_at):
-            pattern |= (bins[j] == self.missing).astype(np.int64) << (2 * d + i)
-        if not self.groups:
-            return pattern
-        levels = self.levels
-        total = np.zeros_like(pattern)  # rare triples per row
-        per_feature = [np.zeros_like(pattern) for _ in range(d)]  # ... that hold feature j
-        for group, rare in zip(self.groups, self._rare, strict=True):
-            x, y, z = (bins[j] for j in group)
-            hit = rare[(x * levels + y) * levels + z].astype(np.int64)
-            total += hit
-            for j in group:
-                per_feature[j] += hit
-        # The features every rare triple shares (a rare pair is in each triple that holds it),
-        # else all of theirs.
-        shared = [(n == total) & (total > 0) for n in per_feature]
-        none_shared = ~np.logical_or.reduce(shared)
-        for j, n in enumerate(per_feature):
-            pattern |= (shared[j] | (none_shared & (n > 0))).astype(np.int64) << (d + j)
-        return pattern
-
-    def _pattern(self, bins: list[int]) -> int:
-        """``_patterns`` for one row, in plain Python (the request hot path)."""
-        if self._cell_patterns is not None:
-            cell = 0
-            for b in bins:
-                cell = cell * self.levels + b
-            return self._cell_list[cell]
-        d, above, levels = len(self.names), self.above, self.levels
-        pattern = 0
-        for j, b in enumerate(bins):
-            if b == 0 or b == above:
-                pattern |= 1 << j
-        for i, j in enumerate(self._tracked_at):
-            if bins[j] == self.missing:
-                pattern |= 1 << (2 * d + i)
-        hits = [g for g, rare in zip(self.groups, self._rare, strict=True)
-                if rare[(bins[g[0]] * levels + bins[g[1]]) * levels + bins[g[2]]]]  # fmt: skip
-        if hits:
-            shared = set(hits[0]).intersection(*hits[1:]) or set().union(*hits)
-            for j in shared:
-                pattern |= 1 << (d + j)
-        return pattern
-
     # ---- verdicts ------------------------------------------------------------------------
     def verdict(self, pattern: int) -> Verdict:
         """The shared verdict of one pattern of bits."""
@@ -240,18 +163,25 @@ class Domain:
             found = self._verdicts.setdefault(pattern, verdict)
         return found
 
+    def patterns(self, features: np.ndarray) -> np.ndarray:
+        """Each row's pattern of verdict bits, for a float32 feature matrix (NaN: missing)."""
+        d = len(self.names)
+        bins = np.column_stack([np.searchsorted(e, features[:, j], side="right")
+                                for j, e in enumerate(self.edges)])  # fmt: skip
+        out = (((bins == BELOW) | (bins == ABOVE)) @ (1 << np.arange(d))).astype(np.int64)
+        for i, j in enumerate(self._tracked_at):
+            out |= (bins[:, j] == MISSING).astype(np.int64) << (2 * d + i)
+        if self.neighbours is not None:  # judged: readings with no value outside its bounds
+            within = (bins == WITHIN) & self._bounded
+            judged = within & ((out & ((1 << d) - 1)) == 0)[:, None]
+            out |= self.neighbours.unusual(features, judged) << d
+        return out
+
     def check(self, features: np.ndarray) -> Checked:
-        """Verdicts for a float32 feature matrix (NaN: a missing value)."""
-        if len(features) <= SMALL:  # the request hot path: plain floats beat numpy's call costs
-            return self._check_rows(features.tolist())
-        bins = self.bins(features)
-        if self._cell_patterns is not None:
-            cell = bins[0]
-            for b in bins[1:]:
-                cell = cell * self.levels + b
-            patterns = self._cell_patterns[cell]
-        else:
-            patterns = self._patterns(bins)
+        """Verdicts for a float32 feature matrix (NaN, a missing value, is never outside)."""
+        if len(features) <= SMALL:
+            return self._check_rows(features.tolist())  # the hot path: plain floats
+        patterns = self.patterns(features)
         n = len(features)
         if not patterns.any():
             return Checked([INSIDE] * n, np.zeros(n, dtype=bool), [0] * len(self.bits))
@@ -271,18 +201,30 @@ class Domain:
                        unusual)  # fmt: skip
 
     def _check_rows(self, rows: list[list[float]]) -> Checked:
+        """``check`` for a few rows, in plain Python (the request hot path)."""
         verdicts, flags = [], []
         counts = [0] * len(self.bits)
+        d = len(self.names)
         unusual = 0
         for row in rows:
-            pattern = self._pattern(self._bins_row(row))
+            pattern = 0
+            judged = []
+            for j, (value, (lo, hi)) in enumerate(zip(row, self._bounds, strict=True)):
+                if value < lo or value > hi:  # NaN fails both
+                    pattern |= 1 << j
+                judged.append(lo <= value <= hi)
+            for i, j in enumerate(self._tracked_at):
+                if row[j] != row[j]:
+                    pattern |= 1 << (2 * d + i)
+            if self.neighbours is not None and not pattern & ((1 << d) - 1):
+                far = self.neighbours.unusual_row(row, judged)
+                pattern |= far << d
+                unusual += far != 0
             verdict = self.verdict(pattern)
             verdicts.append(verdict)
             flags.append(not verdict["inside"])
-            if pattern:
-                unusual += bool(pattern & self._unusual)
-                for k in range(len(self.bits)):
-                    counts[k] += pattern >> k & 1
+            for k in range(len(self.bits)):
+                counts[k] += pattern >> k & 1
         return Checked(verdicts, flags, counts, unusual)
 
 
@@ -295,55 +237,13 @@ def _float32_bounds(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, n
     return lo.astype(np.float32), hi.astype(np.float32)
 
 
-def _edges(lo: np.float32, hi: np.float32, cuts: list[float]) -> np.ndarray:
-    """A feature's sorted bin edges: for a float32 x, x < lower bound is bin 0, x >= the
-    float32 after the upper bound is ``above``, NaN is ``missing``. A feature training never
-    observed has no bounds: every value falls in the first cell."""
+def _edges(lo: np.float32, hi: np.float32) -> np.ndarray:
+    """A feature's bin edges: for a float32 x, x < the lower bound is BELOW, x >= the float32
+    after the upper bound ABOVE, NaN MISSING. A feature training never observed has no
+    bounds: every value is WITHIN."""
     if np.isnan(lo) or np.isnan(hi):
-        inner = [-np.inf] + [np.inf] * len(cuts) + [np.inf]
-        return np.array([*inner, np.nan], dtype=np.float32)
-    top = np.nextafter(hi, np.float32(np.inf))
-    middle = np.clip(np.asarray(cuts, dtype=np.float32), lo, top)
-    return np.array([lo, *np.sort(middle), top, np.nan], dtype=np.float32)
-
-
-def _cuts(grid: Mapping[str, Any], name: str, cells: int) -> list[float]:
-    cuts = [float(c) for c in grid["cuts"][name]] if cells > 1 else []
-    if len(cuts) != cells - 1:
-        raise ValueError(f"{name} has {len(cuts)} grid cuts for {cells} cells")
-    return cuts
-
-
-def _groups(
-    grid: Mapping[str, Any], names: Sequence[str], cells: int
-) -> tuple[list[tuple[int, int, int]], list[np.ndarray]]:
-    """The feature triples and, per triple, a lookup over its cells (levels**3 bins, True
-    where training rows were rare)."""
-    if not grid:
-        return [], []
-    groups = [tuple(int(i) for i in g) for g in grid["groups"]]
-    if any(len(g) != GROUP or not all(0 <= i < len(names) for i in g) for g in groups):
-        raise ValueError(f"combination groups must be {GROUP} feature positions")
-    bits = np.unpackbits(np.frombuffer(grid["rare"], dtype=np.uint8))
-    if len(bits) < len(groups) * cells**GROUP:
-        raise ValueError("combination.rare holds fewer cells than its groups need")
-    levels = cells + 3
-    inner = np.arange(1, cells + 1)
-    kept, tables = [], []
-    for t, group in enumerate(groups):
-        rare = bits[t * cells**GROUP : (t + 1) * cells**GROUP].reshape((cells,) * GROUP)
-        if not rare.any():  # a triple training filled everywhere judges nothing: skipped
-            continue
-        table = np.zeros((levels,) * GROUP, dtype=bool)
-        table[np.ix_(inner, inner, inner)] = rare.astype(bool)  # only cells between the bounds
-        kept.append(group)
-        tables.append(table.reshape(-1))
-    return kept, tables  # type: ignore[return-value]
-
-
-def triples(names: Sequence[Any]) -> list[tuple[int, int, int]]:
-    """Every three of the features (by position): the combination grid's groups."""
-    return list(combinations(range(len(names)), GROUP))  # type: ignore[arg-type]
+        return np.array([-np.inf, np.inf, np.nan], dtype=np.float32)
+    return np.array([lo, np.nextafter(hi, np.float32(np.inf)), np.nan], dtype=np.float32)
 
 
 def _bounds(quantiles: Mapping[str, Any], lower_q: float, upper_q: float) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -70,3 +72,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "bundles": {name: bundles / name / "model.joblib" for name in results},
         "results": results,
     }
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The Powertools logger's JSON lines, as the function's log stream receives them (the
+    serving tests' and the monitoring tests', which feed them to the drift report)."""
+    from inference import handler
+    from inference.observability import logger
+
+    buffer = io.StringIO()
+    stream = logging.StreamHandler(buffer)
+    stream.setFormatter(logger.registered_formatter)
+    logger.addHandler(stream)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(stream)
+        handler.reset()

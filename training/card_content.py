@@ -9,8 +9,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+from document import DASH, Block, Section, Table, markdown, number, share, to_html
 from inference import calendar_features
-from training.card_format import DASH, Block, Section, Table, markdown, number, share, to_html
 from training.mlflow_names import (
     ARTIFACT_SHA256,
     DATA_SHA256,
@@ -89,15 +89,19 @@ def domain_words(f: dict[str, Any]) -> list[str]:
     if ranges:
         out.append("Between the quartiles: " + "; ".join(ranges) + ".")
     grid = profile.get("combination")
-    if grid and grid.get("rare_cells"):
+    if grid and grid.get("method") == "none":
         out.append(
-            f"Combinations: {grid['rare_cells']:,} of the {grid['groups'] * grid['grid'] ** 3:,} "
-            f"cells of the {grid['grid']}-per-feature grid of every three features are rare "
-            f"({grid['held_out_inside']:.1%} of held-out training rows stay clear of them)."
+            f"Combinations: no verdict. The rank grid of its {len(f['features'])} features "
+            f"certifies {grid['certified']:.1%} of the training rows, so every reading would be "
+            "measured against every training row; readings far from all of them are rare "
+            "besides (the features are close to independent)."
         )
     elif grid:
-        out.append("Combinations: no cell of the grid of every three features is rare: no "
-                   "combination of values within the bounds is flagged.")  # fmt: skip
+        out.append(
+            f"Combinations: a reading is unusual when its nearest training row, in rank space, "
+            f"is farther than {grid['radius']:.3f}, the distance that "
+            f"{grid['held_out_inside']:.1%} of held-out weeks' readings stay within."
+        )
     out.append(
         f"Domain rule: {profile['rule']} Outside, a reading is still answered, with "
         '"inside": false and a confidence never above the model\'s (see Calibration).'

@@ -142,10 +142,8 @@ def facts(
         grid = profile.get("combination") or {}
         profile = {k: v for k, v in profile.items() if k not in KEPT_OUT}
         if grid:
-            rare = int(np.unpackbits(np.frombuffer(grid["rare"], dtype=np.uint8)).sum())
-            profile["combination"] = {"grid": grid["grid"], "groups": len(grid["groups"]),
-                                      "rare_cells": rare,
-                                      "held_out_inside": grid["held_out_inside"]}  # fmt: skip
+            profile["combination"] = {k: grid[k] for k in ("method", "radius", "held_out_inside",
+                                                            "certified") if k in grid}  # fmt: skip
     return {
         "name": spec.name,
         "version": version,

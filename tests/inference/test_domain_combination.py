@@ -1,7 +1,7 @@
-"""The second domain verdict (the combination grid), the features training never saw missing,
-and honest confidence outside the domain, on synthetic profiles built by training's own code
-(training/profile.py, training/combination.py). The real models: test_trained_domain.py and
-tests/training/test_combination.py."""
+"""The second domain verdict (the nearest training row), the features training never saw
+missing, and honest confidence outside the domain, on synthetic profiles built by training's
+own code (training/profile.py, training/neighbours.py). The real models:
+test_trained_domain.py and tests/training/test_neighbours.py."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from inference import domain as domain_mod
 from inference import handler
 from inference.domain import Domain, Verdict
 from inference.outputs import BandedRegression, BinaryClassification
-from training import combination
-from training.profile import feature_profile
+from training import neighbours
+from training.profile import feature_profile, reference
 
 NAMES = ["a", "b", "c", "d"]
 # b follows a (b = a + noise): a high with b low never happened, though each alone is common.
@@ -29,19 +29,23 @@ RARE = [0.9, 0.1, 0.5, 0.5]
 COMMON = [0.9, 0.9, 0.5, 0.5]
 
 
-def training_rows(n: int = 20_000, seed: int = 0) -> np.ndarray:
+def training_rows(n: int = 3_000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     a = rng.uniform(0, 1, n)
-    return np.column_stack([a, a + rng.normal(0, 0.03, n), rng.uniform(0, 1, n),
+    return np.column_stack([a, a + rng.normal(0, 0.08, n), rng.uniform(0, 1, n),
                             rng.uniform(0, 1, n)]).astype(np.float32)  # fmt: skip
 
 
 def grid_profile(X: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """A profile in the bundle's contract, built as training builds one."""
+    """A profile in the bundle's contract, built as training builds one (folds of rows: the
+    synthetic rows have no times)."""
     profile = synthetic.profile({n: (0.0, 1.0) for n in names})
     profile["features"] = {n: feature_profile(X[:, j].astype(np.float64))
                            for j, n in enumerate(names)}  # fmt: skip
-    profile["combination"] = combination.grid(profile, X, names, seed=1)
+    every = np.arange(len(X))
+    profile["reference"] = reference(X, None, names, every)
+    folds = np.random.default_rng(1).permutation(len(X)) % 5
+    profile["combination"] = neighbours.combination(X, folds, optional=(3,))
     return profile
 
 
@@ -55,41 +59,42 @@ def test_a_rare_combination_is_named_though_each_value_is_inside(profile: dict[s
     rows = np.array([COMMON, RARE, [0.9, 0.1, 0.5, 1.5]], dtype=np.float32)  # d above its bound
     verdicts = d.check(rows).verdicts
     assert verdicts[0] == Verdict(True, ())
-    # Every rare triple holds a and b: those two are named, not c or d.
+    # Its nearest training row differs in a and b, not in c or d: those two are named.
     assert verdicts[1] == Verdict(False, (), ("a", "b"))
-    # A value outside its bound is judged by the box; its triples are not (their cells are
-    # beyond the grid): (a, b, c) is the one rare triple left, and its three are named.
-    assert verdicts[2] == Verdict(False, ("d",), ("a", "b", "c"))
+    # A value outside its bounds is the per-feature verdict's alone: the combination of a
+    # reading already outside is not judged.
+    assert verdicts[2] == Verdict(False, ("d",))
+    assert [d.check(r[None, :]).verdicts[0] for r in rows] == verdicts  # one at a time too
 
 
-def test_held_out_rows_stay_inside_and_the_threshold_is_recorded(profile: dict[str, Any]) -> None:
-    grid = profile["combination"]
-    assert grid["grid"] == combination.CELLS and len(grid["groups"]) == 4  # every 3 of 4
-    assert 0.97 <= grid["held_out_inside"] <= 1.0 and grid["threshold"] > 0
-    held_out = training_rows(5_000, seed=7)  # the same process, rows the grid never saw
+def test_held_out_rows_stay_inside_and_the_radius_is_recorded(profile: dict[str, Any]) -> None:
+    entry = profile["combination"]
+    assert entry["method"] == "nearest" and entry["radius"] > 0
+    assert 0.97 <= entry["held_out_inside"] <= 1.0 and entry["certified"] >= 0.9
+    assert [g["features"] for g in entry["grids"]] == [[0, 1, 2, 3], [0, 1, 2]]
+    held_out = training_rows(5_000, seed=7)  # the same process, rows the profile never saw
     checked = Domain(profile, NAMES).check(held_out)
     assert checked.unusual_rows / len(held_out) <= 0.03
 
 
-def test_the_whole_grid_table_and_the_triples_agree_row_by_row(
+def test_the_certificate_grid_answers_as_measuring_every_reading_would(
     profile: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Cells certified inside are inside by measure too; the grids only save the measuring."""
     rng = np.random.default_rng(3)
     rows = rng.uniform(-0.05, 1.05, (3_000, 4)).astype(np.float32)
     rows[rng.random(rows.shape) < 0.05] = np.nan
-    table = Domain(profile, NAMES, tracked=["c"])
-    assert table._cell_patterns is not None  # 9**4 cells: one table
-    monkeypatch.setattr(domain_mod, "FULL_CELLS", 0)
-    triples = Domain(profile, NAMES, tracked=["c"])
-    assert triples._cell_patterns is None
-    for d in (table, triples):
-        batch = d.check(rows)
-        alone = [d.check(rows[i : i + 1]).verdicts[0] for i in range(0, 3_000, 7)]
-        assert batch.verdicts[::7] == alone  # plain floats and numpy agree
-    one, other = table.check(rows), triples.check(rows)
+    gridded = Domain(profile, NAMES, tracked=["d"])
+    assert gridded.neighbours is not None and len(gridded.neighbours.grids) == 2
+    measured = Domain(profile, NAMES, tracked=["d"])
+    assert measured.neighbours is not None
+    monkeypatch.setattr(measured.neighbours, "grids", {})
+    one, other = gridded.check(rows), measured.check(rows)
     assert one.verdicts == other.verdicts
     assert one.counts == other.counts and one.unusual_rows == other.unusual_rows > 0
     assert [bool(x) for x in one.outside_rows] == [not v["inside"] for v in one.verdicts]
+    alone = [gridded.check(rows[i : i + 1]).verdicts[0] for i in range(0, 3_000, 7)]
+    assert one.verdicts[::7] == alone  # plain floats and numpy agree
 
 
 def test_a_feature_training_never_saw_missing_is_named_not_outside(
@@ -123,10 +128,10 @@ def test_an_unusual_combination_is_counted_apart(
 ) -> None:
     names = list(synthetic.WQI_DOMAIN)
     bundle = synthetic.wqi_profiled_bundle()
-    # The grid of the synthetic rows, renamed to the wqi features: pH "a", turbidity "b".
+    # The synthetic rows' profile, renamed to the wqi features: pH "a", turbidity "b".
     renamed = {"features": dict(zip(names, profile["features"].values(), strict=True)),
-               "combination": profile["combination"] | {"cuts": dict(zip(
-                   names, profile["combination"]["cuts"].values(), strict=True))}}  # fmt: skip
+               "reference": profile["reference"] | {"names": names},
+               "combination": profile["combination"]}  # fmt: skip
     bundle["profile"] |= renamed
     handler.init(local_config(synthetic.dumps(bundle), cache_dir))
     capfd.readouterr()

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from document import number
 from inference.bundle import loads
 from training import model_card
 from training.card_content import domain_words, water
-from training.card_format import number
 from training.spec import available
 
 DOMAIN = "## Domain: where its answers hold"

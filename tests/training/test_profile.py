@@ -39,8 +39,10 @@ def training_rows(name: str) -> Any:
 def test_the_profile_keeps_its_contract(trained: dict[str, Any], name: str) -> None:
     spec = load_spec(name)
     found = bundle_of(trained, name)["profile"]
-    assert found.keys() == {"rule", "lower_q", "upper_q", "rows", "features", "combination",
-                            "inside_share", "reference", "outputs"}  # fmt: skip
+    assert found.keys() == {
+        "rule", "lower_q", "upper_q", "rows", "features", "combination", "inside_share",
+        "held_out_inside_share", "reference", "outputs",
+    }  # fmt: skip
     assert (found["lower_q"], found["upper_q"]) == (0.005, 0.995)
     assert "0.5 %" in found["rule"] and "99.5 %" in found["rule"]
     assert found["rows"] == trained["results"][name].metrics["rows_train"]
@@ -53,15 +55,18 @@ def test_the_profile_keeps_its_contract(trained: dict[str, Any], name: str) -> N
     # By construction 1 % of training values per feature beyond its bounds, and 1 % of
     # held-out training rows in a rare combination, at most.
     assert 1 - 0.01 * (len(spec.features) + 1) <= found["inside_share"] < 1.0
+    # Judged by a domain that never saw its week, a training row is outside more often.
+    assert found["held_out_inside_share"] < found["inside_share"]
     reference = found["reference"]
     rows = reference["rows"]
-    assert 0 < rows <= profile.REFERENCE_ROWS and reference["names"] == list(spec.features)
+    assert rows == min(found["rows"], profile.REFERENCE_ROWS)
+    assert reference["names"] == list(spec.features) and len(reference["outside"]) == -(-rows // 8)
     values = np.frombuffer(reference["values"], dtype="<f4").reshape(rows, len(spec.features))
     for j, entry in enumerate(found["features"].values()):
         column = values[:, j][~np.isnan(values[:, j])]
         assert entry["quantiles"]["0"] <= column.min() and column.max() <= entry["quantiles"]["1"]
-    if spec.data.timestamp is None:  # potability: a seeded sample of rows, no times
-        assert reference["seconds"] is None and rows == min(found["rows"], profile.REFERENCE_ROWS)
+    if spec.data.timestamp is None:  # potability: no times
+        assert reference["seconds"] is None
     else:  # wqi: every k-th training row in time order, with its reading time
         seconds = np.frombuffer(reference["seconds"], dtype="<i8")
         assert len(seconds) == rows and (np.diff(seconds) >= 0).all()
