@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.bundle import is_model_name, model_name_problem
 from monitoring.errors import EXIT_CODES, MonitoringError
 from settings import LOCAL_DIR
 
@@ -159,6 +160,8 @@ def build(args: argparse.Namespace) -> tuple[Report, np.ndarray, dict]:  # type:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if not is_model_name(args.model):  # before it names the report's folder or a model
+        p.error(model_name_problem(args.model))
     if args.sha256 and args.bundle is None:
         p.error("--sha256 goes with --bundle")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

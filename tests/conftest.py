@@ -1,4 +1,5 @@
-"""Shared fixtures: the loopback S3 server (real HTTP) and isolated MLflow stores."""
+"""Shared fixtures: the loopback S3 server (real HTTP), isolated MLflow stores, and the
+handler's log lines."""
 
 from __future__ import annotations
 
@@ -77,8 +78,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """The Powertools logger's JSON lines, as the function's log stream receives them (the
-    serving tests' and the monitoring tests', which feed them to the drift report)."""
-    from inference import handler
+    serving tests read them; the drift tests feed them to `python -m monitoring.drift`)."""
     from inference.observability import logger
 
     buffer = io.StringIO()
@@ -89,4 +89,3 @@ def log_lines() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         logger.removeHandler(stream)
-        handler.reset()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,13 @@ def requests(rows: np.ndarray, tds: float | None = None) -> list[dict[str, Any]]
             "readings": readings | ({} if tds is None else {"tds": tds}),
         })  # fmt: skip
     return out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_handler() -> Iterator[None]:
+    """Each test loads the handler itself (``served_log``); none leaves it loaded."""
+    yield
+    handler.reset()
 
 
 def served_log(
