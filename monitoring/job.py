@@ -7,8 +7,8 @@ prediction records through Firehose, under ``YYYY/MM/DD/HH/``), compares them wi
 released bundle (loaded as the serving function loads it: by S3 VersionId, SHA-256 checked
 before it is unpickled, from the same ``MODEL_*`` variables), writes the report beside the log
 (``s3://LOG_BUCKET/REPORT_PREFIX<time>/report.html`` and ``summary.json``) and prints one EMF
-document of the metrics the alarms read (below). numpy, onnxruntime and boto3 only: the image
-has nothing else.
+document of the metrics the alarms read (monitoring/contract.py, dimension ``model``). numpy,
+onnxruntime and boto3 only: the image has nothing else.
 
 A window without any record of the model prints ``DriftRecords`` 0 and writes no report (no
 traffic is not drift). Any other failure raises: Lambda counts the error, its alarm says so.
@@ -25,19 +25,22 @@ from inference import config as config_mod
 from inference import loader
 from monitoring import analysis, log, sections
 from monitoring.compare import Thresholds
+from monitoring.contract import (
+    DATA_DRIFT,
+    DEFAULT_WINDOW_DAYS,
+    ESTIMATED_LOSS,
+    ESTIMATED_PREFIX,
+    LOG_BUCKET,
+    LOG_PREFIX,
+    MODEL_DIMENSION,
+    NAMESPACE,
+    OUT_OF_DOMAIN,
+    OUT_OF_DOMAIN_SHARE,
+    RECORDS,
+    REPORT_PREFIX,
+    WINDOW_DAYS,
+)
 from monitoring.errors import LogError
-
-# The metrics a run prints (namespace, dimensions `model` and `model_version`), and the alarms
-# the CDK app builds on them (one home: infra imports these names).
-NAMESPACE = "WaterML/Monitoring"
-RECORDS = "DriftRecords"  # records in the window
-DATA_DRIFT = "DataDrift"  # 1 when the data drift section alarmed
-OUT_OF_DOMAIN = "OutOfDomainTraffic"  # 1 when more readings are outside than training explains
-OUT_OF_DOMAIN_SHARE = "OutOfDomainShare"  # the share of readings not inside the domain
-ESTIMATED_LOSS = "EstimatedPerformanceLoss"  # 1 when the estimate is worse than held-out
-ESTIMATED_PREFIX = "Estimated."  # the estimated primary metric, e.g. Estimated.rmse
-ALARMED = (DATA_DRIFT, OUT_OF_DOMAIN, ESTIMATED_LOSS)
-DEFAULT_WINDOW_DAYS = 7
 
 
 def day_prefixes(prefix: str, end: datetime, days: int) -> list[str]:
@@ -76,13 +79,13 @@ def metrics(report: analysis.Report | None, model: str, version: str, records: i
             "Timestamp": int(datetime.now(UTC).timestamp() * 1000),
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["model", "model_version"]],
+                "Dimensions": [[MODEL_DIMENSION]],
                 "Metrics": [{"Name": k, "Unit": "None" if k.startswith(ESTIMATED_PREFIX)
                              or k == OUT_OF_DOMAIN_SHARE else "Count"} for k in values],
             }],
         },
-        "model": model,
-        "model_version": version,
+        MODEL_DIMENSION: model,
+        "model_version": version,  # a property of the document, not a dimension
         **values,
     }, separators=(",", ":"))  # fmt: skip
 
@@ -100,8 +103,8 @@ def run(env: dict[str, str], now: datetime) -> dict[str, Any]:
 
     cfg = config_mod.from_env(env)
     model = loader.load(cfg)
-    bucket, prefix = env["LOG_BUCKET"], env["LOG_PREFIX"]
-    days = int(env.get("WINDOW_DAYS", DEFAULT_WINDOW_DAYS))
+    bucket, prefix = env[LOG_BUCKET], env[LOG_PREFIX]
+    days = int(env.get(WINDOW_DAYS, DEFAULT_WINDOW_DAYS))
     records, source = records_of(bucket, day_prefixes(prefix, now, days), model.name)
     version = str(model.identity.get("version") or "unversioned")
     if not records:
@@ -119,7 +122,7 @@ def run(env: dict[str, str], now: datetime) -> dict[str, Any]:
         analysis.versions(records), analysis.period(records), features, output, traffic,
         estimated, t, [], tested, uncovered,
     )  # fmt: skip
-    folder = f"{env['REPORT_PREFIX']}{now:%Y-%m-%dT%H%M%SZ}/"
+    folder = f"{env[REPORT_PREFIX]}{now:%Y-%m-%dT%H%M%SZ}/"
     s3 = boto3.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None)
     s3.put_object(Bucket=bucket, Key=folder + "report.html", Body=sections.render(report, "html"),
                   ContentType="text/html; charset=utf-8")  # fmt: skip

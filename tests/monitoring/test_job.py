@@ -19,7 +19,7 @@ import pytest
 from inference import handler
 from inference.bundle import sha256_hex
 from inference.config import Config
-from monitoring import job
+from monitoring import contract, job
 from monitoring.errors import OUT_OF_DOMAIN
 from tests.inference.serving_helpers import KEY, context, upload
 from tests.monitoring.test_drift_trained import requests, wqi_training_rows
@@ -46,7 +46,7 @@ def job_env(s3_env: dict[str, str], version_id: str, data: bytes) -> dict[str, s
 
 
 def emf(text: str) -> dict[str, Any]:
-    (doc,) = [json.loads(x) for x in text.splitlines() if job.NAMESPACE in x]
+    (doc,) = [json.loads(x) for x in text.splitlines() if contract.NAMESPACE in x]
     return doc
 
 
@@ -77,9 +77,10 @@ def test_the_job_reports_fresh_water_beside_the_log_and_alarms(
     assert got["records"] == 200 and got["code"] == OUT_OF_DOMAIN
     metrics = emf(capsys.readouterr().out)
     assert (metrics["model"], metrics["model_version"]) == ("wqi", "3")
-    assert metrics[job.RECORDS] == 200 and metrics[job.OUT_OF_DOMAIN] == 1.0
-    assert metrics[job.DATA_DRIFT] == 1.0 and metrics[job.OUT_OF_DOMAIN_SHARE] == 1.0
-    assert metrics[job.ESTIMATED_PREFIX + "rmse"] > 0
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model"]]
+    assert metrics[contract.RECORDS] == 200 and metrics[contract.OUT_OF_DOMAIN] == 1.0
+    assert metrics[contract.DATA_DRIFT] == 1.0 and metrics[contract.OUT_OF_DOMAIN_SHARE] == 1.0
+    assert metrics[contract.ESTIMATED_PREFIX + "rmse"] > 0
     folder = got["report"].removeprefix(f"s3://{s3_env['bucket']}/").removesuffix("report.html")
     assert folder.startswith("reports/wqi/2026-11-03T060000Z")
     page = s3.get_object(Bucket=s3_env["bucket"], Key=folder + "report.html")["Body"].read()
@@ -96,7 +97,7 @@ def test_a_window_without_records_is_no_drift_and_no_report(
     version_id = upload(s3_env, data)
     result = job.run(job_env(s3_env, version_id, data), job.datetime(2026, 1, 1, tzinfo=job.UTC))
     assert result == {"model": "wqi", "records": 0, "report": None}
-    assert emf(capsys.readouterr().out)[job.RECORDS] == 0
+    assert emf(capsys.readouterr().out)[contract.RECORDS] == 0
     s3 = boto3.client("s3", endpoint_url=s3_env["endpoint"])
     listed = s3.list_objects_v2(Bucket=s3_env["bucket"], Prefix="reports/")
     assert listed.get("KeyCount", 0) == 0
