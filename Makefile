@@ -152,7 +152,7 @@ drift: venv ## Drift report of a prediction log against MODEL's training profile
 .PHONY: card
 card: venv ## Print the model card of MODEL (ARGS="--version N", default: champion, else newest)
 	$(need-model)
-	$(RUN) training.model_card $(MODEL) $(ARGS)
+	$(RUN) registry.card $(MODEL) $(ARGS)
 
 .PHONY: bench-train
 bench-train: $(VENV)/.synced-spark ## Training at scale per engine (pandas, spark): wall time and peak memory, JSON (not a test)

@@ -54,8 +54,10 @@ class Service:
         self.predictor = model.predictor
         self.validator = Validator(model.bundle["schema"], max_batch)
         self.identity = model.identity
+        domain = self.predictor.domain
         names = [f["name"] for f in model.bundle["schema"]["fields"]]
-        self.metrics = AnswerMetrics(self.identity, self.predictor.output.labels, names)
+        tracked = domain.tracked if domain is not None else ()
+        self.metrics = AnswerMetrics(self.identity, self.predictor.output.labels, names, tracked)
         self.prediction_log = prediction_log or PredictionLog(0.0)
 
     def predict(

@@ -61,9 +61,11 @@ def count_error(metric: str) -> None:
 
 # ---- per invocation: what was answered (inference/README.md, "Metrics per invocation") -------
 READINGS = "Readings"
-OUT_OF_DOMAIN = "ReadingsOutOfDomain"
+OUT_OF_DOMAIN = "ReadingsOutOfDomain"  # not inside: a feature outside, or a combination
+UNUSUAL = "ReadingsUnusualCombination"
 MEAN_CONFIDENCE = "MeanConfidence"
 FEATURE_PREFIX = "OutOfDomain."
+MISSING_PREFIX = "Missing."  # a feature training never saw missing (a calendar feature)
 ANSWER_PREFIX = "Answer."
 UNVERSIONED = "unversioned"  # a dimension value cannot be empty (MODEL_VERSION unset)
 
@@ -92,23 +94,34 @@ class AnswerMetrics:
     TEMPLATES = 256  # distinct metric-name sets kept (wqi: at most 2**10); beyond, built anew
 
     def __init__(self, identity: dict[str, Any], labels: Sequence[Any],
-                 features: Sequence[str]) -> None:  # fmt: skip
+                 features: Sequence[str], missing: Sequence[str] = ()) -> None:  # fmt: skip
+        """``features`` and ``missing`` in the order of the domain's verdict bits
+        (``Domain.bits``: outside per feature, unusual per feature, missing per tracked one)."""
         self.dimensions = {
             MODEL_DIMENSION: str(identity["name"]),
             MODEL_VERSION_DIMENSION: str(identity.get("version") or UNVERSIONED),
         }
         self.labels = [ANSWER_PREFIX + metric_text(label) for label in labels]
         self.features = [FEATURE_PREFIX + name for name in features]
+        self.missing = [MISSING_PREFIX + name for name in missing]
         self.enabled = not is_metrics_disabled()
         self._templates: dict[tuple[str, ...], str] = {}
 
     def values(self, tally: Tally) -> dict[str, float]:
         """The invocation's metrics, by name, in the document's order."""
         values = {READINGS: float(tally.rows)}
-        if tally.outside is not None:  # without a profile the domain is unknown, not 0
+        counts = tally.counts
+        if counts is not None:  # without a profile the domain is unknown, not 0
             values[OUT_OF_DOMAIN] = float(tally.outside_rows)
             if tally.outside_rows:
-                for name, n in zip(self.features, tally.outside, strict=True):
+                for name, n in zip(self.features, counts, strict=False):
+                    if n:
+                        values[name] = float(n)
+                if tally.unusual_rows:
+                    values[UNUSUAL] = float(tally.unusual_rows)
+            if self.missing:
+                tracked = counts[2 * len(self.features) :]
+                for name, n in zip(self.missing, tracked, strict=True):
                     if n:
                         values[name] = float(n)
         for name, n in zip(self.labels, tally.labels, strict=True):

@@ -4,14 +4,17 @@
   value lies in the reported band, under a normal error whose scale a second model predicts
   per row (``abs_error``) and that training calibrated on held-out data (``sigma_scale``).
 - ``binary_classification``: a probability (sigmoid of the margin), a label from the threshold,
-  and a confidence: the probability of the reported label.
+  and a confidence: the probability of the reported label. Label, probability and confidence
+  are read from the one rounded probability, so they never contradict each other.
 
 ``answered`` adds the reading's domain verdict (``inference/domain.py``) and a tally of the
-answers for the invocation's metrics. The confidence of a reading outside the domain is the
-training labels' share of its band or class (``prior``): there the features are evidence the
-model never learned to weigh, and the label mix is what is known without them. On wqi's
-held-out rows outside the domain that scored better than the model's own confidence (Brier
-0.231 against 0.261; inference/README.md, "The domain verdict").
+answers for the invocation's metrics. Outside the domain (a feature outside its bounds, or an
+unusual combination) the features are evidence the model never learned to weigh, so the
+confidence never rises above the model's own and falls to what the training labels alone say
+when that is lower (``prior``: the training labels' share per band or class): a band's
+confidence is capped at its prior; a probability moves toward the prior share of the positive
+class, never past the threshold, so the label stays the model's. The card states, per
+version, what this buys on the held-out rows (training/card_facts.py).
 """
 
 from __future__ import annotations
@@ -37,20 +40,22 @@ class Tally(NamedTuple):
     rows: int
     labels: list[int]  # answers per label (band or class), in ``Output.labels`` order
     confidence_sum: float  # of the reported (rounded) confidences
-    outside_rows: int = 0  # readings outside the domain on any feature
-    outside: list[int] | None = None  # per feature; None without a profile
+    outside_rows: int = 0  # readings not inside the domain (a bound or a combination)
+    counts: list[int] | None = None  # per verdict bit (``Domain.bits``); None without a profile
+    unusual_rows: int = 0  # readings with an unusual combination
 
     @staticmethod
     def total(tallies: Sequence[Tally]) -> Tally:
         first = tallies[0]
         if len(tallies) == 1:
             return first
-        outside = None
-        if first.outside is not None:
-            outside = [sum(n) for n in zip(*(t.outside or [] for t in tallies), strict=True)]
+        counts = None
+        if first.counts is not None:
+            counts = [sum(n) for n in zip(*(t.counts or [] for t in tallies), strict=True)]
         labels = [sum(n) for n in zip(*(t.labels for t in tallies), strict=True)]
         return Tally(sum(t.rows for t in tallies), labels, sum(t.confidence_sum for t in tallies),
-                     sum(t.outside_rows for t in tallies), outside)  # fmt: skip
+                     sum(t.outside_rows for t in tallies), counts,
+                     sum(t.unusual_rows for t in tallies))  # fmt: skip
 
 
 class Answered(NamedTuple):
@@ -60,6 +65,7 @@ class Answered(NamedTuple):
 
 class Output(Protocol):
     labels: list[Any]  # the values of the answer's label field: bands, or False/True
+    names: tuple[str, str, str]  # the answer's fields after deviceId, in order
 
     def answers(self, raw: dict[str, np.ndarray], devices: Devices = None) -> list[dict[str, Any]]:
         """One answer per row; led by ``deviceId`` when ``devices`` is given. No domain: the
@@ -70,7 +76,7 @@ class Output(Protocol):
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None
     ) -> Answered:
         """Answers with their ``domain`` verdict (None when ``checked`` is None: the bundle
-        has no profile), out-of-domain confidences replaced by the prior, and their tally."""
+        has no profile), out-of-domain confidences lowered toward the prior, and their tally."""
         ...
 
 
@@ -123,12 +129,17 @@ def priors(spec: Any, labels: list[Any]) -> np.ndarray | None:
     return shares
 
 
-def outside_prior(conf: np.ndarray, index: np.ndarray, checked: Checked | None,
-                  prior: np.ndarray | None) -> np.ndarray:  # fmt: skip
-    """The confidences, with each out-of-domain row's replaced by its label's prior."""
-    if checked is None or prior is None or not any(checked.outside_rows):
+def capped(conf: np.ndarray, index: np.ndarray, checked: Checked | None,
+           prior: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """The confidences, each out-of-domain row's capped at its label's prior."""
+    if checked is None or prior is None or not anything(checked.outside_rows):
         return conf
-    return np.where(checked.outside_rows, prior[index], conf)
+    return np.where(checked.outside_rows, np.minimum(conf, prior[index]), conf)
+
+
+def anything(flags: np.ndarray | Sequence[bool]) -> bool:
+    """Any flag set: numpy's own test for an array (a Python loop over 10,000 is ~0.3 ms)."""
+    return bool(flags.any()) if isinstance(flags, np.ndarray) else any(flags)
 
 
 def tally(index: np.ndarray, conf: np.ndarray, n_labels: int, checked: Checked | None) -> Tally:
@@ -136,7 +147,8 @@ def tally(index: np.ndarray, conf: np.ndarray, n_labels: int, checked: Checked |
     if checked is None:
         return Tally(len(index), labels, float(conf.sum()))
     outside = int(np.count_nonzero(checked.outside_rows))
-    return Tally(len(index), labels, float(conf.sum()), outside, checked.outside_counts)
+    return Tally(len(index), labels, float(conf.sum()), outside, checked.counts,
+                 checked.unusual_rows)  # fmt: skip
 
 
 def tally_rows(index: Sequence[int], conf: Sequence[float], n_labels: int,
@@ -148,7 +160,7 @@ def tally_rows(index: Sequence[int], conf: Sequence[float], n_labels: int,
     if checked is None:
         return Tally(len(index), labels, sum(conf))
     outside = sum(map(bool, checked.outside_rows))
-    return Tally(len(index), labels, sum(conf), outside, checked.outside_counts)
+    return Tally(len(index), labels, sum(conf), outside, checked.counts, checked.unusual_rows)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -172,6 +184,7 @@ def normal_cdf_scalar(x: float) -> float:
 
 
 SMALL = 4  # up to this many rows, plain floats beat ~40 numpy calls on tiny arrays
+STEP = 1e-4  # the rounding step of probabilities and confidences
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -240,7 +253,9 @@ class BandedRegression(_Kind):
         sigma = max(abs_error * self.sigma_scale, 1e-6)
         up = 1.0 if hi == math.inf else normal_cdf_scalar((hi - value) / sigma)
         down = 0.0 if lo == -math.inf else normal_cdf_scalar((lo - value) / sigma)
-        conf = self.prior_list[i] if outside and self.prior_list is not None else up - down
+        conf = up - down
+        if outside and self.prior_list is not None:
+            conf = min(conf, self.prior_list[i])
         return round_one(value, 2), self.band_labels[i], round_one(conf, 4), i
 
     def _answered(
@@ -257,7 +272,7 @@ class BandedRegression(_Kind):
             return Answered(answers, tally_rows(index, confidence, n_labels, checked))
         values = np.clip(margin, self.lower, self.upper)
         idx = self.band_index(values)
-        conf = rounded_array(outside_prior(self._confidence(values, abs_error, idx), idx, checked,
+        conf = rounded_array(capped(self._confidence(values, abs_error, idx), idx, checked,
                                     self.prior), 4)  # fmt: skip
         labels = list(map(self.band_labels.__getitem__, idx.tolist()))
         columns = (rounded(values, 2), labels, conf.tolist())
@@ -273,15 +288,30 @@ class BinaryClassification(_Kind):
         self.names = (self.label_name, "probability", "confidence")
         self.prior = priors(prior, self.labels)
 
+    def toward_prior(self, prob: np.ndarray, outside: Any) -> np.ndarray:
+        """Out of the domain, a probability moves to the prior share of the positive class
+        when that is less sure of the model's label, stopping one rounding step short of the
+        threshold: the label stays the model's and the confidence never rises."""
+        if self.prior is None or not anything(outside):
+            return prob
+        share, t = float(self.prior[1]), self.threshold
+        positive = prob >= t
+        moved = np.where(positive, np.minimum(prob, max(share, t)),
+                         np.maximum(prob, min(share, t - STEP)))  # fmt: skip
+        return np.where(outside, moved, prob)
+
     def _answered(
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
     ) -> Answered:
         prob = sigmoid(raw["margin"].astype(np.float64))
+        if checked is not None:
+            prob = self.toward_prior(prob, checked.outside_rows)
+        # Label and confidence from the probability as reported, so the three always agree.
+        prob = rounded_array(prob, 4)
         positive = prob >= self.threshold
         idx = positive.astype(np.int64)
-        conf = rounded_array(outside_prior(np.where(positive, prob, 1.0 - prob), idx, checked,
-                                    self.prior), 4)  # fmt: skip
-        columns = (positive.tolist(), rounded(prob, 4), conf.tolist())
+        conf = rounded_array(np.where(positive, prob, 1.0 - prob), 4)
+        columns = (positive.tolist(), prob.tolist(), conf.tolist())
         verdicts = None if checked is None else checked.verdicts
         answers = rows(self.names, columns, devices, verdicts, domain)
         return Answered(answers, tally(idx, conf, 2, checked))
@@ -295,7 +325,7 @@ KINDS: dict[str, type[BandedRegression] | type[BinaryClassification]] = {
 
 def make_output(spec: dict[str, Any], prior: Any = None) -> Output:
     """The answer builder of a bundle's ``output``; ``prior``: the training labels' share per
-    label (the profile's ``outputs.label_shares``), the confidence of out-of-domain readings."""
+    label (the profile's ``outputs.label_shares``), what bounds an out-of-domain confidence."""
     try:
         return KINDS[spec["kind"]](spec, prior)
     except KeyError as exc:

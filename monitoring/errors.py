@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 OK = 0
-DRIFT = 10  # a report was written and a threshold passed (see monitoring/README.md)
 USAGE = 2  # argparse's own code for a bad command line
+# A report was written and a section alarmed; the most serious applies (monitoring/README.md).
+DRIFT, OUT_OF_DOMAIN, ESTIMATED_LOSS, MEASURED_LOSS = 10, 11, 12, 13
 
 
 class MonitoringError(Exception):
@@ -38,11 +39,14 @@ class OutputError(MonitoringError):
 
 
 EXIT_CODES = (
-    (OK, "no threshold passed: the report is written"),
+    (OK, "no alarm: the report is written"),
     (USAGE, "bad command line"),
     (LogError.code, "the log is missing, empty, unreadable, or has no record of the model"),
     (ModelError.code, "the bundle cannot be found or verified, or has no training profile"),
     (LabelsError.code, "the labels file is missing, empty or malformed"),
     (OutputError.code, "the report cannot be written"),
-    (DRIFT, "a threshold passed (drift, out-of-domain rate or live metric): report written"),
+    (DRIFT, "data drift (a feature, a missing rate, a type, the answers' mix): report written"),
+    (OUT_OF_DOMAIN, "more readings outside the domain than training explains: report written"),
+    (ESTIMATED_LOSS, "the metric estimated without labels is worse than held-out: report written"),
+    (MEASURED_LOSS, "the metric measured with labels is worse than held-out: report written"),
 )

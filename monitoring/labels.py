@@ -7,7 +7,8 @@ was answered, ``time``) is nearest, within ``tolerance`` (default 30 minutes: th
 every half hour). A label with no such record is counted as unmatched.
 
 Live metrics use the bundle's task: RMSE and MAE of the served value (regression), ROC AUC of
-the served probability and F1 of the served label, at the bundle's threshold (binary).
+the served probability, accuracy and F1 of the served label (binary); beside them, what the
+estimate (monitoring/estimate.py) said for the same records before their labels arrived.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Joined:
     no_device: int  # records without a device cannot be joined
     truth: np.ndarray
     served: list[dict[str, Any]]  # the matched records' outputs, in the order of ``truth``
+    indices: list[int]  # the matched records' positions in the log, in the same order
 
 
 def join(labels: pd.DataFrame, records: list[dict[str, Any]], tolerance: timedelta) -> Joined:
@@ -106,7 +108,7 @@ def join(labels: pd.DataFrame, records: list[dict[str, Any]], tolerance: timedel
         rows.append((str(device), moment, i))
     served = pd.DataFrame(rows, columns=["device", "time", "index"])
     if served.empty:
-        return Joined(len(labels), 0, no_device, np.array([]), [])
+        return Joined(len(labels), 0, no_device, np.array([]), [], [])
     merged = pd.merge_asof(
         labels.sort_values("time"), served.sort_values("time"), on="time", by="device",
         direction="nearest", tolerance=pd.Timedelta(tolerance),
@@ -114,7 +116,7 @@ def join(labels: pd.DataFrame, records: list[dict[str, Any]], tolerance: timedel
     indices = merged["index"].astype(int).tolist()
     return Joined(
         len(labels), len(merged), no_device, merged["label"].to_numpy(np.float64),
-        [records[i]["output"] for i in indices],
+        [records[i]["output"] for i in indices], indices,
     )  # fmt: skip
 
 
@@ -139,11 +141,13 @@ class LiveMetrics:
     greater_is_better: bool
     status: str  # ok, degraded, too few labels
     reason: str = ""
+    estimated: dict[str, tuple[float, float, float]] | None = None  # on the same records
 
 
 def live_metrics(
-    joined: Joined, bundle: dict[str, Any], primary: str, greater_is_better: bool, t: Thresholds
-) -> LiveMetrics:
+    joined: Joined, bundle: dict[str, Any], primary: str, greater_is_better: bool, t: Thresholds,
+    estimated: dict[str, tuple[float, float, float]] | None = None,
+) -> LiveMetrics:  # fmt: skip
     from sklearn import metrics as skm
 
     output = bundle["output"]
@@ -158,7 +162,8 @@ def live_metrics(
         else:
             prob = np.array([float(o["probability"]) for o in joined.served])
             label = prob >= float(output["threshold"])
-            live = {"f1": float(skm.f1_score(y, label, zero_division=0))}
+            live = {"f1": float(skm.f1_score(y, label, zero_division=0)),
+                    "accuracy": float(np.mean(label == (y >= 0.5)))}  # fmt: skip
             if len(set(y.tolist())) == 2:  # AUC needs both classes
                 live["roc_auc"] = float(skm.roc_auc_score(y, prob))
     names = list(live)
@@ -175,4 +180,5 @@ def live_metrics(
             status = "degraded"
             reason = (f"live {primary} {live[primary]:.4f} is {worse:.0%} worse than held-out "
                       f"{held[primary]:.4f} (tolerance {t.max_degradation:.0%})")  # fmt: skip
-    return LiveMetrics(joined, live, held, base, primary, greater_is_better, status, reason)
+    return LiveMetrics(joined, live, held, base, primary, greater_is_better, status, reason,
+                       estimated)  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem, sha256_hex
-from registry import approvals, attest, bundles, failpoints, gates, manifest, publish
+from registry import approvals, attest, bundles, card, failpoints, gates, manifest, publish
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
     ConcurrentUpdate,
@@ -139,7 +139,7 @@ def promote(
         previous=current.as_previous() if current else None,
     )
     try:
-        return commit(store, tracking, release, base, log)
+        return card.released(commit(store, tracking, release, base, log), tracking, log)
     except ConcurrentUpdate:
         # Someone else released the very same version meanwhile: that is our result too.
         now = publish.current(store, model).release

@@ -1,6 +1,7 @@
-"""What a model card says, from the facts recorded at registration (training/model_card.py):
+"""What a model card says, from the facts recorded at registration (training/card_facts.py):
 intended use, data, the domain in words (from the bundle's training profile), held-out
-metrics beside the baseline, calibration, known limits and lineage."""
+metrics beside the baseline, calibration and what the confidence is worth inside and outside
+the domain, known limits and lineage."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+from document import DASH, Block, Section, Table, markdown, number, share, to_html
 from inference import calendar_features
-from training.card_format import DASH, Section, Table, markdown, number, share, to_html
 from training.mlflow_names import (
     ARTIFACT_SHA256,
     DATA_SHA256,
@@ -87,10 +88,23 @@ def domain_words(f: dict[str, Any]) -> list[str]:
     ]
     if ranges:
         out.append("Between the quartiles: " + "; ".join(ranges) + ".")
+    grid = profile.get("combination")
+    if grid and grid.get("method") == "none":
+        out.append(
+            f"Combinations: no verdict. The rank grid of its {len(f['features'])} features "
+            f"certifies {grid['certified']:.1%} of the training rows, so every reading would be "
+            "measured against every training row; readings far from all of them are rare "
+            "besides (the features are close to independent)."
+        )
+    elif grid:
+        out.append(
+            f"Combinations: a reading is unusual when its nearest training row, in rank space, "
+            f"is farther than {grid['radius']:.3f}, the distance that "
+            f"{grid['held_out_inside']:.1%} of held-out weeks' readings stay within."
+        )
     out.append(
-        f"Domain rule: {profile['rule']} A reading outside it is still answered, with "
-        '"domain": {"inside": false, "outside": [features]} and a lowered confidence '
-        "(inference/README.md)."
+        f"Domain rule: {profile['rule']} Outside, a reading is still answered, with "
+        '"inside": false and a confidence never above the model\'s (see Calibration).'
     )
     return out
 
@@ -158,6 +172,54 @@ def _calibration(f: dict[str, Any]) -> list[str]:
         f" log loss {m.get('log_loss', math.nan):.3f} (baseline "
         f"{m.get('baseline_log_loss', math.nan):.3f})."
     ]
+
+
+def _served_rule(f: dict[str, Any]) -> str:
+    if f["output"]["kind"] == "banded_regression":
+        return "the model's confidence, capped at the training labels' share of the band"
+    return ("the probability moves toward the training labels' positive share, never past "
+            "the threshold (the label stays the model's)")  # fmt: skip
+
+
+def confidence_blocks(f: dict[str, Any]) -> list[Block]:
+    """What the served confidence is worth on the held-out rows, inside and outside the
+    domain, against the model's own and the training labels' share (card_facts.confidence)."""
+    c = f.get("confidence")
+    if not c:
+        return []
+    rows = []
+    for side in ("inside", "outside"):
+        s = c[side]
+        if not s.get("rows"):
+            rows.append((side, "0", "-", "-", "-"))
+            continue
+        mean, brier = s["mean_confidence"], s["brier"]
+        rows.append((
+            side, f"{s['rows']:,}", f"{s['right']:.1%}",
+            " / ".join(f"{mean[k]:.3f}" for k in ("model", "served", "prior")),
+            " / ".join(f"{brier[k]:.4f}" for k in ("model", "served", "prior")),
+        ))  # fmt: skip
+    what = "band" if f["output"]["kind"] == "banded_regression" else "label"
+    blocks: list[Block] = [
+        f"Outside the domain, served: {_served_rule(f)}. Held out ({c['unusual_rows']:,} "
+        f"unusual combinations; served above the model's: {c['raised']:,}):",
+        Table(
+            (
+                "held out",
+                "rows",
+                f"{what} right",
+                "mean confidence: model / served / prior",
+                "Brier: model / served / prior",
+            ),
+            rows,
+        ),
+    ]
+    undated = c.get("without_timestamp")
+    if undated:
+        blocks.append(f"Without a timestamp (never missing in training) the held-out RMSE is "
+                      f"{undated['rmse']:.2f}, against {undated['rmse_with']:.2f} with one; "
+                      'the verdict says so ("missing").')  # fmt: skip
+    return blocks
 
 
 def _limits(f: dict[str, Any]) -> list[str]:
@@ -267,7 +329,7 @@ def sections(f: dict[str, Any], release: dict[str, str] | None = None) -> list[S
                 Table(("metric", "model", "baseline"), _metric_rows(f)),
             ],
         ),
-        Section("Calibration", list(_calibration(f))),
+        Section("Calibration", [*_calibration(f), *confidence_blocks(f)]),
         Section("Known limits", [_limits(f)]),
         Section("Lineage", [Table(("", "value"), lineage_rows)]),
     ]

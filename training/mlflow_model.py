@@ -36,6 +36,7 @@ from mlflow.types.schema import Array, Object, Property
 from inference import loader, sanity
 from inference.bundle import loads, verify_digest
 from inference.config import DEFAULT_MAX_BATCH
+from inference.domain import VERDICT_KEYS
 from inference.handler import Service
 from inference.predictor import Predictor
 from inference.validation import ValidationError
@@ -78,9 +79,13 @@ def signature(bundle: dict[str, Any]) -> ModelSignature:
     if dated(bundle):
         inputs.append(ColSpec("string", TIMESTAMP, required=False))
     outputs = [ColSpec(kind, name) for name, kind in answer_columns(bundle["output"])]
-    if "profile" in bundle:  # {"inside": bool, "outside": [feature, ...]} (inference/domain.py)
-        verdict = Object([Property("inside", DataType.boolean),
-                          Property("outside", Array(DataType.string))])  # fmt: skip
+    if "profile" in bundle:  # {"inside": bool, "outside": [feature, ...], ...}: domain.Verdict
+        verdict = Object(
+            [
+                Property(key, DataType.boolean if key == "inside" else Array(DataType.string))
+                for key in VERDICT_KEYS
+            ]
+        )
         outputs.append(ColSpec(verdict, DOMAIN))
     return ModelSignature(
         inputs=Schema([*inputs, ColSpec("string", DEVICE_ID, required=False)]),

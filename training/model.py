@@ -48,6 +48,7 @@ class Split:
     y_train: pd.Series
     y_test: pd.Series
     timestamps_test: list[str | None] | None = None  # per row of X_test (golden records)
+    timestamps_train: list[str | None] | None = None  # per row of X_train (the profile's times)
 
 
 @dataclass
@@ -115,12 +116,15 @@ def split(data: Dataset, spec: ModelSpec) -> Split:
         strata = data.y.to_numpy() if method == "stratified" else None
         test = holdout.held_out(holdout.row_keys(data.X, data.y, int(seed)), strata, size)
     stamps = data.timestamps
-    test_stamps = None if stamps is None else [s for s, t in zip(stamps, test, strict=True) if t]
+    test_stamps = train_stamps = None
+    if stamps is not None:
+        test_stamps = [s for s, t in zip(stamps, test, strict=True) if t]
+        train_stamps = [s for s, t in zip(stamps, test, strict=True) if not t]
     X_train, X_test, y_train, y_test = (
         part.reset_index(drop=True)
         for part in (data.X[~test], data.X[test], data.y[~test], data.y[test])
     )  # numbered from 0, as the Spark engine's sides: the same rows are the same frames
-    return Split(X_train, X_test, y_train, y_test, test_stamps)
+    return Split(X_train, X_test, y_train, y_test, test_stamps, train_stamps)
 
 
 def planned_trees(params: dict[str, Any], banded: bool) -> int:

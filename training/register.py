@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from matplotlib.figure import Figure
 
 from settings import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
-from training import model_card, provenance
+from training import card_facts, model_card, provenance
 from training.locks import file_lock
 from training.mlflow_names import (
     ARTIFACT_SHA256,
@@ -348,7 +348,9 @@ def _log_and_register(
             return _reused(client, name, same, gate_failures)
         client.update_run(run_id, name=run_name(name, str(version.version), run.tags))
         # The card (Markdown, HTML, its facts) with the run; the Markdown is the description.
-        model_card.attach(client, run, str(version.version), run_id)
+        facts = card_facts.facts(run.spec, run.parts, run.bundle, run.metrics, run.data_sha256,
+                                 run.tags, str(version.version), run_id)  # fmt: skip
+        model_card.attach(client, facts)
     return Registered(str(version.version), run_id, False, gate_failures)
 
 

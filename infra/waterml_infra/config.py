@@ -49,6 +49,9 @@ UNPINNED_KEY = "unset: signing_public_key in infra/cdk.json (python -m registry 
 DUMMY_ACCOUNT = "111111111111"
 DUMMY_REGION = "eu-west-1"
 ARCHITECTURES = ("x86_64", "arm64")
+# Firehose's own delivery logs (the drift job's stream, `<prefix><function>-drift`): AWS's
+# convention, and the prefix the bootstrap execution policy lets CloudFormation create.
+DELIVERY_LOGS = "/aws/kinesisfirehose/"
 HOOK_SUFFIX = "-pretraffic"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -160,6 +163,12 @@ class FunctionSettings:
     answer_mix_rollback: bool = False
     # The share of readings the handler writes to the prediction log (PREDICTION_LOG_RATE).
     prediction_log_rate: float = 0.01
+    # The scheduled drift report (waterml_infra/constructs/drift_job.py): every this many hours,
+    # over the last drift_window_days of the prediction log; 0 hours: no job (no log to S3).
+    # It reads the prediction log, so prediction_log_rate 0 needs drift_schedule_hours 0 too
+    # (refused otherwise: turning the log off never silently turns the drift report off).
+    drift_schedule_hours: int = 24
+    drift_window_days: int = 7
 
     def function_problems(self) -> list[str]:
         problems: list[str] = []
@@ -207,6 +216,22 @@ class FunctionSettings:
             problems.append("answer_mix_distance must be within (0, 1]")
         if not 0 <= self.prediction_log_rate <= 1:  # also refuses nan
             problems.append("prediction_log_rate must be within 0..1 (0: off)")
+        if not 0 <= self.drift_schedule_hours <= 24 * 7:
+            problems.append("drift_schedule_hours must be within 0..168 (0: no drift job)")
+        if not 1 <= self.drift_window_days <= 90:
+            problems.append("drift_window_days must be within 1..90")
+        elif self.drift_schedule_hours and self.drift_window_days > self.log_retention_days:
+            problems.append(
+                f"drift_window_days ({self.drift_window_days}) must not exceed "
+                f"log_retention_days ({self.log_retention_days}): the prediction log in S3 "
+                "expires after log_retention_days"
+            )
+        if self.drift_schedule_hours and not self.prediction_log_rate:
+            problems.append(
+                "a drift job needs a prediction log: prediction_log_rate is 0 while "
+                f"drift_schedule_hours is {self.drift_schedule_hours}; set drift_schedule_hours "
+                "to 0 too (no drift job), or prediction_log_rate above 0"
+            )
         return problems
 
 

@@ -66,6 +66,27 @@ REASONS: dict[str, str] = {
         "a Lambda alias and read the rollback alarms (it is the narrow variant: no S3, no SNS, "
         "hooks named CodeDeployHook_* only); CDK attaches it to every Lambda deployment group."
     ),
+    "AwsSolutions-S1": (
+        "The drift job's bucket holds the sampled prediction log (written by Firehose only) and "
+        "the reports (written by the job only); server access logs of it would need a bucket "
+        "of their own per model. Account-wide CloudTrail S3 data events are the place for that."
+    ),
+    "AwsSolutions-IAM5[Resource::<DRIFT_LOG>]": (
+        "The drift job reads the prediction log Firehose delivers under "
+        "predictions/<model>/YYYY/MM/DD/HH/: objects with generated names, so a prefix is the "
+        "narrowest resource; read-only, this model's prefix of its own bucket."
+    ),
+    "AwsSolutions-IAM5[Resource::<DRIFT_DELIVERY>]": (
+        "Firehose writes the prediction log in objects it names itself under "
+        "predictions/<model>/YYYY/MM/DD/HH/ (records it cannot deliver under errors/<model>/), "
+        "multipart: a prefix is the narrowest resource; AWS's documented S3 destination "
+        "actions, on these two prefixes of this model's own bucket only."
+    ),
+    "AwsSolutions-IAM5[Resource::<DRIFT_REPORTS>]": (
+        "The drift job writes each run's report.html and summary.json under "
+        "reports/<model>/<time>/: a new folder per run, so a prefix is the narrowest resource; "
+        "s3:PutObject only."
+    ),
 }
 
 

@@ -69,7 +69,7 @@ def test_the_rule_flags_values_beyond_the_quantiles_and_never_a_missing_one() ->
     for checked in (d.check(rows), d.check(np.repeat(rows, 3, axis=0)[::3])):  # n > 4: numpy
         assert [(v["inside"], v["outside"]) for v in checked.verdicts] == want
         assert [bool(x) for x in checked.outside_rows] == [False, False, True, True, False]
-        assert checked.outside_counts == [1, 0, 1, 1]
+        assert checked.counts[:4] == [1, 0, 1, 1] and checked.unusual_rows == 0
     # The plain-float path (up to 4 rows) and numpy's give the same verdicts row by row.
     big = d.check(np.tile(rows, (20, 1)))
     assert big.verdicts == [v for _ in range(20) for v in d.check(rows).verdicts]
@@ -94,7 +94,7 @@ def test_the_float32_rule_is_the_float64_rule_next_to_the_bounds(features: int) 
     want = (values.astype(np.float64) < lows) | (values.astype(np.float64) > highs)
     checked = d.check(values)
     assert [bool(x) for x in checked.outside_rows] == want.any(axis=1).tolist()
-    assert checked.outside_counts == want.sum(axis=0).tolist()
+    assert checked.counts[:features] == want.sum(axis=0).tolist()
     assert [v["outside"] for v in checked.verdicts] == [
         tuple(n for n, out in zip(names, row, strict=True) if out) for row in want
     ]
@@ -110,9 +110,10 @@ def test_verdicts_are_shared_and_read_only_but_copy_and_pickle() -> None:
         verdict["inside"] = True
     with pytest.raises(TypeError):
         verdict.update(inside=True)
-    assert copy.deepcopy(verdict) == verdict == {"inside": False, "outside": ("tds",)}
+    assert copy.deepcopy(verdict) == verdict == {"inside": False, "outside": ("tds",),
+                                                 "unusual": (), "missing": ()}  # fmt: skip
     assert pickle.loads(pickle.dumps(verdict)) == verdict
-    assert json.dumps(INSIDE) == '{"inside": true, "outside": []}'
+    assert json.dumps(INSIDE) == '{"inside": true, "outside": [], "unusual": [], "missing": []}'
     assert isinstance(verdict, Verdict)
 
 
@@ -125,17 +126,18 @@ def test_an_incomplete_profile_is_refused_and_none_means_no_verdict() -> None:
 
 
 # ---- answers ----------------------------------------------------------------------------------
-def test_an_answer_outside_says_so_and_its_confidence_is_the_prior(cache_dir: Path) -> None:
+def test_an_answer_outside_says_so_and_its_confidence_falls_to_the_prior(cache_dir: Path) -> None:
     serve(cache_dir, synthetic.wqi_profiled_bundle())
     inside = handler.lambda_handler({"deviceId": "a", "readings": synthetic.GOOD_READING})
     fresh = handler.lambda_handler({"deviceId": "b", "readings": FRESH})
     assert inside["prediction"] == {"deviceId": "a", "wqi": 90.0, "quality": "Excellent",
                                     "confidence": 0.5, "domain": INSIDE}  # fmt: skip
-    # The same model output (90, Excellent), but the reading is outside: the confidence is the
-    # training labels' share of Excellent (0.2 in this profile), what is known without it.
+    # The same model output (90, Excellent), but the reading is outside: the confidence falls
+    # to the training labels' share of Excellent (0.2 in this profile), what is known without
+    # the reading, as that is lower than the model's 0.5.
     assert fresh["prediction"] == {"deviceId": "b", "wqi": 90.0, "quality": "Excellent",
                                    "confidence": 0.2,
-                                   "domain": {"inside": False, "outside": ("tds",)}}  # fmt: skip
+                                   "domain": Verdict(False, ("tds",))}  # fmt: skip
 
 
 @pytest.mark.parametrize("rows", [3, 600])  # the plain-float path and row blocks on threads
@@ -267,7 +269,8 @@ def test_every_sampled_reading_is_one_record(cache_dir: Path, log_lines: io.Stri
     assert first["inputs"] == FRESH | {"hour_of_day": 6.5}  # the derived feature too
     assert first["output"] == json.loads(json.dumps({k: v for k, v in answers[0].items()
                                                      if k != "deviceId"}))  # fmt: skip
-    assert first["output"]["domain"] == {"inside": False, "outside": ["tds"]}
+    assert first["output"]["domain"] == {"inside": False, "outside": ["tds"], "unusual": [],
+                                         "missing": []}  # fmt: skip
     assert (second["device"], second["timestamp"]) == (None, None)
     assert second["inputs"]["hour_of_day"] is None
 

@@ -1,6 +1,6 @@
 """Readings from both sides of the real models' domains, through every event shape, served
-from the loopback S3 by VersionId: the documented verdicts, the prior as confidence outside, and the
-metrics document."""
+from the loopback S3 by VersionId: the documented verdicts, the confidence outside never above
+the model's own, and the metrics document."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import base64
 import copy
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from serving_helpers import context, s3_config, upload
 
 from inference import handler
 from inference.bundle import loads, sha256_hex
+from inference.predictor import Predictor
 
 EVENTS = Path(__file__).resolve().parents[2] / "inference" / "events"
+# The sample events carry no timestamp: wqi's hour of day, never missing in training, is.
+UNDATED = {"inside": True, "outside": [], "unusual": [], "missing": ["hour_of_day"]}
 SHAPES = ["direct", "batch", "apigw-rest-v1", "http-api-v2", "function-url", "alb", "sqs"]
 pytestmark = pytest.mark.integration
 
@@ -81,15 +86,17 @@ def test_the_sample_events_are_inside_and_the_seeds_fresh_water_is_not(
     for name in SHAPES:  # SQS's sample holds an invalid reading too: its two valid ones here
         event = sample(name) if name != "sqs" else with_readings(name, sqs_inside)
         for answer in answers(name, event, log_lines):
-            assert answer["domain"] == {"inside": True, "outside": []}, name
+            assert answer["domain"] == UNDATED, name
     fresh = sample("freshwater")
     (answer,) = answers("direct", fresh, log_lines)
     # The seed's reading: TDS 410 mg/L is fresh water, and pH 7.4 is below the estuary's
     # 0.5 % quantile (7.86) too.
-    assert answer["domain"] == {"inside": False, "outside": ["pH", "tds"]}
+    assert answer["domain"] == UNDATED | {"inside": False, "outside": ["pH", "tds"]}
     prior = wqi["profile"]["outputs"]
     share = prior["label_shares"][prior["labels"].index(answer["quality"])]
-    assert answer["confidence"] == round(share, 4)  # what the label mix alone says
+    own = model_answer(wqi, fresh["readings"])
+    assert answer["quality"] == own["quality"]
+    assert answer["confidence"] == min(own["confidence"], round(share, 4))  # never above it
     for name in SHAPES:  # the same reading in every shape gets the same answer
         got = answers(name, with_readings(name, fresh["readings"]), log_lines)
         assert [{k: v for k, v in a.items() if k != "deviceId"} for a in got] == [
@@ -106,14 +113,14 @@ def test_one_feature_outside_is_named_alone(wqi: dict[str, Any], log_lines: io.S
     }
     for feature, readings in cases.items():
         (answer,) = answers("direct", {"readings": readings}, log_lines)
-        assert answer["domain"] == {"inside": False, "outside": [feature]}
+        assert answer["domain"] == UNDATED | {"inside": False, "outside": [feature]}
     # On the bound itself (float32, as the model reads it) is inside.
     (answer,) = answers("direct", {"readings": inside | {"tds": float(tds_low) + 1.0}}, log_lines)
     assert answer["domain"]["inside"] is True
     # An hour of the day is derived from the timestamp; without one it is missing, not outside.
     (answer,) = answers("direct", {"readings": inside, "timestamp": "2024-03-01T06:30:00+10:00"},
                         log_lines)  # fmt: skip
-    assert answer["domain"]["inside"] is True
+    assert answer["domain"] == UNDATED | {"missing": []}
 
 
 def test_a_large_batch_of_both_sides_reports_one_metrics_document(
@@ -149,10 +156,24 @@ def test_potability_nulls_are_not_outside_and_extremes_are(
     middle = {name: entry["quantiles"]["0.5"] for name, entry in features.items()}
     nullable = [f["name"] for f in bundle["schema"]["fields"] if f.get("nullable")]
     (answer,) = answers("direct", {"readings": middle | dict.fromkeys(nullable)}, log_lines)
-    assert answer["domain"] == {"inside": True, "outside": []}
+    # Training saw those features missing: their nulls are no news.
+    assert answer["domain"] == {"inside": True, "outside": [], "unusual": [], "missing": []}
     high = features["Solids"]["quantiles"]["1"] + 1.0  # above every training value
-    (answer,) = answers("direct", {"readings": middle | {"Solids": high}}, log_lines)
-    assert answer["domain"] == {"inside": False, "outside": ["Solids"]}
-    shares = bundle["profile"]["outputs"]["label_shares"]
-    assert answer["confidence"] == round(shares[int(answer["potable"])], 4)
+    readings = middle | {"Solids": high}
+    (answer,) = answers("direct", {"readings": readings}, log_lines)
+    assert answer["domain"] == {"inside": False, "outside": ["Solids"], "unusual": [],
+                                "missing": []}  # fmt: skip
+    own = model_answer(bundle, readings)
+    assert answer["potable"] == own["potable"] and answer["confidence"] <= own["confidence"]
+    p = answer["probability"]
+    assert answer["confidence"] == round(p if answer["potable"] else 1 - p, 4)
     assert copy.deepcopy(answer) == answer
+
+
+def model_answer(bundle: dict[str, Any], readings: dict[str, Any]) -> dict[str, Any]:
+    """The model's own answer to ``readings`` (no domain), calendar features missing."""
+    names = [f["name"] for f in bundle["schema"]["fields"]]
+    row = np.array([[readings.get(n, math.nan) if readings.get(n) is not None else math.nan
+                     for n in names]], dtype=np.float32)  # fmt: skip
+    predictor = Predictor(bundle)
+    return predictor.output.answers(predictor.raw(row))[0]

@@ -312,15 +312,23 @@ def test_prediction_log_rate_per_environment_and_model(fleet):
 
     assert {rate("dev", m) for m in FLEET} == {"0.1"}
     assert {rate("prod", m) for m in FLEET} == {"0.01"}
-    off = serving({"model_settings": json.dumps({"potability": {"prediction_log_rate": 0}})})
-    (fn,) = (
-        Template.from_stack(off[("prod", "potability")])
-        .find_resources(
-            "AWS::Lambda::Function", {"Properties": {"FunctionName": "waterml-prod-potability"}}
-        )
-        .values()
-    )
+    # Every model's log goes to S3 for its drift job (constructs/drift_job.py) ...
+    for stack in fleet.values():
+        stack.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
+    # ... so a model without a log needs its drift job off too: the log alone is refused.
+    with pytest.raises(ConfigError, match="model 'potability': a drift job needs a prediction"):
+        serving({"model_settings": json.dumps({"potability": {"prediction_log_rate": 0}})})
+    off = serving({"model_settings": json.dumps(
+        {"potability": {"prediction_log_rate": 0, "drift_schedule_hours": 0}})})  # fmt: skip
+    potability = Template.from_stack(off[("prod", "potability")])
+    (fn,) = potability.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"FunctionName": "waterml-prod-potability"}}
+    ).values()
     assert fn["Properties"]["Environment"]["Variables"]["PREDICTION_LOG_RATE"] == "0"
+    potability.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 0)
+    Template.from_stack(off[("prod", "wqi")]).resource_count_is(
+        "AWS::KinesisFirehose::DeliveryStream", 1
+    )
 
 
 # Settings -----------------------------------------------------------------------------------
@@ -337,6 +345,8 @@ def test_prediction_log_rate_per_environment_and_model(fleet):
         ("monitoring_period_minutes", "0", "monitoring_period_minutes must be within"),
         ("monitoring_min_readings", "0", "monitoring_min_readings must be at least 1"),
         ("answer_mix_rollback", "sometimes", "answer_mix_rollback must be true or false"),
+        ("drift_schedule_hours", "-1", "drift_schedule_hours must be within 0..168"),
+        ("drift_window_days", "91", "drift_window_days must be within 1..90"),
     ],
 )
 def test_monitoring_settings_are_validated(key, value, message):

@@ -120,11 +120,25 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
     prefix = "WaterMl-dev-Serving-wqi/"
     assert sorted(serving) == [
         prefix + "AsyncFailures",
+        prefix + "DriftJob/Bucket",
+        prefix + "DriftJob/DeliveryPolicy",
+        prefix + "DriftJob/JobPolicy",
         prefix + "Rollout/DeploymentGroup/ServiceRole",
         prefix + "Rollout/DeploymentGroup/ServiceRole/DefaultPolicy",
         prefix + "Rollout/PreTrafficPolicy",
     ]
     assert serving[prefix + "AsyncFailures"] == ["Annotation::AwsSolutions-SQS3"]
+    # The drift job (constructs/drift_job.py): its bucket, and a prefix per grant of its bucket.
+    assert serving[prefix + "DriftJob/Bucket"] == ["Annotation::AwsSolutions-S1"]
+    drift_bucket = r"Annotation::AwsSolutions-IAM5\[Resource::<DriftJobBucket[0-9A-F]{8}\.Arn>"
+    for path, prefixes in (
+        ("DriftJob/DeliveryPolicy", ["predictions", "errors"]),
+        ("DriftJob/JobPolicy", ["predictions", "reports"]),
+    ):
+        acks = serving[prefix + path]
+        assert len(acks) == 2, path
+        for ack, folder in zip(acks, prefixes, strict=True):
+            assert re.fullmatch(drift_bucket + f"/{folder}/wqi/\\*\\]", ack), (path, ack)
     assert serving[prefix + "Rollout/DeploymentGroup/ServiceRole"] == [
         "Annotation::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
         "service-role/AWSCodeDeployRoleForLambdaLimited]"

@@ -38,6 +38,11 @@ def function(t: Template, name: str = "waterml-dev-wqi") -> dict[str, Any]:
     return fn
 
 
+def drift_function(t: Template) -> str:
+    """The logical id of the model's scheduled drift job (constructs/drift_job.py)."""
+    return find_one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-dev-wqi-drift"})
+
+
 DEV_BUCKET = "waterml-dev-models-111111111111-eu-west-1"
 MODEL_OBJECT = f"arn:aws:s3:::{DEV_BUCKET}/models/wqi/model.joblib"
 SIGNATURE_OBJECT = f"arn:aws:s3:::{DEV_BUCKET}/models/wqi/release.sig.json"
@@ -277,7 +282,11 @@ def test_live_alias_starts_at_the_new_version_on_first_deploy(templates):
     )
     alias = next(iter(t.find_resources("AWS::Lambda::Alias").values()))
     assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
-    t.resource_count_is("AWS::Events::Rule", 0)
+    # No warm-up rule in dev: the one rule is the daily drift report's (test_infra_drift_job.py).
+    (rule,) = t.find_resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [drift_function(t), "Arn"]}
 
 
 def test_deploy_publishes_a_version_and_names_it_for_codedeploy_to_shift(templates):
@@ -315,7 +324,9 @@ def test_provisioned_concurrency_is_optional(templates):
 def test_warmup_schedule_targets_the_live_alias(templates):
     t: Template = templates["pinned-serving"]
     alias_id = find_one(t, "AWS::Lambda::Alias", {})
-    t.resource_count_is("AWS::Events::Rule", 1)
+    t.resource_count_is("AWS::Events::Rule", 2)  # the warm-up and the drift report's schedule
+    find_one(t, "AWS::Events::Rule", {"ScheduleExpression": "rate(10 minutes)"})
+    find_one(t, "AWS::Events::Rule", {"ScheduleExpression": "rate(1 day)"})
     t.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -419,8 +430,11 @@ def test_function_alarms_on_the_live_alias(templates, metric, statistic, thresho
 def test_alarms_notify_the_configured_topic(templates):
     pinned = templates["pinned-serving"].find_resources("AWS::CloudWatch::Alarm")
     # The four rollback alarms, the failure queue's and the out-of-domain alarm (no training
-    # mix in this context, so no answer-mix alarm: tests/infra/test_infra_monitoring.py).
-    assert len(pinned) == 6
+    # mix in this context, so no answer-mix alarm: tests/infra/test_infra_monitoring.py), and
+    # the drift job's four: data drift, out of domain, estimated loss, the job's errors.
+    assert len(pinned) == 10
+    drift = {k for k in pinned if k.startswith("DriftJob")}
+    assert len(drift) == 4
     for alarm in pinned.values():
         assert alarm["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]
         assert alarm["Properties"]["OKActions"] == ["arn:aws:sns:eu-west-1:111111111111:paging"]

@@ -121,6 +121,18 @@ def test_a_deploy_cannot_change_the_stack_that_defines_its_permissions(envs, env
         ("logs:CreateLogGroup",
          f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{cfg.prefix}-wqi"),
         ("sqs:CreateQueue", f"arn:aws:sqs:{REGION}:{ACCOUNT}:WaterMl-{env}-Serving-wqi-Async1"),
+        # The drift job's parts (constructs/drift_job.py), named as CloudFormation names them.
+        ("s3:CreateBucket", f"arn:aws:s3:::waterml-{env}-serving-wqi-driftjobbucket8fba79d7-x1"),
+        ("s3:PutBucketPolicy",
+         f"arn:aws:s3:::waterml-{env}-serving-wqi-driftjobbucket8fba79d7-x1"),
+        ("firehose:CreateDeliveryStream", f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/"
+         f"WaterMl-{env}-Serving-wqi-DriftJobDelivery56A760B1-X1"),
+        ("logs:CreateLogGroup",
+         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/kinesisfirehose/{cfg.prefix}-wqi-drift"),
+        ("logs:PutSubscriptionFilter",
+         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{cfg.prefix}-wqi"),
+        ("lambda:CreateFunction",
+         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{cfg.prefix}-wqi-drift"),
     ]  # fmt: skip
     for action, resource in may:
         assert allowed(statements, action, resource), (action, resource)
@@ -134,6 +146,13 @@ def test_a_deploy_cannot_change_the_stack_that_defines_its_permissions(envs, env
         ("lambda:UpdateFunctionCode",
          f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{other.prefix}-wqi"),
         ("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/WaterMl-{other.name}-Serving-wqi-X"),
+        ("s3:PutBucketPolicy",
+         f"arn:aws:s3:::waterml-{other.name}-serving-wqi-driftjobbucket8fba79d7-x1"),
+        ("s3:DeleteBucket", f"arn:aws:s3:::waterml-{env}-serving-wqi-driftjobbucket8fba79d7-x1"),
+        ("s3:PutObject",
+         f"arn:aws:s3:::waterml-{env}-serving-wqi-driftjobbucket8fba79d7-x1/reports/wqi/x"),
+        ("firehose:DeleteDeliveryStream", f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/"
+         f"WaterMl-{other.name}-Serving-wqi-DriftJobDelivery56A760B1-X1"),
     ]  # fmt: skip
     for action, resource in may_not:
         assert not allowed(statements, action, resource), (action, resource)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,12 @@ import numpy as np
 
 from inference.predictor import Predictor
 from tests.inference import synthetic
+from training import neighbours
+from training import profile as training_profile
 
-LEVELS = ("0", "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "0.75", "0.9", "0.95", "0.99",
-          "0.995", "1")  # fmt: skip
 FEATURES = ("pH", "turbidity", "tds", "temperature", "hour_of_day")
 START = datetime(2026, 11, 1, tzinfo=UTC)
+ZONE = timezone(timedelta(hours=10))
 
 
 def estuary(n: int, seed: int = 0, tds_scale: float = 1.0) -> np.ndarray:
@@ -32,25 +33,32 @@ def estuary(n: int, seed: int = 0, tds_scale: float = 1.0) -> np.ndarray:
     ])  # fmt: skip
 
 
+def stamps(n: int) -> list[str]:
+    """Half-hourly reading times on the model's +10:00 clock from START, as serving gets them."""
+    return [(START + timedelta(minutes=30 * i)).astimezone(ZONE).isoformat() for i in range(n)]
+
+
 def profile(matrix: np.ndarray, answers: list[dict[str, Any]], band: str) -> dict[str, Any]:
-    features = {}
-    for j, name in enumerate(FEATURES):
-        column = matrix[:, j]
-        present = column[~np.isnan(column)]
-        quantiles = {q: float(np.quantile(present, float(q))) for q in LEVELS}
-        sample = np.random.default_rng(j).choice(present, 512, replace=False)
-        features[name] = {
-            "quantiles": quantiles, "mean": float(present.mean()), "std": float(present.std()),
-            "missing_rate": 1.0 - len(present) / len(column), "sample": sample.tolist(),
-        }  # fmt: skip
+    """A training profile of ``matrix`` built by training's own code (training/profile.py),
+    its rows read half-hourly from START."""
+    X = matrix.astype(np.float32)
+    names = list(FEATURES)
+    found: dict[str, Any] = {
+        "rule": "outside the 0.5-99.5 % quantiles of the training rows", "lower_q": 0.005,
+        "upper_q": 0.995, "rows": len(matrix),
+        "features": {n: training_profile.feature_profile(X[:, j].astype(np.float64))
+                     for j, n in enumerate(names)},
+    }  # fmt: skip
+    seconds = training_profile.epoch_seconds(list(stamps(len(X))))
+    every = np.arange(len(X))
+    found["reference"] = training_profile.reference(X, seconds, names, every)
+    found["combination"] = neighbours.combination(X, training_profile.folds(seconds, len(X), 0))
     labels = [b["label"] for b in synthetic.WQI_OUTPUT["bands"]]
     served = [a[band] for a in answers]
     shares = [served.count(label) / len(served) for label in labels]
-    return {
-        "rule": "outside the 0.5-99.5 % quantiles of the training rows", "lower_q": 0.005,
-        "upper_q": 0.995, "rows": len(matrix), "features": features,
-        "outputs": {"kind": "bands", "labels": labels, "shares": shares},
-    }  # fmt: skip
+    found["outputs"] = {"kind": "bands", "labels": labels, "shares": shares,
+                        "label_shares": shares}  # fmt: skip
+    return found
 
 
 def wqi_bundle(rows: int = 4000) -> dict[str, Any]:

@@ -1,17 +1,21 @@
-"""The statistics on their own: quantile bins, PSI, the answers' mix, binary live metrics."""
+"""The statistics on their own: quantile bins and PSI, the windows of training's own that
+calibrate every test, the label-free estimates, binary live metrics and the label join."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from monitoring import compare, labels
+from monitoring import compare, estimate, labels, reference
 from monitoring.compare import Thresholds
 
 LEVELS = {"0": 0.0, "0.005": 1.0, "0.01": 2.0, "0.05": 3.0, "0.1": 4.0, "0.25": 5.0, "0.5": 6.0,
           "0.75": 7.0, "0.9": 8.0, "0.95": 9.0, "0.99": 10.0, "0.995": 11.0, "1": 12.0}  # fmt: skip
+DAY = 86_400
 
 
 def test_quantile_bins_carry_the_training_shares_and_merge_ties() -> None:
@@ -23,29 +27,111 @@ def test_quantile_bins_carry_the_training_shares_and_merge_ties() -> None:
     edges, shares = compare.quantile_bins(tied)
     assert edges.tolist()[:2] == [1.0, 4.0] and math.isclose(shares[0], 0.05)
     assert math.isclose(float(shares.sum()), 1.0)
-    # Right-closed: a value on an edge counts below it; beyond the extremes, the open tails.
-    counts = compare.bin_counts(np.array([-5.0, 1.0, 1.5, 11.0, 99.0]), *compare.quantile_bins(
-        LEVELS)[:1])  # fmt: skip
-    assert counts.tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    # Right-closed: a value on an edge counts below it; beyond the extremes, the open tails;
+    # a missing value the code after the last bin.
+    edges, _ = compare.quantile_bins(LEVELS)
+    code = compare.codes(np.array([-5.0, 1.0, 1.5, 11.0, 99.0, math.nan]), edges)
+    assert code.tolist() == [0, 0, 1, 10, 11, 12]
+    assert compare.counts(code[None, :], 13)[0].tolist() == [2, 1] + [0] * 8 + [1, 1, 1]
 
 
 def test_psi_is_zero_for_the_training_shares_and_large_for_a_moved_mass() -> None:
     _, shares = compare.quantile_bins(LEVELS)
-    assert compare.psi(shares, np.round(shares * 10_000)) < 1e-6
     moved = np.zeros(12)
     moved[0] = 100  # everything below the 0.5 % quantile
-    assert compare.psi(shares, moved) > 5.0
-    assert math.isnan(compare.psi(shares, np.zeros(12)))
+    got = compare.psi(shares, np.array([np.round(shares * 10_000), moved, np.zeros(12)]))
+    assert got[0] < 1e-6 and got[1] > 5.0 and math.isnan(got[2])
+
+
+def test_a_window_keeps_each_records_time_of_day_its_season_and_its_device() -> None:
+    """A day of one buoy draws days of training near the same day of the year, each record at
+    its own time of day; two buoys draw their days independently."""
+    start = datetime(2023, 8, 1, tzinfo=UTC).timestamp()
+    seconds = start + np.arange(0, 300 * DAY, 1800, dtype=np.float64)  # half-hourly, 300 days
+    ref = reference.Reference(["x"], np.zeros((len(seconds), 1)), seconds.astype(np.int64))
+    day = datetime(2024, 12, 5, tzinfo=UTC).timestamp()  # a year later, in training's season
+    times = [day + h * 3600 for h in range(24)] * 2
+    log = reference.shape(times, ["a"] * 24 + ["b"] * 24)
+    (index,) = reference.windows(ref, log, 200, seed=1)
+    picked = seconds[index]
+    assert np.allclose(picked % DAY, np.array(times) % DAY)  # the same hours of the day
+    same_day = datetime(2023, 12, 5, tzinfo=UTC).timestamp()
+    assert np.abs(picked - (same_day + np.array(times) % DAY)).max() <= 15 * DAY
+    first, second = picked[:, 0], picked[:, 24]
+    assert (first != second).mean() > 0.8  # the devices' days are drawn apart
+    assert (np.ptp(picked[:, :24], axis=1) < DAY).all()  # a day stays a day
+    # Without reading times, training rows are drawn independently.
+    plain = next(reference.windows(ref, reference.shape([None] * 48, ["a"] * 48), 50, seed=1))
+    assert len(np.unique(plain)) > 1_000
+
+
+def test_a_season_training_never_saw_draws_any_training_day() -> None:
+    start = datetime(2023, 8, 1, tzinfo=UTC).timestamp()
+    seconds = start + np.arange(0, 200 * DAY, 3600, dtype=np.float64)  # Aug to mid-Feb
+    ref = reference.Reference(["x"], np.zeros((len(seconds), 1)), seconds.astype(np.int64))
+    july = datetime(2025, 7, 1, tzinfo=UTC).timestamp()
+    log = reference.shape([july + h * 3600 for h in range(24)], ["a"] * 24)
+    (index,) = reference.windows(ref, log, 100, seed=2)
+    assert index.min() >= 0 and index.max() < len(ref)
+    assert reference.Timeline(ref.seconds).uncovered(log.days, log.first[0]) == 1.0  # type: ignore[arg-type]
+
+
+def test_a_p_value_counts_the_observation_and_is_never_zero() -> None:
+    null = np.arange(1999.0)
+    assert reference.p_value(5000.0, null) == 1 / 2000  # just beyond: the share's floor
+    assert reference.p_value(1500.0, null) == pytest.approx(500 / 2000)
+    assert reference.p_value(-1.0, null) == 1.0
+    # Far beyond every window (a day of fresh water): the tail of their log-normal fit.
+    assert reference.p_value(1e6, np.random.default_rng(0).gamma(2.0, 1.0, 1999)) < 1e-12
+    assert math.isnan(reference.p_value(math.nan, null))
 
 
 def test_classes_match_however_the_label_is_written() -> None:
-    outputs = {"kind": "classes", "labels": [False, True], "shares": [0.6, 0.4]}
-    same = compare.output_drift(outputs, [False] * 60 + ["true"] * 40, Thresholds())
-    assert same.counts == (60, 40) and same.status == "stable" and same.unknown == 0
-    flipped = compare.output_drift(outputs, [1] * 90 + [0] * 10, Thresholds())
-    assert flipped.counts == (10, 90) and flipped.status == "drift"
-    odd = compare.output_drift(outputs, [False] * 60 + ["maybe"] * 2 + [True] * 38, Thresholds())
-    assert odd.unknown == 2 and odd.status == "drift"
+    keys = [compare.category_key(v) for v in (True, 1, 1.0, "true", " True ", False, "0")]
+    assert keys == ["1", "1", "1", "1", "1", "0", "0"]
+    assert compare.category_key("Very Poor") == "Very Poor"
+
+
+def test_cbpe_expects_what_calibrated_labels_realize() -> None:
+    """Labels drawn from the model's own probabilities: the estimate is the mean of what
+    they realize, and the interval holds 95 % of them."""
+    rng = np.random.default_rng(0)
+    margin = rng.normal(0.0, 1.5, 800)
+    got = estimate.binary(margin, 0.5, seed=3)
+    p = 1 / (1 + np.exp(-margin))
+    y = rng.random((400, len(p))) < p
+    accuracy = np.mean(y == (p >= 0.5), axis=1)
+    auc = [pd.Series(p).rank().to_numpy()[row].sum() for row in y]
+    positives = y.sum(axis=1)
+    auc = (np.array(auc) - positives * (positives + 1) / 2) / (positives * (len(p) - positives))
+    assert got["accuracy"][0] == pytest.approx(accuracy.mean(), abs=0.005)
+    assert got["roc_auc"][0] == pytest.approx(auc.mean(), abs=0.005)
+    for name, realized in (("accuracy", accuracy), ("roc_auc", auc)):
+        _, low, high = got[name]
+        assert 0.9 < np.mean((realized >= low) & (realized <= high)) <= 1.0
+
+
+def test_dle_is_the_root_mean_of_the_error_models_variance() -> None:
+    rng = np.random.default_rng(1)
+    abs_error = rng.uniform(1.0, 10.0, 1_000)
+    got = estimate.regression(np.full(1_000, 70.0), abs_error, 1.25, seed=2)
+    sigma = abs_error * 1.25
+    assert got["rmse"][0] == pytest.approx(float(np.sqrt(np.mean(sigma**2))))
+    realized = [np.sqrt(np.mean((rng.standard_normal(1_000) * sigma) ** 2)) for _ in range(200)]
+    _, low, high = got["rmse"]
+    assert np.mean((np.array(realized) >= low) & (np.array(realized) <= high)) > 0.9
+
+
+def test_an_estimate_is_degraded_when_worse_and_its_interval_leaves_held_out_out() -> None:
+    bundle = {"output": {"kind": "banded_regression", "clip": [0.0, 100.0], "sigma_scale": 1.0},
+              "metadata": {"metrics": {"rmse": 10.0, "mae": 8.0}}}  # fmt: skip
+    raw = {"margin": np.full(500, 70.0), "abs_error": np.full(500, 10.5)}
+    assert estimate.estimate(bundle, raw, "rmse", False, 0.2).status == "ok"  # 5 % worse
+    raw["abs_error"] = np.full(500, 15.0)
+    worse = estimate.estimate(bundle, raw, "rmse", False, 0.2)
+    assert worse.status == "degraded" and "50% worse than held-out 10.0000" in worse.reason
+    few = {"margin": raw["margin"][:10], "abs_error": raw["abs_error"][:10]}
+    assert estimate.estimate(bundle, few, "rmse", False, 0.2).status == "too few rows"
 
 
 def binary_bundle() -> dict[str, object]:
@@ -58,7 +144,8 @@ def binary_bundle() -> dict[str, object]:
 
 def joined(truth: list[float], prob: list[float]) -> labels.Joined:
     served = [{"potable": p >= 0.5, "probability": p, "confidence": max(p, 1 - p)} for p in prob]
-    return labels.Joined(len(truth), len(truth), 0, np.array(truth), served)
+    return labels.Joined(len(truth), len(truth), 0, np.array(truth), served,
+                         list(range(len(truth))))  # fmt: skip
 
 
 def test_binary_live_metrics_at_the_served_threshold() -> None:
@@ -80,8 +167,6 @@ def test_binary_live_metrics_at_the_served_threshold() -> None:
 
 
 def test_a_label_joins_the_nearest_reading_of_its_device_within_the_tolerance() -> None:
-    from datetime import timedelta
-
     records = [
         {"device": "a", "timestamp": "2026-11-01T10:00:00+10:00", "output": {"wqi": 70.0}},
         {"device": "a", "timestamp": "2026-11-01T10:30:00+10:00", "output": {"wqi": 80.0}},
@@ -96,4 +181,4 @@ def test_a_label_joins_the_nearest_reading_of_its_device_within_the_tolerance() 
     )  # fmt: skip
     j = labels.join(table, records, timedelta(minutes=30))
     assert (j.labels, j.matched, j.no_device) == (3, 1, 1)
-    assert j.truth.tolist() == [81.0] and j.served == [{"wqi": 80.0}]
+    assert j.truth.tolist() == [81.0] and j.served == [{"wqi": 80.0}] and j.indices == [1]

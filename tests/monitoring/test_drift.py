@@ -14,7 +14,7 @@ import pytest
 
 from inference.bundle import sha256_hex
 from monitoring import drift, log
-from monitoring.errors import DRIFT, OK
+from monitoring.errors import DRIFT, MEASURED_LOSS, OK, OUT_OF_DOMAIN
 from tests.inference import synthetic
 from tests.monitoring import drift_helpers as h
 
@@ -37,27 +37,31 @@ def run(bundle_file: tuple[Path, str], *args: str) -> int:
     return drift.main(["wqi", *args, "--bundle", str(path), "--sha256", digest])
 
 
-def test_a_shifted_log_exits_with_the_drift_code_and_a_report_with_plots(
+def test_fresh_water_is_drift_and_out_of_domain_and_exits_with_the_more_serious_code(
     tmp_path: Path, bundle: dict[str, Any], bundle_file: tuple[Path, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     fresh = h.estuary(600, seed=5, tds_scale=0.013)  # TDS about 410 mg/L: fresh water
     path = h.write_jsonl(tmp_path / "log.jsonl", h.records(bundle, fresh))
     out = tmp_path / "report"
-    assert run(bundle_file, str(path), "--out", str(out)) == DRIFT
+    assert run(bundle_file, str(path), "--out", str(out)) == OUT_OF_DOMAIN
     printed = capsys.readouterr().out
-    assert "DRIFT: tds" in printed
+    assert "ALARM: data drift: tds: PSI" in printed
     summary = json.loads((out / "summary.json").read_text())
     tds = next(f for f in summary["features"] if f["name"] == "tds")
     assert tds["status"] == "drift" and tds["psi"] > 0.25 and tds["outside_rate"] > 0.99
-    assert summary["outside_rows"] > 0.99
+    assert tds["p"] < 1 / 2000  # beyond every one of the 1,999 windows: their tail
+    assert summary["domain"]["outside"] > 0.99 and summary["domain"]["status"] == "alarm"
+    assert summary["code"] == OUT_OF_DOMAIN and summary["sections"]["data drift"]
+    assert summary["sections"]["estimated performance"] == []
     stable = [f["name"] for f in summary["features"] if f["status"] == "stable"]
     assert set(stable) == {"pH", "turbidity", "temperature", "hour_of_day"}
     for name in h.FEATURES:
         assert (out / f"feature-{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "output-mix.png").is_file()
     text = (out / "report.md").read_text()
-    assert "![tds](feature-tds.png)" in text and "PSI" in text and "Bonferroni" in text
+    assert "![feature-tds.png](feature-tds.png)" in text and "Bonferroni" in text
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
 def test_an_unshifted_log_sampled_from_the_training_distribution_exits_zero(
@@ -72,7 +76,7 @@ def test_an_unshifted_log_sampled_from_the_training_distribution_exits_zero(
     assert summary["alarms"] == []
     assert all(f["psi"] < 0.1 for f in summary["features"]), summary["features"]
     assert summary["output"]["status"] == "stable"
-    assert "no threshold passed" in capsys.readouterr().out
+    assert "\nno alarm\n" in capsys.readouterr().out
 
 
 def test_answers_whose_band_mix_moved_are_drift(
@@ -86,6 +90,30 @@ def test_answers_whose_band_mix_moved_are_drift(
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["output"]["status"] == "drift"
     assert [f["status"] for f in summary["features"]].count("drift") == 0
+
+
+def test_missing_values_and_changed_types_are_drift(
+    tmp_path: Path, bundle: dict[str, Any], bundle_file: tuple[Path, str]
+) -> None:
+    """Training never missed an hour of the day; a log without timestamps misses them all.
+    And a reading that is not a number is a changed type (serving refuses one: the log's
+    producer changed)."""
+    rows = h.records(bundle, h.estuary(300, seed=13))
+    for r in rows:
+        r["timestamp"] = None
+    path = h.write_jsonl(tmp_path / "log.jsonl", rows)
+    assert run(bundle_file, str(path), "--out", str(tmp_path / "r")) == DRIFT
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    hour = next(f for f in summary["features"] if f["name"] == "hour_of_day")
+    assert hour["status"] == "drift" and hour["missing_rate"] == 1.0
+    assert "missing 100.0% of readings, 0.0% in training" in hour["reasons"][0]
+    assert summary["domain"]["missing"] == {"hour_of_day": 1.0}
+    typed = h.records(bundle, h.estuary(300, seed=14))
+    typed[0]["inputs"]["pH"] = "7.9"
+    path = h.write_jsonl(tmp_path / "typed.jsonl", typed)
+    assert run(bundle_file, str(path), "--out", str(tmp_path / "t")) == DRIFT
+    ph = json.loads((tmp_path / "t" / "summary.json").read_text())["features"][0]
+    assert ph["not_numbers"] == 1 and "1 values are not numbers" in ph["reasons"]
 
 
 def labels_for(rows: list[dict[str, Any]], noise: float, seed: int = 0) -> list[str]:
@@ -115,7 +143,9 @@ def test_labels_join_by_device_and_nearest_time_and_give_live_metrics(
     assert 3.0 < live["live"]["rmse"] < 5.0 and live["status"] == "ok"
     assert live["held_out"] == {"rmse": 5.0, "mae": 4.0} and live["primary"] == "rmse"
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "## Live metrics (labels)" in text and "| rmse |" in text
+    assert "## Measured performance (labels)" in text and "| rmse |" in text
+    # The estimate for the same records, beside what their labels measured.
+    assert live["estimated"]["rmse"][0] == pytest.approx(3.75)  # the error model: 3 x 1.25
 
     worse = tmp_path / "worse.jsonl"  # JSONL labels this time, far from the answers
     worse.write_text("".join(
@@ -123,7 +153,7 @@ def test_labels_join_by_device_and_nearest_time_and_give_live_metrics(
         for d, t, v in (line.split(",") for line in labels_for(rows, noise=15.0)[1:])
     ))  # fmt: skip
     code = run(bundle_file, str(path), "--out", str(tmp_path / "r2"), "--labels", str(worse))
-    assert code == DRIFT
+    assert code == MEASURED_LOSS
     live = json.loads((tmp_path / "r2" / "summary.json").read_text())["live"]
     assert live["status"] == "degraded" and live["live"]["rmse"] > 6.0
 
@@ -176,7 +206,7 @@ def test_an_s3_prefix_of_exports_and_firehose_objects_through_the_loopback_serve
     source = f"s3://{s3_env['bucket']}/logs/wqi/"
     read = log.read(source)
     assert (read.files, len(read.records), read.other, read.unreadable) == (2, 300, 1, 0)
-    assert run(bundle_file, source, "--out", str(tmp_path / "r")) == DRIFT
+    assert run(bundle_file, source, "--out", str(tmp_path / "r")) == OUT_OF_DOMAIN
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["records"] == 300 and summary["source"] == source
 
@@ -270,7 +300,8 @@ def test_bad_labels_and_an_occupied_out_folder(
 def test_the_entry_point_prints_exit_codes_and_no_traceback(tmp_path: Path) -> None:
     helped = subprocess.run([sys.executable, "-m", "monitoring.drift", "--help"], cwd=REPO,
                             capture_output=True, text=True)  # fmt: skip
-    assert helped.returncode == 0 and "10  a threshold passed" in helped.stdout
+    assert helped.returncode == 0 and "10  data drift" in helped.stdout
+    assert "13  the metric measured with labels" in helped.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "monitoring.drift", "wqi", str(tmp_path / "none.jsonl"),
          "--bundle", str(tmp_path / "b.joblib"), "--sha256", "0" * 64],

@@ -17,7 +17,7 @@ import pytest
 
 from inference import handler
 from monitoring import drift
-from monitoring.errors import DRIFT, OK
+from monitoring.errors import OK, OUT_OF_DOMAIN
 from tests.inference.serving_helpers import context, local_config
 from training import data, labels, model
 from training.spec import load_spec
@@ -27,6 +27,10 @@ READINGS = ("pH", "turbidity", "tds", "temperature")
 
 @pytest.fixture(scope="module")
 def training_rows() -> np.ndarray:
+    return wqi_training_rows()
+
+
+def wqi_training_rows() -> np.ndarray:
     """wqi's training rows (features in schema order), as the pipeline splits them."""
     spec = load_spec("wqi")
     frame = data.load(spec.data, data.read_bytes(spec.data)).frame
@@ -86,8 +90,9 @@ def test_the_handlers_log_of_training_like_readings_shows_no_drift(
     assert run(trained, log, tmp_path / "r") == OK
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["records"] == 500 and summary["other_lines"] >= 1  # "model loaded" etc.
-    assert summary["alarms"] == [] and max(f["psi"] for f in summary["features"]) < 0.1
-    assert summary["served_outside"] < 0.1  # the answers' own domain verdicts agree
+    assert summary["alarms"] == [] and summary["code"] == OK
+    assert summary["domain"]["served"] < 0.1  # the answers' own domain verdicts agree
+    assert summary["estimate"]["status"] == "ok"
 
 
 def test_the_same_readings_from_fresh_water_drift_and_fail(
@@ -97,12 +102,13 @@ def test_the_same_readings_from_fresh_water_drift_and_fail(
     rng = np.random.default_rng(4)
     rows = training_rows[rng.choice(len(training_rows), 300, replace=False)]
     log = served_log(trained, tmp_path, log_lines, requests(rows, tds=410.0))
-    assert run(trained, log, tmp_path / "r") == DRIFT
+    assert run(trained, log, tmp_path / "r") == OUT_OF_DOMAIN
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     tds = next(f for f in summary["features"] if f["name"] == "tds")
     assert tds["status"] == "drift" and tds["outside_rate"] == 1.0
-    assert summary["served_outside"] == 1.0 and summary["outside_rows"] == 1.0
-    assert "DRIFT: tds" in capsys.readouterr().out
+    assert summary["domain"]["served"] == 1.0 and summary["domain"]["outside"] == 1.0
+    assert summary["domain"]["status"] == "alarm" and summary["sections"]["data drift"]
+    assert "ALARM: data drift: tds" in capsys.readouterr().out
     assert (tmp_path / "r" / "feature-tds.png").is_file()
 
 
@@ -129,7 +135,7 @@ def test_the_bundle_comes_from_mlflow_by_champion_version_or_digest(
     tracking.set_champion("wqi", version)
     assert drift.main(["wqi", str(log), "--out", str(tmp_path / "c")]) == OK
     report = (tmp_path / "c" / "report.md").read_text()
-    assert f"Compared with: wqi version {version} (champion) (bundle sha256" in report
+    assert f"| compared with | wqi version {version} (champion) (bundle sha256" in report
     assert drift.main(["wqi", str(log), "--version", version, "--out", str(tmp_path / "v")]) == OK
     assert drift.main(["wqi", str(log), "--version", "99"]) == 4
     assert "wqi version 99 is not in the MLflow registry" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inference.bundle import loads
+from inference.bundle import check_plain, loads
 from inference.domain import Domain
 from training import data, labels, model, profile
 from training.spec import available, load_spec
@@ -39,25 +39,43 @@ def training_rows(name: str) -> Any:
 def test_the_profile_keeps_its_contract(trained: dict[str, Any], name: str) -> None:
     spec = load_spec(name)
     found = bundle_of(trained, name)["profile"]
-    assert found.keys() == {"rule", "lower_q", "upper_q", "rows", "features", "outputs"}
+    assert found.keys() == {
+        "rule", "lower_q", "upper_q", "rows", "features", "combination", "inside_share",
+        "held_out_inside_share", "reference", "outputs",
+    }  # fmt: skip
     assert (found["lower_q"], found["upper_q"]) == (0.005, 0.995)
     assert "0.5 %" in found["rule"] and "99.5 %" in found["rule"]
     assert found["rows"] == trained["results"][name].metrics["rows_train"]
     assert list(found["features"]) == list(spec.features)  # calendar features included
     for entry in found["features"].values():
-        assert entry.keys() == {"quantiles", "mean", "std", "missing_rate", "sample"}
+        assert entry.keys() == {"quantiles", "mean", "std", "missing_rate"}
         assert list(entry["quantiles"]) == LEVELS
         levels = list(entry["quantiles"].values())
         assert levels == sorted(levels)
-        sample = entry["sample"]
-        assert 0 < len(sample) <= 512 and all(type(v) is float for v in sample)
-        assert not np.isnan(sample).any()
-        assert levels[0] <= min(sample) and max(sample) <= levels[-1]
+    # By construction 1 % of training values per feature beyond its bounds, and 1 % of
+    # held-out training rows in a rare combination, at most.
+    assert 1 - 0.01 * (len(spec.features) + 1) <= found["inside_share"] < 1.0
+    # Judged by a domain that never saw its week, a training row is outside more often.
+    assert found["held_out_inside_share"] < found["inside_share"]
+    reference = found["reference"]
+    rows = reference["rows"]
+    assert rows == min(found["rows"], profile.REFERENCE_ROWS)
+    assert reference["names"] == list(spec.features) and len(reference["outside"]) == -(-rows // 8)
+    values = np.frombuffer(reference["values"], dtype="<f4").reshape(rows, len(spec.features))
+    for j, entry in enumerate(found["features"].values()):
+        column = values[:, j][~np.isnan(values[:, j])]
+        assert entry["quantiles"]["0"] <= column.min() and column.max() <= entry["quantiles"]["1"]
+    if spec.data.timestamp is None:  # potability: no times
+        assert reference["seconds"] is None
+    else:  # wqi: every k-th training row in time order, with its reading time
+        seconds = np.frombuffer(reference["seconds"], dtype="<i8")
+        assert len(seconds) == rows and (np.diff(seconds) >= 0).all()
     outputs = found["outputs"]
     assert outputs["kind"] == ("bands" if spec.task == "regression" else "classes")
     for shares in (outputs["shares"], outputs["label_shares"]):
         assert len(shares) == len(outputs["labels"]) and abs(sum(shares) - 1) < 1e-9
-    json.dumps(found)  # plain data all the way down
+    check_plain(found)  # plain data all the way down; JSON but for the bytes
+    json.dumps({k: v for k, v in found.items() if k not in ("combination", "reference")})
 
 
 @pytest.mark.parametrize("name", available())
@@ -74,7 +92,6 @@ def test_the_profile_describes_the_training_rows(trained: dict[str, Any], name: 
         assert entry["quantiles"]["1"] == present.max()
         assert entry["quantiles"]["0.005"] == pytest.approx(np.quantile(present, 0.005))
         assert entry["mean"] == pytest.approx(present.mean())
-        assert set(entry["sample"]) <= set(present.tolist())
     if name == "potability":  # nullable features' missing rates, from the training rows
         assert {f for f in spec.nullable if found[f]["missing_rate"] > 0.04} == set(spec.nullable)
     if name == "wqi":  # the estuary: TDS between the quartiles 28,000-34,000 mg/L
@@ -91,7 +108,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {str(REPO / "tests" / "training")!r})
 from test_profile import training_rows
-from inference.bundle import loads
+from inference.bundle import check_plain, loads
 from inference.predictor import Predictor
 from training import profile
 from training.spec import load_spec
@@ -137,8 +154,10 @@ def test_held_out_rows_outside_the_domain_are_flagged_per_feature(
     parts = training_rows("wqi")
     spec = load_spec("wqi")
     held_out = domain.check(parts.X_test[list(spec.features)].to_numpy(np.float32))
-    counts = dict(zip(spec.features, held_out.outside_counts, strict=True))
+    counts = dict(zip(spec.features, held_out.counts, strict=False))  # the box's bits first
     assert counts["temperature"] > 0.3 * len(parts.X_test) and counts["tds"] == 0
     train = domain.check(parts.X_train[list(spec.features)].to_numpy(np.float32))
-    assert train.outside_rows.mean() < 0.05  # 1 % per feature by construction, at most
+    box = sum(train.counts[: len(spec.features)])  # 1 % per feature by construction, at most
+    assert box <= 0.05 * len(parts.X_train)
+    assert train.outside_rows.mean() == pytest.approx(1 - bundle["profile"]["inside_share"])
     assert profile.LOWER_Q == 0.005

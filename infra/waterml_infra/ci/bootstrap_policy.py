@@ -9,7 +9,8 @@ this policy instead of AdministratorAccess (infra/README.md, "Bootstrapping an A
 It grants what the serving stacks of that environment are made of (functions, versions and
 aliases named ``<project>-<env>-*``, the roles, queues and alarms CloudFormation names after
 ``WaterMl-<env>-Serving-*``, log groups, dashboards, the CodeDeploy application and its
-deployments, the warm-up rules) and nothing on the model bucket, the image repository or the
+deployments, the warm-up rules, the drift job's bucket, Firehose stream, its log group and
+the subscription filter) and nothing on the model bucket, the image repository or the
 GitHub roles: a deploy cannot change the stack that defines its own permissions (a Foundation
 update through the workflow fails; an administrator deploys it).
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import log_group
-from waterml_infra.config import ConfigError, EnvConfig, load_settings, resolve
+from waterml_infra.config import DELIVERY_LOGS, ConfigError, EnvConfig, load_settings, resolve
 
 FOLDER = Path(__file__).resolve().parents[2] / "bootstrap"
 CODEDEPLOY_LAMBDA_LIMITED = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited"
@@ -70,6 +71,34 @@ def policy(cfg: EnvConfig) -> dict[str, Any]:
         ("WarmUpRules", ["events:PutRule", "events:DeleteRule", "events:DescribeRule",
                          "events:PutTargets", "events:RemoveTargets", "events:TagResource"],
          [f"arn:aws:events:*:*:rule/{serving}*"]),
+        # The drift job (constructs/drift_job.py): its bucket (named by CloudFormation after the
+        # stack, in lower case; retained, so never deleted), the Firehose stream into it, the
+        # stream's log group and the subscription filter on the function's log group.
+        ("DriftBuckets", ["s3:CreateBucket", "s3:GetBucketLocation", "s3:ListBucket",
+                          "s3:PutEncryptionConfiguration", "s3:GetEncryptionConfiguration",
+                          "s3:PutBucketPublicAccessBlock", "s3:GetBucketPublicAccessBlock",
+                          "s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration",
+                          "s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy",
+                          "s3:PutBucketTagging", "s3:GetBucketTagging"],
+         [f"arn:aws:s3:::{serving.lower()}*"]),
+        ("DriftDelivery", ["firehose:CreateDeliveryStream", "firehose:DeleteDeliveryStream",
+                           "firehose:DescribeDeliveryStream", "firehose:UpdateDestination",
+                           "firehose:StartDeliveryStreamEncryption",
+                           "firehose:StopDeliveryStreamEncryption",
+                           "firehose:TagDeliveryStream", "firehose:UntagDeliveryStream",
+                           "firehose:ListTagsForDeliveryStream"],
+         [f"arn:aws:firehose:*:*:deliverystream/{serving}*"]),
+        ("DriftDeliveryLogs", ["logs:CreateLogGroup", "logs:DeleteLogGroup",
+                               "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
+                               "logs:CreateLogStream", "logs:DeleteLogStream",
+                               "logs:TagResource", "logs:UntagResource",
+                               "logs:ListTagsForResource"],
+         [f"arn:aws:logs:*:*:log-group:{DELIVERY_LOGS}{cfg.prefix}-*",
+          f"arn:aws:logs:*:*:log-group:{DELIVERY_LOGS}{cfg.prefix}-*:*"]),
+        ("PredictionLogFilters", ["logs:PutSubscriptionFilter", "logs:DeleteSubscriptionFilter",
+                                  "logs:DescribeSubscriptionFilters"],
+         [f"arn:aws:logs:*:*:log-group:{log_group(cfg.prefix)}-*",
+          f"arn:aws:logs:*:*:log-group:{log_group(cfg.prefix)}-*:*"]),
         ("BootstrapVersion", ["ssm:GetParameters"],
          [f"arn:aws:ssm:*:*:parameter/cdk-bootstrap/{cfg.cdk_qualifier}/version"]),
         # Describe and list calls have no resource-level permissions.

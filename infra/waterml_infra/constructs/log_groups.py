@@ -25,6 +25,11 @@ _RETENTION = {
 assert tuple(_RETENTION) == RETENTION_DAYS  # config validates against the same list
 
 
+def retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs' retention of `days` (one of config.RETENTION_DAYS)."""
+    return _RETENTION[days]
+
+
 def function_log_group(
     scope: Construct, construct_id: str, function_name: str, retention_days: int
 ) -> logs.LogGroup:
@@ -32,6 +37,6 @@ def function_log_group(
         scope,
         construct_id,
         log_group_name=log_group(function_name),
-        retention=_RETENTION[retention_days],
+        retention=retention(retention_days),
         removal_policy=RemovalPolicy.RETAIN,
     )

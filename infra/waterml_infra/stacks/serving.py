@@ -27,6 +27,7 @@ from inference.contract import LIVE_ALIAS
 from registry.manifest import ManifestError, Release
 from waterml_infra.config import ModelConfig
 from waterml_infra.constructs import alarms
+from waterml_infra.constructs.drift_job import DriftJob
 from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.constructs.monitoring import ModelMonitoring
 from waterml_infra.constructs.rollout import LiveRollout
@@ -102,6 +103,19 @@ class ServingStack(Stack):
             self.alarms["answer_mix"] = self.monitoring.answer_mix
             if config.answer_mix_rollback:
                 self.add_rollback_alarm(self.monitoring.answer_mix, notify=False)
+        self.drift: DriftJob | None = None
+        if config.drift_schedule_hours:  # the prediction log to S3, the scheduled report
+            self.drift = DriftJob(
+                self,
+                "DriftJob",
+                config=config,
+                log_group=self.log_group,
+                repository=repository,
+                image_digest=image_digest,
+                release=release,
+                architecture=self._architecture(),
+            )
+            self.alarms |= self.drift.alarms
         for alarm in self.alarms.values():
             self._notify(alarm)
         CfnOutput(self, "FunctionName", value=self.function.function_name)

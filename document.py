@@ -1,5 +1,9 @@
-"""A model card as sections of paragraphs, lists and tables, rendered as Markdown or as one
-self-contained HTML page. Text is plain (no inline markup), so both renderings say the same."""
+"""A document as sections of paragraphs, lists and tables, rendered as Markdown or as one
+self-contained HTML page. Text is plain (no inline markup), so both renderings say the same.
+
+Model cards (training/card_content.py) and drift reports (monitoring/sections.py) are such
+documents; it belongs to neither stage, and the scheduled drift job carries it in the Lambda
+image beside monitoring/ (standard library only)."""
 
 from __future__ import annotations
 
