@@ -71,24 +71,29 @@ lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one; DRY_RUN=1 logs the runs, registers no version)
 	$(RUN) training $(MODEL) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
-# The MLflow UI test drives a headless Chromium: Debian's `chromium` (playwright never downloads
-# a browser). Installed with apt-get when make runs as root (CI, a container); anyone else is
-# told the one command. APT_GET= (empty) never installs.
+# Debian packages the tests drive: chromium for the MLflow UI test (playwright never downloads a
+# browser); buildah, runc and debootstrap to build inference/Dockerfile and run it as Lambda does
+# (tests/infra/test_image_run.py); jq for the workflow steps tests/infra/test_workflow_runs.py
+# runs. Installed with apt-get when make runs as root (CI, a container); anyone else is told the
+# one command. APT_GET= (empty) never installs.
+TEST_PACKAGES := chromium buildah runc debootstrap jq
 APT_GET ?= $(if $(AS_ROOT),apt-get)
 
-.PHONY: browser
-browser: ## Install the browser the MLflow UI test drives (Debian's chromium) when it is missing
-	@command -v chromium >/dev/null && exit 0; \
+.PHONY: test-packages
+test-packages: ## Install the Debian packages the tests drive (chromium, buildah, runc, debootstrap, jq) when missing
+	@missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] && exit 0; \
 	if [ -n "$(APT_GET)" ] && command -v $(APT_GET) >/dev/null; then \
-	  echo "installing Debian's chromium for the MLflow UI test: $(APT_GET) install chromium"; \
+	  echo "installing Debian packages the tests drive:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends chromium >/dev/null; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi; \
-	command -v chromium >/dev/null || { echo "error: the MLflow UI test needs Debian's chromium:" \
-	  "run  sudo apt-get install chromium  and then make test again" >&2; exit 1; }
+	missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { echo "error: the tests need Debian's$$missing:" \
+	  "run  sudo apt-get install$$missing  and then make test again" >&2; exit 1; }
 
 .PHONY: test
-test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) browser ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) test-packages ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
@@ -115,12 +120,27 @@ notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each mo
 	  $(if $(AS_ROOT),--allow-root) notebooks/explore.ipynb
 
 .PHONY: tracking-up
-tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, basic auth (data in .local/tracking/)
-	$(RUN) tools.tracking_server up
+tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, roles (data in .local/tracking/; HOST=0.0.0.0: over TLS)
+	$(RUN) tools.tracking_server up $(if $(HOST),--host $(HOST))
 
 .PHONY: tracking-down
-tracking-down: $(VENV)/.synced-team ## Stop the team MLflow server and its PostgreSQL (WIPE=1: and delete their data)
+tracking-down: $(VENV)/.synced-team ## Stop the team MLflow server and its PostgreSQL (WIPE=1: and delete their data and artifacts)
 	$(RUN) tools.tracking_server down $(if $(filter 1,$(WIPE)),--wipe)
+
+.PHONY: tracking-rotate
+tracking-rotate: $(VENV)/.synced-team ## A new password for LOGIN=ci|data-scientist|admin of the team MLflow
+	@test -n "$(LOGIN)" || { echo "error: set LOGIN=ci, data-scientist or admin" >&2; exit 2; }
+	$(RUN) tools.tracking_server rotate $(LOGIN)
+
+.PHONY: tracking-backup
+tracking-backup: $(VENV)/.synced-team ## Both databases and every artifact of the team MLflow into DIR=path (new)
+	@test -n "$(DIR)" || { echo "error: set DIR=<new folder>" >&2; exit 2; }
+	$(RUN) tools.tracking_server backup $(DIR)
+
+.PHONY: tracking-restore
+tracking-restore: $(VENV)/.synced-team ## Restore DIR=path (a tracking-backup) into the stopped team MLflow
+	@test -n "$(DIR)" || { echo "error: set DIR=<backup folder>" >&2; exit 2; }
+	$(RUN) tools.tracking_server restore $(DIR)
 
 .PHONY: drift
 drift: venv ## Drift report of a prediction log against MODEL's training profile (LOG=file.jsonl or s3://prefix)
@@ -138,11 +158,11 @@ bench-train: $(VENV)/.synced-spark ## Training at scale per engine (pandas, spar
 	$(RUN) benchmarks.train_scale $(ARGS)
 
 .PHONY: s3-up
-s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
+s3-up: venv ## Start the loopback S3 server, buckets kept in .local/s3/ (with AWS_ENDPOINT_URL_S3 or MODEL_BUCKET exported: says so, starts nothing)
 	$(RUN) tools.local_s3 up
 
 .PHONY: s3-down
-s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/)
+s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/), whatever the environment exports
 	$(RUN) tools.local_s3 down $(if $(filter 1,$(WIPE)),--wipe)
 
 # --- infra (issue 5): CDK app, workflow linters. Node tooling is pinned in infra/package-lock.json.
@@ -177,6 +197,10 @@ invoke: venv ## Answer EVENT=path.json in-process against the local S3 release o
 .PHONY: bench
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
 	@$(WITH_S3) $(PY) -m benchmarks.bench
+
+.PHONY: bench-image
+bench-image: venv ## The image built and run as Lambda runs it beside a seed-style image: size, cold start, RSS (root; JSON)
+	@$(PY) -m benchmarks.image
 
 .PHONY: requirements
 requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock

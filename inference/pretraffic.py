@@ -37,16 +37,16 @@ from typing import Any
 from inference import config as config_mod
 from inference import loader
 from inference.bundle import loads, verify_digest
+from inference.contract import HOOK_SETTINGS, LIVE_ALIAS
 from inference.events import Kind
 from inference.observability import logger
 from inference.release import pin_differences, read_verified
 from inference.s3_get import Deadline
-from inference.sanity import _answer_difference  # the load-time check's own tolerance
+from inference.sanity import answer_difference  # the load-time check's own tolerance
 
-ALIAS = "live"
 DEVICE = "pretraffic"
 SUCCEEDED, FAILED = "Succeeded", "Failed"
-SETTINGS = ("TARGET_FUNCTION", "MODEL_NAME", "RELEASE_BUCKET", "RELEASE_KEY")
+SETTINGS = HOOK_SETTINGS
 # Of the hook's own time limit, kept back for reporting the status; and asked for beyond the
 # target's timeout before each invocation, which may take that long.
 REPORT_RESERVE_S, INVOKE_MARGIN_S = 10.0, 5.0
@@ -127,7 +127,7 @@ def check_answers(got: Any, want: list[dict[str, Any]]) -> None:
         missing = [k for k in recorded if not isinstance(answer, dict) or k not in answer]
         if missing:
             raise CheckFailed(f"golden answer {i} lacks {', '.join(missing)}: {answer!r}"[:500])
-        difference = _answer_difference({k: answer[k] for k in recorded}, recorded)
+        difference = answer_difference({k: answer[k] for k in recorded}, recorded)
         if difference is not None:
             field, worst = difference
             by = "" if math.isnan(worst) else f" by {worst:.6g}"
@@ -425,10 +425,10 @@ def run(
             raise CheckFailed(f"the hook lacks environment variable(s) {', '.join(missing)}")
         settings = {name: env[name] for name in SETTINGS}
         target = deployment_target(codedeploy, deployment_id)
-        if (target.function_name, target.alias) != (settings["TARGET_FUNCTION"], ALIAS):
+        if (target.function_name, target.alias) != (settings["TARGET_FUNCTION"], LIVE_ALIAS):
             raise CheckFailed(
                 f"deployment shifts {target.function_name}:{target.alias}; this hook checks"
-                f" only {settings['TARGET_FUNCTION']}:{ALIAS}"
+                f" only {settings['TARGET_FUNCTION']}:{LIVE_ALIAS}"
             )
         problems = verify(
             lambda_client, s3, settings, target.version, sleep=sleep, deadline=deadline

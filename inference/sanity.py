@@ -103,8 +103,10 @@ def check_runtime(bundle: dict[str, Any], installed: dict[str, str] | None = Non
         raise SanityError("runtime version mismatch: " + "; ".join(problems))
 
 
-def _answer_difference(got: dict[str, Any], want: dict[str, Any]) -> tuple[str, float] | None:
-    """The first field where two answers disagree, and by how much (NaN: not a number)."""
+def answer_difference(got: dict[str, Any], want: dict[str, Any]) -> tuple[str, float] | None:
+    """The first field where two answers disagree, and by how much (NaN: not a number); None
+    when they agree within the golden check's tolerance (labels exactly, numbers to
+    ``ANSWER_ATOL``). Public: the pre-traffic hook compares a live version's answers with it."""
     if got.keys() != want.keys():
         return "keys", math.nan
     for key, value in want.items():
@@ -175,7 +177,7 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
             math.nan,
         )
     for i, (got_answer, want_answer) in enumerate(zip(got_answers, expected_answers, strict=True)):
-        difference = _answer_difference(got_answer, want_answer)
+        difference = answer_difference(got_answer, want_answer)
         if difference is not None:
             field, worst = difference
             raise GoldenMismatch(

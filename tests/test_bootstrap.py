@@ -50,48 +50,51 @@ def test_the_bootstrapped_node_runs_the_workflow_linter(tmp_path: Path) -> None:
 
 
 FAKE_APT_GET = """#!/bin/bash
-# Records each call; `install` puts a chromium on PATH, as the real package does.
+# Records each call; `install` puts each package's command on PATH, as the real packages do.
 echo "$*" >> {calls}
-if [ "$1" = install ]; then echo '#!/bin/bash' > {chromium} && chmod +x {chromium}; fi
+if [ "$1" = install ]; then
+  for p in "${{@:5}}"; do echo '#!/bin/bash' > {bin}/$p && chmod +x {bin}/$p; done
+fi
 """
+PACKAGES = "chromium buildah runc debootstrap jq"
 
 
-def browser(tmp_path: Path, apt_get: str) -> subprocess.CompletedProcess[str]:
-    """`make browser` (what `make test` runs first) with a PATH that has no chromium: a folder
-    for it, and chmod for the fake apt-get."""
+def test_packages(tmp_path: Path, apt_get: str) -> subprocess.CompletedProcess[str]:
+    """`make test-packages` (what `make test` runs first) with a PATH that has none of them: a
+    folder for them, and chmod for the fake apt-get."""
     (tmp_path / "bin").mkdir(exist_ok=True)
     (tmp_path / "tools").mkdir(exist_ok=True)
     chmod = tmp_path / "tools" / "chmod"
     if not chmod.exists():
         chmod.symlink_to(shutil.which("chmod") or "/bin/chmod")
     path = f"{tmp_path / 'bin'}:{tmp_path / 'tools'}"
-    return subprocess.run([*MAKE, "--silent", f"APT_GET={apt_get}", "browser"], cwd=REPO,
+    return subprocess.run([*MAKE, "--silent", f"APT_GET={apt_get}", "test-packages"], cwd=REPO,
                           env=os.environ | {"PATH": path}, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
 
 
-def test_a_missing_browser_is_installed_with_apt_get_when_root(tmp_path: Path) -> None:
+def test_missing_packages_are_installed_with_apt_get_when_root(tmp_path: Path) -> None:
     calls = tmp_path / "apt-get.calls"
     fake = tmp_path / "apt-get"
-    fake.write_text(FAKE_APT_GET.format(calls=calls, chromium=tmp_path / "bin" / "chromium"))
+    fake.write_text(FAKE_APT_GET.format(calls=calls, bin=tmp_path / "bin"))
     fake.chmod(0o755)
-    done = browser(tmp_path, str(fake))
+    done = test_packages(tmp_path, str(fake))
     assert done.returncode == 0, done.stderr
     assert calls.read_text().splitlines() == [
         "update -qq",
-        "install -y -qq --no-install-recommends chromium",
+        f"install -y -qq --no-install-recommends {PACKAGES}",
     ]
-    assert "installing Debian's chromium" in done.stdout
-    again = browser(tmp_path, str(fake))  # now on PATH: nothing to do
+    assert f"installing Debian packages the tests drive: {PACKAGES}" in done.stdout
+    again = test_packages(tmp_path, str(fake))  # now on PATH: nothing to do
     assert (again.returncode, again.stdout) == (0, "")
     assert len(calls.read_text().splitlines()) == 2
 
 
-def test_without_root_a_missing_browser_is_one_line_naming_the_command(tmp_path: Path) -> None:
-    done = browser(tmp_path, "")
+def test_without_root_missing_packages_are_one_line_naming_the_command(tmp_path: Path) -> None:
+    done = test_packages(tmp_path, "")
     assert done.returncode != 0
     assert done.stderr.splitlines()[0] == (
-        "error: the MLflow UI test needs Debian's chromium: run  sudo apt-get install chromium "
+        f"error: the tests need Debian's {PACKAGES}: run  sudo apt-get install {PACKAGES} "
         " and then make test again"
     )
     assert [line.split("[")[0] for line in done.stderr.splitlines()[1:]] == ["make: *** "]

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from inference.bundle import is_model_name, model_name_problem
 from registry.manifest import (
     ManifestDigestError,
     ManifestError,
@@ -98,9 +99,11 @@ def invoke(event_path: str, model: str) -> Any:
     """The handler's answer to the event, with the release's model pinned as a deploy would.
 
     Raises:
-        LocalError: no bucket set, an unreadable event or release, a model that does not load,
-            or a handler fault.
+        LocalError: an invalid model name, no bucket set, an unreadable event or release, a
+            model that does not load, or a handler fault.
     """
+    if not is_model_name(model):  # before it names a key: `../potability` is no model
+        raise LocalError(model_name_problem(model))
     bucket = os.environ.get("MODEL_BUCKET")
     if not bucket:
         raise LocalError("MODEL_BUCKET is not set (run through `make invoke`)")

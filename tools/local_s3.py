@@ -1,7 +1,9 @@
 """A loopback S3-compatible server (moto's server mode) for runs without an AWS account.
 
 Real S3 is one variable away: when ``AWS_ENDPOINT_URL_S3`` or ``MODEL_BUCKET`` is already set,
-nothing is started and commands talk to that endpoint (or to AWS) as configured.
+``run`` starts nothing and commands talk to that endpoint (or to AWS) as configured; ``up``
+then starts nothing either and says which variable points elsewhere; ``down`` stops the local
+server all the same (its data is local) and says that the exported endpoint is untouched.
 
 The shared server keeps its buckets in .local/s3/ across restarts. moto holds S3 in memory, so
 after every PUT/POST/DELETE, and before the client gets its answer, the S3 backend is pickled
@@ -43,6 +45,7 @@ from typing import IO, Any
 
 from settings import LOCAL_DIR, REPO
 from tools import processes
+from training.locks import file_lock
 
 STATE_DIR = LOCAL_DIR
 SERVER_FILE = STATE_DIR / "s3.json"  # pid and port of the running shared server
@@ -72,8 +75,16 @@ class LocalS3:
         return LOCAL_ENV | {"AWS_ENDPOINT_URL_S3": self.endpoint, "MODEL_BUCKET": bucket}
 
 
+EXTERNAL = ("AWS_ENDPOINT_URL_S3", "MODEL_BUCKET")  # set: commands use them, not a local S3
+
+
+def exported() -> str:
+    """The variables that point commands elsewhere, as ``NAME=value``, or ""."""
+    return " and ".join(f"{k}={os.environ[k]}" for k in EXTERNAL if os.environ.get(k))
+
+
 def external_endpoint_configured() -> bool:
-    return bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("MODEL_BUCKET"))
+    return bool(exported())
 
 
 def _free_port() -> int:
@@ -197,17 +208,9 @@ def shared_server() -> LocalS3 | None:
     return server if running else None
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
-
-
 def up() -> LocalS3:
     # Two make targets started at once must not each start a server on the same data.
-    with _flock(STATE_DIR / "s3.up.lock"):
+    with file_lock(STATE_DIR / "s3.up.lock"):
         server = shared_server()
         if server is None:
             server = start(log=STATE_DIR / "s3.log", data_dir=DATA_DIR)
@@ -590,10 +593,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         return _run(cmd, args.fresh)
-    if external_endpoint_configured():
-        print("S3 endpoint configured by the environment; no local server needed.")
-        return 0
+    elsewhere = exported()
     if args.command == "up":
+        if elsewhere:
+            print(
+                f"not starting the local S3: {elsewhere} is exported, so `make promote`,"
+                " `make invoke` and the other targets use that, not a local server. For the"
+                f" local S3: unset {' '.join(EXTERNAL)}; make s3-up"
+            )
+            return 0
         server = up()
         print(
             f"local S3 at {server.endpoint}, bucket {DEFAULT_BUCKET}, kept in"
@@ -604,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     print("local S3 stopped." if stopped else "local S3 was not running.")
     if args.wipe:
         print(f"deleted {DATA_DIR}: every local release is gone; `make promote` starts anew.")
+    if elsewhere:
+        print(f"{elsewhere} is exported: the make targets use that, which this leaves alone.")
     return 0
 
 

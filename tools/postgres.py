@@ -36,7 +36,7 @@ def _pgserver() -> Any:
     return pgserver
 
 
-def _bin(name: str) -> str:
+def bin_path(name: str) -> str:
     return str(_pgserver()._commands.POSTGRES_BIN_PATH / name)
 
 
@@ -60,11 +60,34 @@ class Postgres:
         return f"{scheme}://{SUPERUSER}:{password}@{HOST}:{self.port}/{database}"
 
 
+def unreachable(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` that users other than its owner cannot enter
+    (no o+x), or None."""
+    for folder in reversed(path.resolve().parents):
+        if folder.exists() and not folder.stat().st_mode & 0o001:
+            return folder
+    return None
+
+
 def init(data: Path, password: str) -> None:
-    """``initdb`` once: a cluster whose one role authenticates by password."""
+    """``initdb`` once: a cluster whose one role authenticates by password.
+
+    Raises:
+        RuntimeError: initdb failed, or (as root) the system user PostgreSQL runs as cannot
+            reach its binaries or ``data`` (a checkout in a private folder such as /root).
+    """
     if (data / "PG_VERSION").exists():
         return
     user = _system_user()
+    for needed in (Path(bin_path("initdb")), data):
+        closed = unreachable(needed) if user is not None else None
+        if closed is not None:
+            raise RuntimeError(
+                f"PostgreSQL refuses to run as root, so it runs as the user {user}, which "
+                f"cannot enter {closed} (mode {closed.stat().st_mode & 0o777:o}) to reach "
+                f"{needed}: move the checkout to a folder others can traverse, or run as a "
+                "normal user"
+            )
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o700)
     fd, name = tempfile.mkstemp(prefix=".pwfile-", dir=data.parent)  # 0600; gone after initdb
@@ -76,7 +99,7 @@ def init(data: Path, password: str) -> None:
         shutil.chown(pwfile, user)
     try:
         subprocess.run(
-            [_bin("initdb"), "-D", str(data), "-U", SUPERUSER, "--pwfile", str(pwfile),
+            [bin_path("initdb"), "-D", str(data), "-U", SUPERUSER, "--pwfile", str(pwfile),
              "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions"],
             check=True, capture_output=True, text=True, user=user,
         )  # fmt: skip
@@ -94,7 +117,7 @@ def start(data: Path, port: int, password: str, log: Path, timeout: float = 30.0
     stop_orphan(data)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [_bin("postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", ""],
+        [bin_path("postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", ""],
         stdout=out,
         stderr=subprocess.STDOUT,
         user=_system_user(),

@@ -6,14 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check alone
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

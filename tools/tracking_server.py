@@ -22,9 +22,9 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,21 +35,23 @@ from pathlib import Path
 from typing import Any
 
 from settings import LOCAL_DIR, REPO
-from tools import local_s3, postgres, processes
+from tools import local_s3, postgres, processes, team_watchdog, tracking_backup, tracking_tls
+from tools.team_auth import CI, SCIENTIST
+from tools.tracking_secrets import ADMIN, Credentials, new_password, write_env_file
+from training.locks import file_lock
 
 HOST = "127.0.0.1"
 DATA_DIR = LOCAL_DIR / "tracking"
 STATE_FILE = LOCAL_DIR / "tracking.json"  # pids and ports of the running stack
 ARTIFACT_BUCKET = "mlflow-artifacts"
-ADMIN, CI, SCIENTIST = "admin", "ci", "data-scientist"
-# What each non-admin user may do, as role grants ("*": every experiment / registered model).
-# Both train and register (EDIT: create runs and versions, set tags and aliases); neither may
-# delete models or manage users. Separate users keep who-did-what in the runs and let one
+DATABASES = ("mlflow", "mlflow_auth")  # MLflow's runs and registry; its users and grants
+# The users, each holding the MLflow role of its name (tools/team_auth.py: what each role may
+# not do). Both roles are granted EDIT on every experiment and registered model ("*"): create
+# runs and versions, set tags and aliases; team_auth takes away deletes, `champion` and release
+# tags for the data scientist. Separate users keep who-did-what in the runs and let one
 # password be rotated without the other.
-GRANTS = {
-    CI: {"experiment": "EDIT", "registered_model": "EDIT"},
-    SCIENTIST: {"experiment": "EDIT", "registered_model": "EDIT"},
-}
+USERS = (CI, SCIENTIST)
+GRANTS = {"experiment": "EDIT", "registered_model": "EDIT"}
 WORKSPACE = "default"
 AUTH_CACHE_SECONDS = 60
 # The basic-auth app's REST API (mlflow.server.auth.routes; importing that module loads the
@@ -61,6 +63,7 @@ AUTH_API = {
     "create_role": "/api/3.0/mlflow/roles/create",
     "add_role_permission": "/api/3.0/mlflow/roles/permissions/add",
     "assign_role": "/api/3.0/mlflow/roles/assign",
+    "update_user_password": "/api/2.0/mlflow/users/update-password",
 }
 # MLflow 3 defaults to 4 workers and background job runners (15 processes, 3.6 GiB):
 # one worker serves a team's training and promotion traffic.
@@ -68,37 +71,6 @@ SERVER_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Generated at first start; the PostgreSQL password never leaves this machine."""
-
-    port: int  # MLflow's port, kept so the export lines stay valid across restarts
-    postgres: str
-    flask_secret: str
-    admin: str
-    ci: str
-    scientist: str
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> Credentials:
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        made = cls(
-            port=local_s3._free_port(),
-            **{k: secrets.token_urlsafe(24) for k in ("postgres", "flask_secret", "admin")},
-            ci=secrets.token_urlsafe(24),
-            scientist=secrets.token_urlsafe(24),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(made), fh, indent=1)
-        return made
-
-    def password(self, user: str) -> str:
-        return {ADMIN: self.admin, CI: self.ci, SCIENTIST: self.scientist}[user]
 
 
 @dataclass(frozen=True)
@@ -111,22 +83,43 @@ class Stack:
     postgres_port: int
     s3_endpoint: str
     data: str
+    host: str = HOST  # where MLflow listens
+    certificate: str = ""  # its TLS certificate (PEM): https, and what clients trust
 
     @property
     def uri(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        if not tracking_tls.needs_tls(self.host):
+            name = HOST
+        elif self.host in ("0.0.0.0", "::"):  # every interface: other machines use its name
+            name = socket.gethostname()
+        else:
+            name = self.host
+        return f"{'https' if self.certificate else 'http'}://{name}:{self.port}"
 
     @property
     def credentials(self) -> Credentials:
-        return Credentials.load_or_create(Path(self.data) / "credentials")
+        return Credentials.load_or_create(Path(self.data), self.port)
 
     def env(self, user: str = SCIENTIST) -> dict[str, str]:
-        """What a client needs: the URI and one user's login (no S3 credentials)."""
-        return {
+        """What a client needs: the URI, one user's login and the certificate to trust (no S3
+        credentials)."""
+        env = {
             "MLFLOW_TRACKING_URI": self.uri,
             "MLFLOW_TRACKING_USERNAME": user,
             "MLFLOW_TRACKING_PASSWORD": self.credentials.password(user),
         }
+        if self.certificate:
+            env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = self.certificate
+        return env
+
+    def session(self, user: str) -> Any:
+        """A requests session logged in as ``user``, trusting the server's certificate."""
+        from requests import Session
+
+        http = Session()
+        http.auth = (user, self.credentials.password(user))
+        http.verify = self.certificate or True
+        return http
 
     def alive(self) -> bool:
         return all(processes.alive(pid) for pid in (self.mlflow_pid, self.postgres_pid)) and (
@@ -146,7 +139,8 @@ def _auth_ini(data: Path, creds: Credentials, pg: postgres.Postgres) -> Path:
             f"database_uri = {pg.uri(creds.postgres, 'mlflow_auth', 'psycopg2')}\n"
             f"admin_username = {ADMIN}\n"
             f"admin_password = {creds.admin}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # MLflow's basic auth, then the roles (tools/team_auth.py).
+            "authorization_function = tools.team_auth:authenticate\n"
             # Every request re-hashes the password (PBKDF2): 0.8 s each on a busy 2-core
             # machine, a minute for one training run's ~75 requests. With one worker, the
             # cache's staleness (other workers keep an old password until the TTL) is moot.
@@ -155,38 +149,62 @@ def _auth_ini(data: Path, creds: Credentials, pg: postgres.Postgres) -> Path:
     return ini
 
 
-def start(data: Path, s3_env: dict[str, str], timeout: float = 120.0) -> Stack:
+def start(
+    data: Path,
+    s3_env: dict[str, str],
+    timeout: float = 120.0,
+    host: str = HOST,
+    tls: tuple[Path, Path] | None = None,
+) -> Stack:
     """PostgreSQL, then MLflow on it with the artifact proxy to ``s3_env``'s endpoint, then
-    the users. Whatever started is stopped again if a later step fails."""
+    the users. MLflow listens on ``host``; beyond loopback only with ``tls`` (certificate,
+    key). Whatever started is stopped again if a later step fails.
+
+    Raises:
+        RuntimeError: a server that would not start (its log's last lines), or ``host``
+            beyond loopback without TLS.
+    """
+    if tracking_tls.needs_tls(host) and tls is None:
+        raise RuntimeError(f"MLflow would listen on {host} in plain HTTP: beyond loopback it "
+                           "needs TLS (a certificate and key, or a self-signed one: "
+                           "tracking-up --host HOST --self-signed)")  # fmt: skip
     began = time.perf_counter()
     data.mkdir(parents=True, exist_ok=True)
-    creds = Credentials.load_or_create(data / "credentials")
+    creds = Credentials.load_or_create(data, local_s3._free_port())
     _stop_unrecorded_mlflow(data)
     pg = postgres.start(
         data / "postgres", local_s3._free_port(), creds.postgres, data / "postgres.log"
     )
     try:
-        for database in ("mlflow", "mlflow_auth"):
+        for database in DATABASES:
             postgres.ensure_database(pg, creds.postgres, database)
         port = creds.port if not local_s3._listening(creds.port) else local_s3._free_port()
         env = _server_env(s3_env) | {
+            "PYTHONPATH": str(REPO),  # tools/team_auth.py, which MLflow imports
+            team_watchdog.ENABLED_ENV: "1",
+            team_watchdog.POSTGRES_PID_ENV: str(pg.pid),
             "MLFLOW_AUTH_CONFIG_PATH": str(_auth_ini(data, creds, pg)),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": creds.flask_secret,
             # From the environment, not the command line: `ps` shows command lines.
             "MLFLOW_BACKEND_STORE_URI": pg.uri(creds.postgres, "mlflow", "psycopg2"),
         }
+        tls_opts = [] if tls is None else [
+            "--uvicorn-opts", f"--ssl-certfile {tls[0]} --ssl-keyfile {tls[1]}"
+        ]  # fmt: skip
         log = data / "mlflow.log"
         out = open(log, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("mlflow")), "server",
-             "--app-name", "basic-auth", "--host", HOST, "--port", str(port), "--workers", "1",
-             "--serve-artifacts", "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}"],
+             "--app-name", "basic-auth", "--host", host, "--port", str(port), "--workers", "1",
+             "--serve-artifacts", "--artifacts-destination", artifact_root(creds), *tls_opts],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=data, start_new_session=True,
         )  # fmt: skip
     except BaseException:
         postgres.stop(pg)
         raise
-    stack = Stack(proc.pid, pg.pid, port, pg.port, s3_env["AWS_ENDPOINT_URL_S3"], str(data))
+    certificate = "" if tls is None else str(tls[0])
+    stack = Stack(proc.pid, pg.pid, port, pg.port, s3_env["AWS_ENDPOINT_URL_S3"], str(data),
+                  host, certificate)  # fmt: skip
     try:
         _wait_ready(stack, proc, log, began + timeout)
         _ensure_users(stack, creds)
@@ -194,6 +212,11 @@ def start(data: Path, s3_env: dict[str, str], timeout: float = 120.0) -> Stack:
         stop(stack)
         raise
     return stack
+
+
+def artifact_root(creds: Credentials) -> str:
+    """Where the server keeps artifacts: its own folder of the bucket."""
+    return f"s3://{ARTIFACT_BUCKET}/{creds.artifact_prefix}".rstrip("/")
 
 
 def _server_env(s3_env: dict[str, str]) -> dict[str, str]:
@@ -211,7 +234,10 @@ def _wait_ready(stack: Stack, proc: subprocess.Popen[bytes], log: Path, deadline
 
     while True:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{stack.uri}/health", timeout=2).status_code == 200:
+            health = requests.get(
+                f"{stack.uri}/health", timeout=2, verify=stack.certificate or True
+            )
+            if health.status_code == 200:
                 return
         if proc.poll() is not None or time.perf_counter() > deadline:
             tail = log.read_text(errors="replace").splitlines()[-5:]
@@ -223,10 +249,7 @@ def _wait_ready(stack: Stack, proc: subprocess.Popen[bytes], log: Path, deadline
 
 def _ensure_users(stack: Stack, creds: Credentials) -> None:
     """The CI and data-scientist users and their role grants (idempotent), as the admin."""
-    from requests import Session
-
-    admin = Session()
-    admin.auth = (ADMIN, creds.admin)
+    admin = stack.session(ADMIN)
 
     def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         resp = admin.request(method, f"{stack.uri}{path}", timeout=30, **kwargs)
@@ -236,7 +259,7 @@ def _ensure_users(stack: Stack, creds: Credentials) -> None:
 
     listed = call("GET", AUTH_API["list_roles"], params={"workspace": WORKSPACE})["roles"]
     roles = {r["name"]: r for r in listed}
-    for user, grants in GRANTS.items():
+    for user in USERS:
         got = admin.get(f"{stack.uri}{AUTH_API['get_user']}", params={"username": user}, timeout=30)
         if got.status_code == 404:
             body = {"username": user, "password": creds.password(user)}
@@ -247,7 +270,7 @@ def _ensure_users(stack: Stack, creds: Credentials) -> None:
             continue
         role = call("POST", AUTH_API["create_role"], json={"workspace": WORKSPACE, "name": user})
         role_id = role["role"]["id"]
-        for resource, permission in grants.items():
+        for resource, permission in GRANTS.items():
             body = {"role_id": role_id, "resource_type": resource, "resource_pattern": "*",
                     "permission": permission}  # fmt: skip
             call("POST", AUTH_API["add_role_permission"], json=body)
@@ -276,13 +299,14 @@ def _is_ours(pid: int, marker: bytes) -> bool:
 
 
 def _stop_unrecorded_mlflow(data: Path) -> None:
-    """Stop any MLflow server running in ``data`` (start() runs it there). An `up` killed
-    after starting it but before saving its state leaves it holding the URI's port with
-    nothing recording it, and the next `up` would move to another port. Linux: found in
-    /proc; elsewhere the recorded state is all there is."""
+    """Stop every MLflow process running in ``data`` (start() runs the server there, and its
+    uvicorn process inherits the folder). An `up` killed after starting it but before saving
+    its state, or a `kill -9` of the recorded `mlflow server` alone, leaves one holding the
+    URI's port with nothing recording it, and the next `up` would move to another port.
+    Linux: found in /proc; elsewhere the recorded state is all there is."""
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            mine = MLFLOW_MARK in (entry / "cmdline").read_bytes()
+            mine = b"mlflow" in (entry / "cmdline").read_bytes()
             if not mine or (entry / "cwd").resolve() != data.resolve():
                 continue
         except OSError:
@@ -291,13 +315,19 @@ def _stop_unrecorded_mlflow(data: Path) -> None:
 
 
 def _stop_mlflow(pid: int) -> None:
-    """SIGTERM to its process group (its own session: start_new_session), so the workers stop
-    too; SIGKILL if that hangs."""
+    """SIGTERM to its process group (the server's own session: start_new_session), so
+    `mlflow server` and its uvicorn process stop together; SIGKILL if that hangs."""
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if group == os.getpgrp():  # never our own group
+        return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(group, signal.SIGTERM)
     if not processes.wait_gone(pid, 15):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
         processes.wait_gone(pid, 5)
 
 
@@ -339,38 +369,145 @@ def _s3_env() -> dict[str, str]:
     return env | {"AWS_ENDPOINT_URL_S3": endpoint}
 
 
-def up() -> tuple[Stack, bool]:
-    """The shared stack, started unless it runs; (stack, started now)."""
-    with local_s3._flock(LOCAL_DIR / "tracking.up.lock"):
+def up(host: str | None = None, tls: tuple[Path, Path] | None = None) -> tuple[Stack, bool]:
+    """The shared stack, started unless it runs; (stack, started now). ``host`` and ``tls``
+    (certificate, key) change where it listens and are kept for the next starts."""
+    with file_lock(LOCAL_DIR / "tracking.up.lock"):
         stack = shared_stack()
-        if stack is not None:
+        if stack is not None and host is None:
             return stack, False
+        if stack is not None:
+            stop(stack)
         _leftovers()
-        stack = start(DATA_DIR, _s3_env())
+        listen = _listening_on(host, tls)
+        stack = start(DATA_DIR, _s3_env(), host=listen["host"], tls=_tls(listen))
         STATE_FILE.write_text(json.dumps(asdict(stack)))
+        for user in USERS:
+            write_env_file(DATA_DIR, user, stack.env(user))
         return stack, True
 
 
-def down(wipe: bool = False) -> bool:
-    with local_s3._flock(LOCAL_DIR / "tracking.up.lock"):
+LISTEN_FILE = "listen.json"  # in the data folder: where MLflow listens, kept across starts
+
+
+def _listening_on(host: str | None, tls: tuple[Path, Path] | None) -> dict[str, str]:
+    path = DATA_DIR / LISTEN_FILE
+    kept = json.loads(path.read_text()) if path.exists() else {"host": HOST}
+    if host is None:
+        return dict(kept)
+    listen = {"host": host}
+    if tls is not None:
+        listen |= {"certificate": str(tls[0].resolve()), "key": str(tls[1].resolve())}
+    elif tracking_tls.needs_tls(host):
+        cert, key = tracking_tls.self_signed(DATA_DIR / "tls", host)
+        listen |= {"certificate": str(cert), "key": str(key)}
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(listen))
+    return listen
+
+
+def _tls(listen: dict[str, str]) -> tuple[Path, Path] | None:
+    if "certificate" not in listen:
+        return None
+    return Path(listen["certificate"]), Path(listen["key"])
+
+
+def down(wipe: bool = False) -> tuple[bool, int]:
+    """Stop the shared stack; (it ran, artifacts deleted). ``wipe``: also delete its data
+    folder and every artifact in its folder of the bucket."""
+    with file_lock(LOCAL_DIR / "tracking.up.lock"):
         stack = shared_stack()
         if stack is not None:
             stop(stack)
         _leftovers()
+        deleted = 0
         if wipe:
+            if (DATA_DIR / "credentials").exists():
+                creds = Credentials.load_or_create(DATA_DIR, 0)
+                s3 = tracking_backup.bucket_client(_s3_env())
+                deleted = tracking_backup.wipe_artifacts(s3, ARTIFACT_BUCKET, creds)
             shutil.rmtree(DATA_DIR, ignore_errors=True)
-    return stack is not None
+    return stack is not None, deleted
+
+
+def rotate(stack: Stack, user: str) -> None:
+    """A new random password for ``user``: set in MLflow (as the admin), then kept in the
+    credentials file and the user's env file; the old one stops working at once.
+
+    Raises:
+        RuntimeError: MLflow refused the change (the old password stays in force).
+    """
+    creds = stack.credentials
+    new = new_password()
+    admin = stack.session(ADMIN)
+    body = {"username": user, "password": new}
+    if user == ADMIN:  # MLflow asks for the current password of one's own
+        body["current_password"] = creds.admin
+    answer = admin.patch(f"{stack.uri}{AUTH_API['update_user_password']}", json=body, timeout=60)
+    if answer.status_code != 200:
+        raise RuntimeError(f"MLflow refused the new password of {user}: {answer.status_code}")
+    updated = creds.with_password(user, new)
+    updated.save(Path(stack.data))
+    if user in USERS:
+        write_env_file(Path(stack.data), user, stack.env(user))
+
+
+def backup_to(stack: Stack, dest: Path) -> dict[str, Any]:
+    """tools/tracking_backup.py's backup of a running stack."""
+    creds = stack.credentials
+    pg = postgres.Postgres(stack.postgres_pid, stack.postgres_port)
+    s3 = tracking_backup.bucket_client(_stack_s3_env(stack))
+    return tracking_backup.backup(pg, creds, DATABASES, s3, ARTIFACT_BUCKET, dest)
+
+
+def restore_into(data: Path, s3_env: dict[str, str], source: Path) -> dict[str, Any]:
+    """A backup into the stopped stack of ``data`` (PostgreSQL started for it and stopped
+    again); its users get this data folder's passwords."""
+    creds = Credentials.load_or_create(data, local_s3._free_port())
+    pg = postgres.start(data / "postgres", local_s3._free_port(), creds.postgres,
+                        data / "postgres.log")  # fmt: skip
+    try:
+        s3 = tracking_backup.bucket_client(s3_env)
+        manifest = tracking_backup.restore(pg, creds, s3, ARTIFACT_BUCKET, source)
+        _set_passwords(pg.uri(creds.postgres, "mlflow_auth", "psycopg2"), creds)
+    finally:
+        postgres.stop(pg)
+    return manifest
+
+
+def _set_passwords(auth_db: str, creds: Credentials) -> None:
+    """Every known user's password as this data folder's credentials say (MLflow's own
+    auth store hashes them)."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(auth_db)
+    for user in (ADMIN, *USERS):
+        if store.has_user(user):
+            store.update_user(user, password=creds.password(user))
+
+
+def _stack_s3_env(stack: Stack) -> dict[str, str]:
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    return {k: os.environ.get(k, local_s3.LOCAL_ENV[k]) for k in keys} | {
+        "AWS_ENDPOINT_URL_S3": stack.s3_endpoint
+    }
 
 
 @contextlib.contextmanager
-def private_stack() -> Iterator[Stack]:
+def private_stack(tls: bool = False, restore_from: Path | None = None) -> Iterator[Stack]:
     """A stack of its own (PostgreSQL, S3 in memory, MLflow) in a temp folder, all stopped
-    and deleted on exit: tests and `run --fresh`; never reads or writes .local/."""
+    and deleted on exit: tests and `run --fresh`; never reads or writes .local/. ``tls``:
+    served over HTTPS with a self-signed certificate; ``restore_from``: a backup's data."""
     root = Path(tempfile.mkdtemp(prefix="waterml-tracking-"))
     root.chmod(0o755)  # PostgreSQL may run as another user (root: `pgserver`)
     try:
         with local_s3.private_server(ARTIFACT_BUCKET) as s3:
-            stack = start(root, dict(local_s3.LOCAL_ENV, AWS_ENDPOINT_URL_S3=s3.endpoint))
+            s3_env = dict(local_s3.LOCAL_ENV, AWS_ENDPOINT_URL_S3=s3.endpoint)
+            if restore_from is not None:
+                restore_into(root, s3_env, restore_from)
+            certificate = tracking_tls.self_signed(root / "tls", HOST) if tls else None
+            stack = start(root, s3_env, tls=certificate)
             try:
                 yield stack
             finally:
@@ -379,8 +516,11 @@ def private_stack() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def exports(stack: Stack, user: str = SCIENTIST) -> str:
-    return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items())
+def login_lines(stack: Stack, user: str = SCIENTIST) -> str:
+    """The shell lines that log a shell in as ``user``, without showing its password."""
+    path = Path(stack.data) / "env" / f"{user}.env"
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return f"set -a; . {shown}; set +a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,10 +530,20 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start (or reuse) the team tracking server; print the exports")
+    up_cmd = sub.add_parser("up", help="start (or reuse) the team tracking server")
+    up_cmd.add_argument("--host", help="listen here (beyond loopback: TLS, kept for next starts)")
+    up_cmd.add_argument("--cert", type=Path, help="the TLS certificate (PEM) to serve")
+    up_cmd.add_argument("--key", type=Path, help="its private key (PEM)")
     sub.add_parser("status", help="say whether it runs, and where")
     down_cmd = sub.add_parser("down", help="stop MLflow and PostgreSQL")
-    down_cmd.add_argument("--wipe", action="store_true", help=f"and delete {DATA_DIR}")
+    down_cmd.add_argument("--wipe", action="store_true",
+                          help=f"and delete {DATA_DIR} and the server's artifacts")  # fmt: skip
+    rotate_cmd = sub.add_parser("rotate", help="give a user a new random password")
+    rotate_cmd.add_argument("user", choices=[ADMIN, CI, SCIENTIST])
+    backup_cmd = sub.add_parser("backup", help="both databases and the artifacts, into DIR")
+    backup_cmd.add_argument("dir", type=Path)
+    restore_cmd = sub.add_parser("restore", help="a backup DIR into the (stopped) server")
+    restore_cmd.add_argument("dir", type=Path)
     run = sub.add_parser("run", help="run a command against it, as the data scientist")
     run.add_argument("--fresh", action="store_true", help="a private stack, stopped afterwards")
     run.add_argument("--user", choices=[CI, SCIENTIST], default=SCIENTIST)
@@ -417,17 +567,42 @@ def _dispatch(args: argparse.Namespace) -> int:
             stack = scope.enter_context(private_stack()) if args.fresh else up()[0]
             return subprocess.call(cmd, env=os.environ | stack.env(args.user))
     if args.command == "up":
+        if (args.cert is None) != (args.key is None):
+            print("error: --cert and --key go together", file=sys.stderr)
+            return 2
         began = time.perf_counter()
-        stack, started = up()
+        tls = None if args.cert is None else (args.cert, args.key)
+        stack, started = up(args.host, tls)
         how = f"started in {time.perf_counter() - began:.1f} s" if started else "already running"
         rel = Path(stack.data).relative_to(REPO) if Path(stack.data).is_relative_to(REPO) else ""
         print(
             f"team MLflow at {stack.uri} ({how}): PostgreSQL on {HOST}:{stack.postgres_port},"
-            f" artifacts in s3://{ARTIFACT_BUCKET} at {stack.s3_endpoint}; data and"
-            f" credentials in {rel or stack.data}/ (make tracking-down stops it)\n"
-            f"# as the data scientist (CI's login: user {CI}, password in"
-            f" {rel or stack.data}/credentials):\n" + exports(stack)
+            f" artifacts in {artifact_root(stack.credentials)} at {stack.s3_endpoint}; data"
+            f" and credentials in {rel or stack.data}/ (make tracking-down stops it)\n"
+            f"# log this shell in as the data scientist (CI: env/{CI}.env):\n" + login_lines(stack)
         )
+        return 0
+    if args.command in ("rotate", "backup"):
+        running = shared_stack()
+        if running is None:
+            print("error: team MLflow is not running (make tracking-up starts it)", file=sys.stderr)
+            return 3
+        if args.command == "rotate":
+            rotate(running, args.user)
+            where = f" and {login_lines(running, args.user)}" if args.user in USERS else ""
+            print(f"{args.user}: new password in {Path(running.data) / 'credentials'}{where}")
+        else:
+            made = backup_to(running, args.dir)
+            print(f"backed up {', '.join(made['databases'])} and {len(made['artifacts'])} "
+                  f"artifacts into {args.dir}")  # fmt: skip
+        return 0
+    if args.command == "restore":
+        if shared_stack() is not None:
+            print("error: stop the server first (make tracking-down)", file=sys.stderr)
+            return 3
+        made = restore_into(DATA_DIR, _s3_env(), args.dir)
+        print(f"restored {', '.join(made['databases'])} and {len(made['artifacts'])} artifacts;"
+              " make tracking-up starts the server on them")  # fmt: skip
         return 0
     if args.command == "status":
         running = shared_stack()
@@ -437,11 +612,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"team MLflow at {running.uri}: mlflow pid {running.mlflow_pid}, PostgreSQL pid"
               f" {running.postgres_pid} on port {running.postgres_port}")  # fmt: skip
         return 0
-    stopped = down(wipe=args.wipe)
+    stopped, deleted = down(wipe=args.wipe)
     print("team MLflow stopped." if stopped else "team MLflow was not running.")
     if args.wipe:
-        print(f"deleted {DATA_DIR}: runs, versions, users and credentials are gone (the"
-              f" artifacts stay in s3://{ARTIFACT_BUCKET}).")  # fmt: skip
+        print(f"deleted {DATA_DIR} (runs, versions, users, credentials) and {deleted} artifact"
+              f" objects in s3://{ARTIFACT_BUCKET}.")  # fmt: skip
     return 0
 
 

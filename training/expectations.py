@@ -124,12 +124,16 @@ SPARK_TYPES = {"float64": "DoubleType", "Float64": "DoubleType", "float32": "Flo
 
 
 def spark_suite(suite: dict[str, Any]) -> dict[str, Any]:
-    """The suite with each ``type_list`` in Spark's type names (a name already Spark's stays)."""
+    """The suite with each ``type_list`` and ``type_`` in Spark's type names (a name already
+    Spark's stays)."""
     out = _fresh(suite)
     for exp in out["expectations"]:
-        types = exp["kwargs"].get("type_list")
+        kwargs = exp["kwargs"]
+        types = kwargs.get("type_list")
         if exp["type"] == "expect_column_values_to_be_in_type_list" and types:
-            exp["kwargs"]["type_list"] = list(dict.fromkeys(SPARK_TYPES.get(t, t) for t in types))
+            kwargs["type_list"] = list(dict.fromkeys(SPARK_TYPES.get(t, t) for t in types))
+        if exp["type"] == "expect_column_values_to_be_of_type" and kwargs.get("type_"):
+            kwargs["type_"] = SPARK_TYPES.get(kwargs["type_"], kwargs["type_"])
     return out
 
 

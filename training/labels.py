@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,9 @@ def ccme_wqi(
         ]
     )
     tested = ~np.isnan(excursions)
-    roll = lambda values: (  # noqa: E731 - a local shorthand for the trailing window sum
-        pd.DataFrame(values).rolling(window, min_periods=1).sum().to_numpy()
-    )
-    tests = roll(tested.astype(float))
-    failed = roll((np.nan_to_num(excursions) > 0).astype(float))
-    amount = roll(np.nan_to_num(excursions))
+    tests = trailing_sum(tested.astype(float), window)
+    failed = trailing_sum((np.nan_to_num(excursions) > 0).astype(float), window)
+    amount = trailing_sum(np.nan_to_num(excursions), window)
 
     total_tests = tests.sum(axis=1)
     f1 = 100.0 * (failed > 0).sum(axis=1) / len(guidelines)
@@ -46,6 +44,19 @@ def ccme_wqi(
     wqi = 100.0 - np.sqrt(f1**2 + f2**2 + f3**2) / 1.732
     wqi[(tests < min_tests).any(axis=1)] = np.nan
     return pd.Series(wqi, index=frame.index, name="wqi")
+
+
+def trailing_sum(values: np.ndarray, window: int) -> np.ndarray:
+    """Per row, the sum of the ``window`` rows ending at it (fewer at the start), added in the
+    same order for every row. A row's sum depends on its window alone, so an engine that
+    computes the label on slices of the series, each with the ``window - 1`` rows before it
+    (the Spark engine, per partition), gets the whole series' values bit for bit; pandas'
+    rolling sum carries a running total whose rounding depends on where it started."""
+    padded = np.concatenate([np.zeros((window - 1, *values.shape[1:])), values])
+    out = np.zeros_like(values, dtype=np.float64)
+    for start in range(window):
+        out += padded[start : start + len(values)]
+    return out
 
 
 def _excursion(
@@ -60,11 +71,29 @@ def _excursion(
     return out
 
 
-LABEL_FUNCTIONS: dict[str, Callable[..., pd.Series]] = {"ccme_wqi": ccme_wqi}
+@dataclass(frozen=True)
+class LabelFunction:
+    compute: Callable[..., pd.Series]
+    # How many rows before a row its label reads (the frame is in the spec's order): an
+    # engine that labels slices of the rows gives each slice that many rows before it.
+    rows_before: Callable[[dict[str, Any]], int]
+
+
+LABEL_FUNCTIONS = {"ccme_wqi": LabelFunction(ccme_wqi, lambda params: int(params["window"]) - 1)}
+
+
+def _params(label: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in label.items() if k != "function"}
 
 
 def make_label(frame: pd.DataFrame, label: dict[str, Any]) -> pd.Series:
     if "column" in label:
         return frame[label["column"]]
-    params = {k: v for k, v in label.items() if k != "function"}
-    return LABEL_FUNCTIONS[label["function"]](frame, **params)
+    return LABEL_FUNCTIONS[label["function"]].compute(frame, **_params(label))
+
+
+def rows_before(label: dict[str, Any]) -> int:
+    """How many preceding rows a row's label reads: 0 for a column."""
+    if "column" in label:
+        return 0
+    return LABEL_FUNCTIONS[label["function"]].rows_before(_params(label))

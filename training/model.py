@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold
 
 from inference.outputs import BandedRegression
-from training import expectations
+from training import expectations, holdout
 from training.data import calendar_columns, iso_timestamps
 from training.progress import Progress
 from training.spec import ModelSpec
@@ -106,23 +106,21 @@ def make_dataset(
 
 
 def split(data: Dataset, spec: ModelSpec) -> Split:
+    """The training and held-out rows (training/holdout.py: by position for a chronological
+    split, else by each row's key), each side in the frame's order."""
     method, size, seed = spec.split["method"], float(spec.split["test_size"]), spec.split["seed"]
-    stamps = data.timestamps
     if method == "chronological":  # the frame is already in time order
-        cut = round(len(data.X) * (1.0 - size))
-        test_stamps = None if stamps is None else stamps[cut:]
-        return Split(data.X[:cut], data.X[cut:], data.y[:cut], data.y[cut:], test_stamps)
-    stratify = data.y if method == "stratified" else None
-    if stamps is None:
-        parts = train_test_split(data.X, data.y, test_size=size, random_state=seed,
-                                 stratify=stratify)  # fmt: skip
-        return Split(*parts)
-    # The row numbers ride along: one shuffle for every array, the same as without them.
-    X_train, X_test, y_train, y_test, _, rows = train_test_split(
-        data.X, data.y, np.arange(len(data.X)), test_size=size, random_state=seed,
-        stratify=stratify,
-    )  # fmt: skip
-    return Split(X_train, X_test, y_train, y_test, [stamps[i] for i in rows])
+        test = np.arange(len(data.X)) >= len(data.X) - holdout.held_out_count(len(data.X), size)
+    else:
+        strata = data.y.to_numpy() if method == "stratified" else None
+        test = holdout.held_out(holdout.row_keys(data.X, data.y, int(seed)), strata, size)
+    stamps = data.timestamps
+    test_stamps = None if stamps is None else [s for s, t in zip(stamps, test, strict=True) if t]
+    X_train, X_test, y_train, y_test = (
+        part.reset_index(drop=True)
+        for part in (data.X[~test], data.X[test], data.y[~test], data.y[test])
+    )  # numbered from 0, as the Spark engine's sides: the same rows are the same frames
+    return Split(X_train, X_test, y_train, y_test, test_stamps)
 
 
 def planned_trees(params: dict[str, Any], banded: bool) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from settings import BUNDLE_ARTIFACT_DIR, REPO, local_store_dir, tracking_uri
 from training import model_card
+from training.locks import file_lock
 from training.mlflow_names import (
     ARTIFACT_SHA256,
     CANDIDATE,
@@ -31,6 +32,7 @@ from training.spec import ModelSpec
 MODEL_NAME = "model"  # the logged MLflow model's name within its run
 DRY_RUN = "dry_run"  # the tag of a run that registered nothing (python -m training --dry-run)
 DRY_RUN_NAME = "dry run"
+REUSED_TAG = "reused_version"  # on a run that lost the race to register its bytes
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # What the pyfunc model needs beyond MLflow itself (pandas comes with MLflow): serving's set.
 MODEL_REQUIREMENTS = ("numpy", "onnxruntime", "aws-lambda-powertools")
@@ -238,29 +240,61 @@ def log_and_register(run: TrainingRun) -> Registered:
     mlflow = _mlflow()
     from mlflow import MlflowClient
 
-    client = MlflowClient()
     name, digest = run.spec.name, run.tags[ARTIFACT_SHA256]
     gate_failures = run.spec.gates.failures(run.metrics)
-    try:
-        client.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
+    with _one_registration_at_a_time():  # from the first call: it may create a SQLite store
+        client = MlflowClient()
         try:
-            client.create_registered_model(name, description=f"waterml model {name!r}")
-        except mlflow.exceptions.MlflowException as exc:
-            # Another trainer created it since the get (two first trainings at once, seen
-            # with a team's server: tests/team/test_ci_path.py).
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-    same = existing_version(client, name, digest)
-    if same is not None:
-        # Same code and data give the same bytes: that version *is* this training's result.
-        # Nothing is logged and no alias moves (a retrain must not silently move `candidate`).
-        holder = _candidate(client, name)
-        version = str(same.version)
-        return Registered(
-            version, same.run_id or "", holder == version, gate_failures, True, holder
-        )
+            client.get_registered_model(name)
+        except mlflow.exceptions.MlflowException:
+            try:
+                client.create_registered_model(name, description=f"waterml model {name!r}")
+            except mlflow.exceptions.MlflowException as exc:
+                # Another trainer created it since the get (two first trainings at once,
+                # seen with a team's server: tests/team/test_ci_path.py).
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        same = existing_version(client, name, digest)
+        if same is not None:
+            return _reused(client, name, same, gate_failures)
+        registered = _log_and_register(mlflow, client, run, gate_failures)
+    if registered.reused:
+        return registered
+    candidate = not gate_failures
+    number = registered.version
+    holder = _move_candidate(client, name, number) if candidate else _candidate(client, name)
+    return Registered(number, registered.run_id, candidate, gate_failures, False, holder)
 
+
+@contextlib.contextmanager
+def _one_registration_at_a_time() -> Iterator[None]:
+    """Two trainers of the same bytes must end with one version. With a SQLite store the
+    check and the registration run under a lock file beside the store (processes on this
+    machine); a team server refuses the second version of the same bytes itself
+    (tools/team_auth.py: RESOURCE_ALREADY_EXISTS), which ``_log_and_register`` turns into
+    a reuse."""
+    store = local_store_dir()
+    if store is None:
+        yield
+        return
+    with file_lock(store / "register.lock"):
+        yield
+
+
+def _reused(client: Any, name: str, same: Any, gate_failures: list[str]) -> Registered:
+    """Same code and data give the same bytes: that version *is* this training's result.
+    No alias moves (a retrain must not silently move `candidate`)."""
+    holder = _candidate(client, name)
+    version = str(same.version)
+    return Registered(version, same.run_id or "", holder == version, gate_failures, True, holder)
+
+
+def _log_and_register(
+    mlflow: Any, client: Any, run: TrainingRun, gate_failures: list[str]
+) -> Registered:
+    """The run (params, metrics, plots, datasets, bundle, MLflow model), then its version and
+    model card; ``reused`` when a server found these bytes registered meanwhile."""
+    name, digest = run.spec.name, run.tags[ARTIFACT_SHA256]
     metrics = _with_lift(run)
     with mlflow.start_run(
         experiment_id=experiment_id(mlflow, name), run_name=run_name(name, "?", run.tags)
@@ -279,15 +313,20 @@ def log_and_register(run: TrainingRun) -> Registered:
         mlflow.log_metrics(metrics, model_id=model.model_id, dataset=datasets[1][0])
         # The version's source is the MLflow model (its MLmodel gives the UI the schema);
         # `bundle/model.joblib` in the run stays what promotion downloads.
-        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version..."
-            version = mlflow.register_model(f"models:/{model.model_id}", name, tags=run.tags)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # MLflow: "Created version..."
+                version = mlflow.register_model(f"models:/{model.model_id}", name, tags=run.tags)
+        except mlflow.exceptions.MlflowException as exc:
+            same = existing_version(client, name, digest)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or same is None:
+                raise
+            # Another trainer registered these bytes first: this run stays, saying so.
+            client.set_tag(run_id, REUSED_TAG, str(same.version))
+            return _reused(client, name, same, gate_failures)
         client.update_run(run_id, name=run_name(name, str(version.version), run.tags))
         # The card (Markdown, HTML, its facts) with the run; the Markdown is the description.
         model_card.attach(client, run, str(version.version), run_id)
-    candidate = not gate_failures
-    number = str(version.version)
-    holder = _move_candidate(client, name, number) if candidate else _candidate(client, name)
-    return Registered(number, run_id, candidate, gate_failures, False, holder)
+    return Registered(str(version.version), run_id, False, gate_failures)
 
 
 def log_dry_run(run: TrainingRun) -> str:

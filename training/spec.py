@@ -258,7 +258,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     label = raw["label"]
     if ("column" in label) == ("function" in label):
         raise ValueError("[label] needs exactly one of 'column' or 'function'")
-    engine = _engine(raw["train"], label)
+    engine = _engine(raw["train"])
     encoding = data.get("encoding", "utf-8")
     try:
         codecs.lookup(encoding)
@@ -321,17 +321,12 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelSpec:
     )
 
 
-def _engine(train: dict[str, Any], label: dict[str, Any]) -> str:
+def _engine(train: dict[str, Any]) -> str:
     """``[train] engine``: "pandas" (this process) or "spark" (training/engines/spark.py)."""
     engine = train.get("engine", "pandas")
     if engine not in ENGINES:
         raise SpecError(f"[train] engine must be one of {', '.join(map(repr, ENGINES))}, "
                         f"not {engine!r}")  # fmt: skip
-    if engine == "spark" and "function" in label:
-        # A label function reads a window of neighbouring rows of the whole series, which is
-        # not a per-row operation a Spark partition can run.
-        raise SpecError(f'[train] engine = "spark" takes [label] column = "..."; the label '
-                        f"function {label['function']!r} runs on the pandas engine")  # fmt: skip
     return str(engine)
 
 

@@ -8,12 +8,15 @@ loopback server that records what arrives."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from training.mlflow_names import quiet_mlflow
 
 ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/waterml-dev"
 
@@ -49,6 +52,7 @@ def test_the_tracking_server_arn_is_a_signed_mlflow_client(
     from mlflow import MlflowClient
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+    quiet_mlflow()  # as every MLflow client here imports it: the plugin still serves an ARN
     endpoint, seen = server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", ARN)  # as promote.yml sets it from the secret
     monkeypatch.setenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT", endpoint)
@@ -74,3 +78,31 @@ def test_the_tracking_server_arn_is_a_signed_mlflow_client(
     assert headers["x-amz-security-token"] == "a-session-token"
     # The server it signs for, named in every request (IAM's resource).
     assert headers["x-mlflow-sm-tracking-server-arn"] == ARN
+
+
+def test_a_plain_http_server_gets_no_sagemaker_header_and_no_warning(
+    server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The plugin's header provider is loaded by an entry point whatever the URI; for an
+    http:// server it failed on every request and MLflow logged a WARNING each time (154
+    lines in one training against the team's server)."""
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    quiet_mlflow()
+    endpoint, seen = server
+    logged: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = logged.append  # type: ignore[method-assign]
+    logger = logging.getLogger("mlflow.tracking.request_header.registry")
+    logger.addHandler(catcher)
+    try:
+        with _use_tracking_uri(endpoint):
+            for _ in range(3):
+                assert MlflowClient(endpoint, endpoint).search_registered_models() == []
+    finally:
+        logger.removeHandler(catcher)
+    assert [r.getMessage() for r in logged] == []
+    assert len(seen) == 3
+    for request in seen:
+        assert "x-mlflow-sm-tracking-server-arn" not in {k.lower() for k in request["headers"]}

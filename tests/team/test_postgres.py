@@ -31,3 +31,19 @@ def test_a_start_stops_the_unrecorded_postmaster_of_its_directory() -> None:
         postgres.stop(again)
     assert not alive(again.pid)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_private_folder_on_the_way_is_named() -> None:
+    """As root, PostgreSQL runs as `pgserver`, which cannot enter a 0700 folder (a checkout in
+    /root): tools/postgres.py names that folder instead of initdb's bare failure."""
+    root = Path(tempfile.mkdtemp(prefix="postgres-private-"))  # /tmp: traversable
+    root.chmod(0o755)
+    private = root / "home"
+    (private / "checkout").mkdir(parents=True)
+    try:
+        private.chmod(0o700)
+        assert postgres.unreachable(private / "checkout" / "data") == private
+        private.chmod(0o755)
+        assert postgres.unreachable(private / "checkout" / "data") is None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -230,3 +230,40 @@ def test_reads_the_stored_release_from_s3(
     s3.put_object(Bucket=s3_env["bucket"], Key=key, Body=edited, Metadata=stored_metadata(body))
     line = one_error_line(capsys, [str(EVENTS / "direct.json")])
     assert "SHA-256 mismatch" in line
+
+
+@pytest.mark.parametrize("name", ["../potability", "wqi/../potability", "WQI"])
+def test_an_invalid_model_name_is_refused_before_any_request(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `make invoke MODEL=../potability` sent GET .../models/../potability/release.json
+    and only then refused. A loopback S3 that answers 404 records every request made."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    asked: list[str] = []
+
+    class NoSuchKey(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b"<Error><Code>NoSuchKey</Code></Error>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoSuchKey)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_address[1]}")
+        for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+                           "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        line = one_error_line(capsys, [str(EVENTS / "direct.json"), "--model", name])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "invalid model name" in line and asked == []

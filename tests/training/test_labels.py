@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from training.data import load_frame, read_bytes
-from training.labels import ccme_wqi, make_label
+from training.labels import ccme_wqi, make_label, rows_before
 from training.spec import load_spec
 
 GUIDE = {"a": {"max": 10.0}, "b": {"min": 5.0, "max": 8.0}}
@@ -43,3 +43,19 @@ def test_real_labels_spread_over_the_bands() -> None:
     assert len(wqi) > 20_000
     assert (bands > 0.05).sum() >= 3, bands  # not a near-constant label
     assert wqi.std() > 5
+
+
+def test_a_slice_with_the_rows_before_it_labels_as_the_whole_series() -> None:
+    """What lets the Spark engine label partitions apart: a slice of the series, given the
+    rows_before rows that precede it, gets the whole series' labels bit for bit (pandas'
+    rolling sum did not: its running total rounds differently from where it starts)."""
+    spec = load_spec("wqi")
+    frame = load_frame(spec.data, read_bytes(spec.data))
+    whole = make_label(frame, spec.label).to_numpy()
+    before = rows_before(spec.label)
+    assert before == spec.label["window"] - 1
+    for start in range(1, len(frame), 997):
+        first = max(0, start - before)
+        part = frame.iloc[first : start + 997].reset_index(drop=True)
+        got = make_label(part, spec.label).to_numpy()[start - first :]
+        np.testing.assert_array_equal(got, whole[start : start + 997], err_msg=f"from {start}")

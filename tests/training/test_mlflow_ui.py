@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.integration
-CHROMIUM = shutil.which("chromium")  # `make browser` (run by `make test`) installs it
+CHROMIUM = shutil.which("chromium")  # `make test-packages` (run by `make test`) installs it
 # Nothing leaves the machine: no component updates, sync, field trials or first-run pings.
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -89,7 +89,7 @@ def test_run_and_version_pages_show_metrics_plots_alias_and_lineage(
     trained: dict[str, Any], ui: dict[str, Any], tmp_path: Path
 ) -> None:
     if CHROMIUM is None:
-        pytest.fail("no chromium on PATH: `make browser` installs it (`make test` runs it)")
+        pytest.fail("no chromium on PATH: `make test-packages` installs it (`make test` runs it)")
     from mlflow import MlflowClient
     from playwright.sync_api import expect, sync_playwright
 

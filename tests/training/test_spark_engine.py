@@ -36,12 +36,24 @@ def test_engine_is_pandas_unless_the_spec_says_spark(tmp_path: Path) -> None:
         load_spec_file(path)
 
 
-def test_a_label_function_stays_on_pandas(tmp_path: Path) -> None:
+def test_a_label_function_may_run_on_spark(tmp_path: Path) -> None:
     text = load_spec("wqi").source.read_text()
     path = tmp_path / "w.toml"
     path.write_text(text.replace("[train.params]", '[train]\nengine = "spark"\n\n[train.params]'))
-    with pytest.raises(SpecError, match="label function 'ccme_wqi' runs on the pandas engine"):
-        load_spec_file(path)
+    assert load_spec_file(path).engine == "spark"
+
+
+def test_an_executor_without_the_environment_is_one_line() -> None:
+    """A cluster whose workers lack a package: an EngineError naming it and the Python the
+    executors run, not a page of Spark traceback."""
+    from pyspark.errors import PythonException
+
+    from training.engines import spark as engine
+
+    worker = "Traceback ...\n  import xgboost\nModuleNotFoundError: No module named 'xgboost'\n"
+    refused = pytest.raises(engine.EngineError, match="cannot import 'xgboost': they run ")
+    with refused, engine.worker_errors():
+        raise PythonException(message=worker)
 
 
 def test_spark_connect_is_refused_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,27 +133,48 @@ def rows_of(X: pd.DataFrame, y: pd.Series) -> list[tuple[tuple[bool, float], ...
 
 @pytest.mark.integration
 def test_potability_splits_on_the_cluster(spark: Any) -> None:
-    """The rows kept are the pandas engine's; the held-out side is about test_size of them,
-    disjoint from the training side, and the same rows however the file is partitioned."""
+    """The rows kept and the held-out ones are the pandas engine's (training/holdout.py: a
+    key per row, not a random generator), in the same order; and the same rows however the
+    file is partitioned."""
     from training.engines import spark as engine
 
     spec = load_spec("potability")
     expected, ranges = pandas_dataset(spec)
+    want = model.split(expected, spec)
     frame, _ = engine.load(spark, spec.data)
     parts, counts, train_frame = engine.split(spark, frame, spec, ranges)
     assert counts.dropped == expected.dropped
-    assert counts.train + counts.held_out == len(expected.X) == 3276
-    assert abs(counts.held_out / len(expected.X) - 0.2) < 0.02  # 656 would be exact
-    assert (len(parts.X_train), len(parts.X_test)) == (counts.train, counts.held_out)
+    assert (counts.train, counts.held_out) == (len(want.X_train), len(want.X_test)) == (2620, 656)
     assert train_frame.count() == counts.train
-    # Together, exactly the rows the pandas engine keeps (as float32 values, its X's).
-    together = rows_of(
-        pd.concat([parts.X_train, parts.X_test]), pd.concat([parts.y_train, parts.y_test])
-    )
-    assert together == rows_of(expected.X, expected.y)
+    for got, expect in ((parts.X_test, want.X_test), (parts.X_train, want.X_train)):
+        pd.testing.assert_frame_equal(got, expect)
+    pd.testing.assert_series_equal(parts.y_test, want.y_test, check_names=False)
     # Another partitioning (another cluster, another file split): the same held-out rows.
-    again, _, _ = engine.split(spark, frame.repartition(7), spec, ranges)
-    assert rows_of(again.X_test, again.y_test) == rows_of(parts.X_test, parts.y_test)
+    again, _, _ = engine.split(spark, frame.repartition(7).cache(), spec, ranges)
+    assert rows_of(again.X_test, again.y_test) == rows_of(want.X_test, want.y_test)
+
+
+@pytest.mark.integration
+def test_wqi_labels_and_split_are_the_pandas_engines(spark: Any) -> None:
+    """wqi's label function (a trailing 24 h window) runs on Spark, per partition, each after
+    the rows before it; on seven partitions the labels are the whole series', bit for bit,
+    and the chronological split holds out the pandas engine's rows."""
+    from training.engines import spark as engine
+
+    spec = load_spec("wqi")
+    expected, ranges = pandas_dataset(spec)
+    want = model.split(expected, spec)
+    loaded, _ = engine.load(spark, spec.data)
+    frame = loaded.repartitionByRange(7, "record").sortWithinPartitions("record").cache()
+    assert frame.rdd.getNumPartitions() == 7
+    parts, counts, _ = engine.split(spark, frame, spec, ranges)
+    assert counts.dropped == expected.dropped
+    assert (counts.train, counts.held_out) == (len(want.X_train), len(want.X_test))
+    for got, expect in ((parts.X_test, want.X_test), (parts.X_train, want.X_train)):
+        pd.testing.assert_frame_equal(got, expect)
+    for got_y, expect_y in ((parts.y_test, want.y_test), (parts.y_train, want.y_train)):
+        pd.testing.assert_series_equal(got_y, expect_y, check_names=False, check_exact=True)
+    assert parts.timestamps_test == want.timestamps_test
 
 
 @pytest.mark.integration
@@ -161,21 +194,6 @@ def test_the_driver_holds_a_bounded_sample_of_each_side(
     # A seeded sample: the same rows on a second run.
     again, _, _ = engine.split(spark, frame, spec, ranges)
     pd.testing.assert_frame_equal(again.X_test, parts.X_test)
-
-
-@pytest.mark.integration
-def test_a_chronological_split_holds_out_the_last_rows(spark: Any) -> None:
-    from training.engines import spark as engine
-
-    spec = replace(load_spec("potability"),
-                   split={"method": "chronological", "test_size": 0.25, "seed": 0})  # fmt: skip
-    expected, ranges = pandas_dataset(spec)
-    want = model.split(expected, spec)  # the pandas engine's: the last quarter of the rows
-    frame, _ = engine.load(spark, spec.data)
-    parts, counts, _ = engine.split(spark, frame, spec, ranges)
-    pd.testing.assert_frame_equal(parts.X_test, want.X_test.reset_index(drop=True))
-    pd.testing.assert_series_equal(parts.y_test, want.y_test.reset_index(drop=True))
-    assert counts.held_out == len(want.X_test)
 
 
 @pytest.mark.integration
@@ -231,3 +249,13 @@ def test_a_sampled_evaluation_says_so_in_mlflow_and_the_card(
     assert held["sample"].startswith(f"{int(m['rows_held_out_evaluated'])} rows (seeded)")
     card = client.get_model_version("potability", result.version).description
     assert f"metrics on a seeded sample of {int(m['rows_held_out_evaluated']):,}" in card
+
+
+def test_the_suites_type_names_are_sparks_for_great_expectations_on_spark() -> None:
+    """wqi's suite checks its Timestamp column with expect_column_values_to_be_of_type(str):
+    on Spark that is StringType ("No recognized spark types" before)."""
+    suite = expectations.spark_suite(expectations.load_suite(load_spec("wqi").data.expectations))
+    kinds = {e["kwargs"]["column"]: e["kwargs"].get("type_") for e in suite["expectations"]
+             if e["type"] == "expect_column_values_to_be_of_type"}  # fmt: skip
+    assert kinds["Timestamp"] == "StringType"
+    assert set(kinds.values()) <= set(expectations.SPARK_TYPES.values())

@@ -3,13 +3,15 @@ as a Spark DataFrame and the booster is trained by ``xgboost.spark`` on the clus
 
 What runs on Spark: parsing, the spec's renames, derivations, row filter and calendar features
 (training/data.py's own ``row_features``, per partition), the great-expectations suite (its
-Spark datasource), the rows serving would accept (training/model.py's ``make_dataset``, per
-partition), the train/held-out split (a seeded hash of each row's values, or the order for a
-chronological split) and the boosting. What the driver receives: a seeded sample of at most
+Spark datasource), a ``[label] function`` (training/labels.py's, per partition, with the rows
+before each partition), the rows serving would accept (training/model.py's ``make_dataset``,
+per partition), the train/held-out split (training/holdout.py's rule: the same rows as the
+pandas engine) and the boosting. What the driver receives: a seeded sample of at most
 ``WATERML_SPARK_DRIVER_ROWS`` rows of each side (default 1,000,000), for the evaluation, the
 golden samples, the baseline, the domain profile and MLflow's dataset record, so the driver's
 memory does not grow with the table. The booster is taken out of the Spark model and goes
-through the same ONNX export, gates, bundle and registration.
+through the same ONNX export, gates, bundle and registration. The project's code reaches the
+executors as an archive shipped with the job (``code_archive``).
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import logging
 import os
 import re
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from settings import LOCAL_DIR, REPO
-from training import data, labels, model
+from training import data, holdout, labels, model
 from training.engines.base import Rows, Trained, check_pin, stage, validated
 from training.spec import DataSpec, ModelSpec, SpecError, TimestampSpec
 
@@ -45,8 +50,13 @@ ROW_ID = "_waterml_row"  # the row's position in the frame (its order, not a cou
 STAMP = "_waterml_timestamp"  # as serving receives it (golden records)
 DROPPED, COUNT = "_waterml_dropped", "_waterml_count"  # per partition: why left out, how many
 HELD_OUT = "_waterml_held_out"
+KEY = "_waterml_key"  # the row's key (training/holdout.py): where a random split puts it
+PARTITION = "_waterml_partition"
 HASH_BUCKETS = 1 << 30
-QUANTILE_ERROR = 1e-5  # of the rows: where a chronological split cuts (0 would be O(n) memory)
+QUANTILE_ERROR = 1e-5  # of the rows: the sketch that brackets a split's cut (then made exact)
+# What the executors' Python imports (row features, the rows kept, labels, serving's calendar
+# code): shipped with the job as one archive, so a cluster's workers need only the packages.
+CODE_PACKAGES = ("training", "inference")
 DRIVER_ROWS_ENV = "WATERML_SPARK_DRIVER_ROWS"  # per side, what the driver evaluates and records
 DEFAULT_DRIVER_ROWS = 1_000_000
 SAMPLE_ROWS = 100  # shaped on the driver first: spec errors and the output's column types
@@ -112,11 +122,8 @@ def session() -> SparkSession:
         raise EngineError('[train] engine = "spark" needs the spark dependency group: '
                           "uv sync --group spark (make test installs it)") from None  # fmt: skip
     os.environ["JAVA_HOME"] = str(java_home())
-    # Python workers: this interpreter, able to import training/ (row_features runs there).
+    # Python workers run this interpreter's path (the same environment on every machine).
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if str(REPO) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), *paths] if p)
     spark = (
         SparkSession.builder.master(os.environ.get(MASTER_ENV) or DEFAULT_MASTER)
         .appName("waterml-training")
@@ -128,7 +135,29 @@ def session() -> SparkSession:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    # The project's code travels with the job (spark.submit.pyFiles' programmatic twin): the
+    # driver serves it to every executor, which puts it on its Python path.
+    spark.sparkContext.addPyFile(str(code_archive()))
     return spark
+
+
+def code_archive() -> Path:
+    """``CODE_PACKAGES`` as a zip in .local/spark-code/, named by its contents' SHA-256 (two
+    checkouts or commits never share a name; the same code is built once)."""
+    files = sorted(f for pkg in CODE_PACKAGES for f in (REPO / pkg).rglob("*.py"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    path = LOCAL_DIR / "spark-code" / f"waterml-{digest.hexdigest()[:16]}.zip"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for f in files:
+            archive.write(f, f.relative_to(REPO).as_posix())
+    os.replace(tmp, path)
+    return path
 
 
 def java_home() -> os.PathLike[str]:
@@ -264,48 +293,40 @@ def split(
     needs of each side; and the training rows, on Spark, for the booster.
 
     The rows kept are the pandas engine's, by its code (``model.make_dataset``, per
-    partition). ``chronological`` holds out the last ``test_size`` of them in the frame's
-    order; ``random`` and ``stratified`` hold out a row when a seeded hash of its values
-    falls in the first ``test_size`` of the hash range: reproducible whatever the partitions
-    or the cluster, and stratified only in expectation (a large table's label shares match
-    to well under a percent). The driver collects a seeded sample of at most
-    ``WATERML_SPARK_DRIVER_ROWS`` rows of each side (evaluation, golden samples, baseline,
-    domain profile, MLflow's dataset record), so its memory does not grow with the table."""
+    partition), and so are the held-out ones: training/holdout.py's rule, with each row's key
+    computed per partition and each cut found exactly on the cluster (``_kth_smallest``).
+    The driver collects a seeded sample of at most ``WATERML_SPARK_DRIVER_ROWS`` rows of each
+    side (evaluation, golden samples, baseline, domain profile, MLflow's dataset record), so
+    its memory does not grow with the table."""
     from pyspark.sql import functions as F
 
+    label = spec.label
+    if "function" in label:  # computed before the rows are shaped, as the pandas engine does
+        frame, label = _labelled(frame, spec), {"column": spec.label_column}
     needed = list(dict.fromkeys([*spec.features, spec.label_column]))
     stamp = _timestamp(spec)
     if stamp is not None:
         needed.append(stamp.column)
     numbered = frame.select(*map(_col, needed), F.monotonically_increasing_id().alias(ROW_ID))
-    shaped = _servable(numbered, spec, ranges).cache()
+    shaped = _servable(numbered, spec, ranges, label).cache()
     with worker_errors():
         dropped = {r[DROPPED]: int(r[1]) for r in shaped.where(_col(DROPPED).isNotNull())
                    .groupBy(DROPPED).agg(F.sum(COUNT)).collect()}  # fmt: skip
     kept = shaped.where(_col(DROPPED).isNull()).drop(DROPPED, COUNT)
-    size, seed = float(spec.split["test_size"]), int(spec.split["seed"])
-    if spec.split["method"] == "chronological":
-        # The pandas engine trains on the first round(n * (1 - size)) rows: the position of
-        # that last row, by Spark's quantile sketch (rank exact on small tables, within
-        # QUANTILE_ERROR of n on large ones, with constant memory on the driver).
-        total = kept.count()
-        cut = round(total * (1.0 - size))
-        last = kept.approxQuantile(ROW_ID, [(cut - 0.5) / total], QUANTILE_ERROR) if cut else []
-        held_out = _col(ROW_ID) > F.lit(last[0] if last else -1)
-    else:
-        held_out = _hash_share(kept, seed) < F.lit(size)
-    marked = kept.withColumn(HELD_OUT, held_out)
+    marked = kept.withColumn(HELD_OUT, _held_out(kept, spec))
     sides = marked.groupBy(HELD_OUT).count().collect()
     counts = {bool(r[HELD_OUT]): int(r["count"]) for r in sides}
     train_frame = marked.where(~_col(HELD_OUT))
+    seed = int(spec.split["seed"])
     cap = int(os.environ.get(DRIVER_ROWS_ENV) or DEFAULT_DRIVER_ROWS)
     train_local = _driver_sample(train_frame, counts.get(False, 0), cap, seed)
     test_local = _driver_sample(marked.where(_col(HELD_OUT)), counts.get(True, 0), cap, seed)
-    features, label = list(spec.features), spec.label_column
+    features, label_column = list(spec.features), spec.label_column
     stamps = None if STAMP not in test_local.columns else list(test_local[STAMP])
     parts = model.Split(
         train_local[features].astype("float32"), test_local[features].astype("float32"),
-        train_local[label].astype("float64"), test_local[label].astype("float64"), stamps,
+        train_local[label_column].astype("float64"), test_local[label_column].astype("float64"),
+        stamps,
     )  # fmt: skip
     rows = Rows(
         {reason: dropped.get(reason, 0) for reason in model.DROPPED},
@@ -315,8 +336,115 @@ def split(
     return parts, rows, train_frame
 
 
+def _held_out(kept: DataFrame, spec: ModelSpec) -> Column:
+    """training/holdout.py's rule as a condition on the kept rows: the last rows by position
+    (chronological), else per stratum the rows whose key is at most its k-th smallest."""
+    from pyspark.sql import functions as F
+
+    size, label = float(spec.split["test_size"]), _col(spec.label_column)
+    if spec.split["method"] == "chronological":
+        total = kept.count()
+        train = total - holdout.held_out_count(total, size)
+        return _col(ROW_ID) > F.lit(_kth_smallest(kept, ROW_ID, train, total) if train else -1)
+    if spec.split["method"] == "stratified":
+        strata = [(r[0], int(r[1])) for r in kept.groupBy(label).count().collect()]
+    else:
+        strata = [(None, kept.count())]
+    held = F.lit(False)
+    for value, rows in strata:
+        side = kept if value is None else kept.where(label == F.lit(value))
+        k = holdout.held_out_count(rows, size)
+        if k:
+            below = _col(KEY) <= F.lit(_kth_smallest(side, KEY, k, rows))
+            held = held | (below if value is None else (label == F.lit(value)) & below)
+    return held
+
+
+def _kth_smallest(frame: DataFrame, column: str, k: int, total: int) -> int:
+    """The k-th smallest (1-based) of an integer column below 2**53, exactly, in bounded
+    driver memory: Spark's quantile sketch brackets it (its rank is off by at most
+    QUANTILE_ERROR of the rows), and the driver sorts only the values in the bracket."""
+    from pyspark.sql import functions as F
+
+    value, error = _col(column), QUANTILE_ERROR
+    while True:
+        spread = 2 * error + 1 / total
+        quantiles = [max(0.0, k / total - spread), min(1.0, k / total + spread)]
+        low, high = frame.approxQuantile(column, quantiles, QUANTILE_ERROR)
+        below = frame.where(value < F.lit(low)).count()
+        if below < k:
+            band = frame.where((value >= F.lit(low)) & (value <= F.lit(high))).select(value)
+            inside = sorted(int(r[0]) for r in band.collect())
+            if k - below <= len(inside):
+                return inside[k - below - 1]
+        error *= 8  # the sketch missed (never seen): a wider bracket
+
+
+def _labelled(frame: DataFrame, spec: ModelSpec) -> DataFrame:
+    """A ``[label] function``'s values as the column ``spec.label_column``, computed on every
+    partition by the pandas engine's function. A row's label reads the rows before it
+    (``labels.rows_before``), so each partition is labelled after the rows that precede it:
+    the last of them from the partitions before, collected to the driver (at most that many
+    rows per partition). The values are the whole series', bit for bit. ``frame`` is
+    ``load``'s cached frame: its partitions stay the same between the two passes (a sort
+    computed again may cut its partitions elsewhere)."""
+    from pyspark.sql import types as T
+
+    before = labels.rows_before(spec.label)
+    fields = frame.schema.fields
+    with worker_errors():
+        tails: pd.DataFrame = frame.mapInPandas(
+            partial(_tail_batches, before),
+            T.StructType([*fields, T.StructField(PARTITION, T.LongType())]),
+        ).toPandas()
+    context, carried = {}, tails.drop(columns=PARTITION).iloc[0:0]
+    for part in range(frame.rdd.getNumPartitions()):
+        context[part] = carried
+        mine = tails[tails[PARTITION] == part].drop(columns=PARTITION)
+        carried = pd.concat([carried, mine], ignore_index=True).tail(before)
+    schema = T.StructType([*fields, T.StructField(spec.label_column, T.DoubleType())])
+    batches = partial(_label_batches, spec.label, spec.label_column, before, context)
+    return frame.mapInPandas(batches, schema)
+
+
+def _tail_batches(before: int, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The last ``before`` rows of this partition, with its number."""
+    tail = None
+    for batch in batches:
+        tail = (batch if tail is None else pd.concat([tail, batch], ignore_index=True)).tail(before)
+    if tail is not None and len(tail):
+        yield tail.assign(**{PARTITION: _partition()})
+
+
+def _partition() -> int:
+    """The number of the partition a Python worker is processing."""
+    from pyspark import TaskContext
+
+    task = TaskContext.get()
+    assert task is not None  # on an executor
+    return task.partitionId()
+
+
+def _label_batches(
+    label: dict[str, Any],
+    column: str,
+    before: int,
+    context: dict[int, pd.DataFrame],
+    batches: Iterator[pd.DataFrame],
+) -> Iterator[pd.DataFrame]:
+    prior = context[_partition()]
+    for batch in batches:
+        rows = pd.concat([prior, batch], ignore_index=True)
+        values = labels.make_label(rows, label).to_numpy(np.float64)[len(prior) :]
+        prior = rows.tail(before) if before else rows.iloc[0:0]
+        yield batch.assign(**{column: values})
+
+
 def _servable(
-    numbered: DataFrame, spec: ModelSpec, ranges: dict[str, dict[str, float]]
+    numbered: DataFrame,
+    spec: ModelSpec,
+    ranges: dict[str, dict[str, float]],
+    label: dict[str, Any],
 ) -> DataFrame:
     """``model.make_dataset`` on every partition: the rows serving would accept (features and
     label as float64, the row's position, its timestamp as serving receives it), and after
@@ -325,12 +453,13 @@ def _servable(
 
     columns = [*spec.features, spec.label_column]
     fields = [T.StructField(c, T.DoubleType()) for c in dict.fromkeys(columns)]
-    fields.append(T.StructField(ROW_ID, T.LongType()))
+    fields += [T.StructField(ROW_ID, T.LongType()), T.StructField(KEY, T.LongType())]
     if _timestamp(spec) is not None:
         fields.append(T.StructField(STAMP, T.StringType()))
     fields += [T.StructField(DROPPED, T.StringType()), T.StructField(COUNT, T.LongType())]
     schema = T.StructType(fields)
-    return numbered.mapInPandas(partial(_servable_batches, spec, ranges, schema.names), schema)
+    batches = partial(_servable_batches, spec, ranges, label, schema.names)
+    return numbered.mapInPandas(batches, schema)
 
 
 def _timestamp(spec: ModelSpec) -> TimestampSpec | None:
@@ -341,21 +470,25 @@ def _timestamp(spec: ModelSpec) -> TimestampSpec | None:
 def _servable_batches(
     spec: ModelSpec,
     ranges: dict[str, dict[str, float]],
+    label: dict[str, Any],
     names: list[str],
     batches: Iterator[pd.DataFrame],
 ) -> Iterator[pd.DataFrame]:
+    seed = int(spec.split["seed"])
     for batch in batches:
-        dataset = model.make_dataset(batch, labels.make_label(batch, spec.label), spec, ranges)
+        dataset = model.make_dataset(batch, labels.make_label(batch, label), spec, ranges)
         assert dataset.rows is not None
         kept = dataset.X.astype("float64").assign(**{
             spec.label_column: dataset.y.to_numpy(),
             ROW_ID: batch[ROW_ID].to_numpy()[dataset.rows],
+            KEY: holdout.row_keys(dataset.X, dataset.y, seed),
         })  # fmt: skip
         if dataset.timestamps is not None:
             kept[STAMP] = pd.Series(dataset.timestamps, dtype=object)
         kept[DROPPED], kept[COUNT] = pd.Series([None] * len(kept), dtype=object), 0
         counts = pd.DataFrame({DROPPED: pd.Series(list(dataset.dropped), dtype=object),
-                               COUNT: list(dataset.dropped.values()), ROW_ID: -1})  # fmt: skip
+                               COUNT: list(dataset.dropped.values()), ROW_ID: -1,
+                               KEY: -1})  # fmt: skip
         # Plain numpy and object columns: pyspark's Arrow conversion does not take pandas 3's
         # Arrow-backed strings, nor a null in an integer column.
         yield pd.concat([kept, counts], ignore_index=True).reindex(columns=names)
@@ -366,7 +499,7 @@ def _hash_share(frame: DataFrame, seed: int) -> Column:
     depends on how the file was partitioned)."""
     from pyspark.sql import functions as F
 
-    values = [_col(c) for c in frame.columns if c not in (ROW_ID, STAMP)]
+    values = [_col(c) for c in frame.columns if c not in (ROW_ID, STAMP, KEY, HELD_OUT)]
     return F.pmod(F.xxhash64(F.lit(seed), *values), F.lit(HASH_BUCKETS)) / F.lit(HASH_BUCKETS)
 
 
@@ -417,12 +550,20 @@ def fit(train_frame: DataFrame, parts: model.Split, spec: ModelSpec) -> tuple[mo
 @contextmanager
 def worker_errors() -> Iterator[None]:
     """A DataError or SpecError raised in a Python worker (a bad timestamp in partition 7)
-    reaches the user as that error, not as a Spark traceback."""
+    reaches the user as that error, not as a Spark traceback; so does an executor whose
+    Python lacks a package (a cluster without this environment), as an EngineError."""
     from pyspark.errors import PythonException
 
     try:
         yield
     except PythonException as exc:
+        missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", str(exc))
+        if missing is not None:
+            raise EngineError(
+                f"the cluster's executors cannot import {missing.group(1)!r}: they run "
+                f"{os.environ.get('PYSPARK_PYTHON', sys.executable)}, which on every worker "
+                "must be this environment (the same path, `uv sync --frozen --group spark`)"
+            ) from None
         found = re.search(r"training\.(?:data|spec)\.(DataError|SpecError): (.+)", str(exc))
         if found is None:
             raise
