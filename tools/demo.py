@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def run(*args: str, show: bool = False, refused: int | None = None) -> str:
     Raises:
         SystemExit: the command failed; the demo stops, naming it and its exit code.
     """
-    print(f"$ {' '.join(args)}", flush=True)
+    print(f"$ {shlex.join(args)}", flush=True)  # as a person would paste it
     env = os.environ | {"MLFLOW_TRACKING_URI": TRACKING_URI}
     out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False, env=env,
                          stdout=subprocess.PIPE)  # fmt: skip
