@@ -213,53 +213,39 @@ class TrackingStack(Stack):
         """What `promote.yml`'s role needs: PROMOTE_ACTIONS on this server, and to read the
         bundles MLflow stored (registry/tracking.py downloads them with the role's own
         credentials)."""
-        policy = iam.Policy(
-            self,
-            "PromoteTrackingPolicy",
-            statements=[
-                iam.PolicyStatement(
-                    sid="MlflowRegistry",
-                    actions=PROMOTE_ACTIONS,
-                    resources=[self.server.attr_tracking_server_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadArtifacts",
-                    actions=["s3:GetObject"],
-                    resources=[self.artifact_objects],
-                ),
-                iam.PolicyStatement(
-                    sid="ListArtifacts",
-                    actions=["s3:ListBucket"],
-                    resources=[self.artifact_bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{ARTIFACT_PREFIX}/*"]}},
-                ),
-            ],
+        registry = iam.PolicyStatement(
+            sid="MlflowRegistry",
+            actions=PROMOTE_ACTIONS,
+            resources=[self.server.attr_tracking_server_arn],
         )
-        policy.attach_to_role(role)
-        self._acknowledge_artifact_objects(policy)
-        return policy
+        return self._grant("PromoteTrackingPolicy", role, [registry], ["s3:GetObject"], "Read")
 
     def grant_train(self, role: iam.IRole, name: str) -> iam.Policy:
         """What a trainer's role needs: TRAIN_ACTIONS on this server, the UI by presigned URL,
         and its artifact prefix read and written (SageMaker does not proxy artifacts: the
         client uploads runs, plots and bundles with its own role)."""
+        server = [self.server.attr_tracking_server_arn]
+        mlflow = [
+            iam.PolicyStatement(sid="MlflowTraining", actions=TRAIN_ACTIONS, resources=server),
+            iam.PolicyStatement(sid="MlflowUi", actions=[UI_ACTION], resources=server),
+        ]
+        objects = ["s3:GetObject", "s3:PutObject"]
+        return self._grant(f"TrainTrackingPolicy{name}", role, mlflow, objects, "Write")
+
+    def _grant(
+        self, policy_id: str, role: iam.IRole, mlflow: list[iam.PolicyStatement],
+        object_actions: list[str], verb: str,
+    ) -> iam.Policy:  # fmt: skip
+        """A policy of ``mlflow`` statements plus ``object_actions`` on the artifact prefix
+        and its listing, attached to ``role``, its artifact-prefix finding acknowledged."""
         policy = iam.Policy(
             self,
-            f"TrainTrackingPolicy{name}",
+            policy_id,
             statements=[
+                *mlflow,
                 iam.PolicyStatement(
-                    sid="MlflowTraining",
-                    actions=TRAIN_ACTIONS,
-                    resources=[self.server.attr_tracking_server_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="MlflowUi",
-                    actions=[UI_ACTION],
-                    resources=[self.server.attr_tracking_server_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteArtifacts",
-                    actions=["s3:GetObject", "s3:PutObject"],
+                    sid=f"{verb}Artifacts",
+                    actions=object_actions,
                     resources=[self.artifact_objects],
                 ),
                 iam.PolicyStatement(
