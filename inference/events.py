@@ -90,7 +90,11 @@ def wrappers() -> dict[Kind, Any]:
 
 
 def http_json(kind: Kind, event: dict[str, Any]) -> Any:
-    """The request's JSON body (base64 decoded if flagged), or a ValidationError on ``body``."""
+    """The request's JSON body (base64 decoded if flagged).
+
+    Raises:
+        ValidationError: on ``body``: missing, not a string, not base64 UTF-8, not JSON.
+    """
     request = (_WRAPPERS or wrappers())[kind](event)
     text = request.body
     if text is not None and type(text) is not str:  # Powertools would call .encode() on it
@@ -111,6 +115,11 @@ def http_json(kind: Kind, event: dict[str, Any]) -> Any:
 
 
 def parse_json(text: str, field: str) -> Any:
+    """``text`` as JSON.
+
+    Raises:
+        ValidationError: on ``field``: malformed or too deeply nested JSON.
+    """
     try:
         return json.loads(text)
     except (ValueError, TypeError) as exc:
@@ -133,6 +142,9 @@ def sqs_messages(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     failure of the whole batch, and a record left out of the answer would be deleted with the
     batch. So such a record raises a ValidationError for the whole batch (the handler fails the
     invocation and SQS keeps every message); SQS itself always sends a string id.
+
+    Raises:
+        ValidationError: a record without a non-empty string ``messageId``.
     """
     named: list[tuple[str, dict[str, Any]]] = []
     for i, record in enumerate(event["Records"]):  # detect() checked: a non-empty list
@@ -160,8 +172,12 @@ def _unnamed(record: Any) -> str:
 
 
 def sqs_body(record: dict[str, Any]) -> str:
-    """One record's body; a ValidationError (that record's item failure) when the record is
-    not an SQS message or its body is not a string."""
+    """One record's body.
+
+    Raises:
+        ValidationError: (that record's item failure) the record is not an SQS message, or its
+            body is missing or not a string.
+    """
     if record.get("eventSource") != "aws:sqs":
         raise ValidationError(
             [problem("eventSource", "must be aws:sqs: not an SQS record")], "not an SQS record"

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from inference import config as config_mod
-from inference import events, loader, snapstart
+from inference import events, loader
+from inference.contract import FAULT_METRIC, INVALID_METRIC
 from inference.events import HTTP_KINDS, Kind
 from inference.observability import (
     AnswerMetrics,
@@ -33,6 +34,7 @@ from inference.prediction_log import PredictionLog
 from inference.predictor import joined_answers
 from inference.validation import ValidationError, Validator, json_type, problem
 
+# The answers' error codes (counted as contract.INVALID_METRIC and FAULT_METRIC).
 VALIDATION_ERROR = "VALIDATION_ERROR"
 INFERENCE_ERROR = "INFERENCE_ERROR"
 UNRECOGNISED = {"field": "event", "reason": "unrecognised event shape (see inference/README.md)"}
@@ -142,7 +144,12 @@ _init_ms: float | None = None
 
 
 def init(cfg: config_mod.Config | None = None) -> Service:
-    """Load (or reuse) the pinned model; raises InitError naming the cause."""
+    """Load (or reuse) the pinned model.
+
+    Raises:
+        InitError: the configuration, the fetch, the digest or a load-time check failed; the
+            message names the cause.
+    """
     global _service, _init_ms
     started = time.perf_counter()
     try:
@@ -186,13 +193,20 @@ def reset() -> None:
 # only when the pin MODEL_SHA256 is set, so importing this module stays harmless.
 if os.environ.get("AWS_LAMBDA_RUNTIME_API") or os.environ.get("MODEL_SHA256"):
     init()
-snapstart.register()  # SnapStart hooks: run only by a SnapStart init (inference/snapstart.py)
 
 _DEBUG = debug_enabled()
 
 
 # ---- dispatch ---------------------------------------------------------------------------------
 def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point: every event shape answered in its own shape. Bad input is a
+    400 ``VALIDATION_ERROR`` answer, and a fault a 500 (503 while the model cannot load) to an
+    HTTP caller.
+
+    Raises:
+        InferenceError: a fault, or a batch-wide invalid SQS event, for a caller that is not
+            HTTP (direct, batch, SQS): the invocation fails, naming only the request id.
+    """
     global _cold
     if _cold:
         _cold = False
@@ -287,7 +301,7 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
                 "SQS message failed",
                 extra={"messageId": message_id, "requestId": _request_id(context)},
             )
-            count_error(INFERENCE_ERROR)
+            count_error(FAULT_METRIC)
             failures.append({"itemIdentifier": message_id})
             continue
         ids.append(message_id)
@@ -301,7 +315,7 @@ def _sqs(service: Service, event: dict[str, Any], context: Any) -> dict[str, Any
             logger.exception(
                 "SQS batch inference failed", extra={"requestId": _request_id(context)}
             )
-            count_error(INFERENCE_ERROR)
+            count_error(FAULT_METRIC)
             return {"batchItemFailures": failures + [{"itemIdentifier": i} for i in ids]}
         # The answers go to the log as one structured line (async callers read them there).
         answers = answered.answers
@@ -347,7 +361,7 @@ def _validation_payload(exc: ValidationError) -> dict[str, Any]:
 def _validation_error(kind: Kind, exc: ValidationError, event: Any, context: Any) -> dict[str, Any]:
     """A 400 in the event's own shape. Direct and batch answer it too (not raised): an invalid
     async event is not retried, because retrying cannot make it valid."""
-    count_error(VALIDATION_ERROR)
+    count_error(INVALID_METRIC)
     if kind is Kind.SQS:
         # Per-message problems are item failures and never get here; only a record that cannot
         # be named does. Failing the invocation keeps every message in the queue (retried, then
@@ -370,7 +384,7 @@ def _fault(kind: Kind, event: Any, context: Any) -> dict[str, Any]:
     request_id = _request_id(context)
     # The cause goes to the log under this request id; the caller learns nothing internal.
     logger.exception("inference failed", extra={"requestId": request_id, "kind": str(kind)})
-    count_error(INFERENCE_ERROR)
+    count_error(FAULT_METRIC)
     if kind not in HTTP_KINDS:
         raise InferenceError(request_id) from None
     unavailable = isinstance(sys.exc_info()[1], InitError)

@@ -107,29 +107,38 @@ def _pin(config: Config) -> tuple[str, str, str, str]:
     return (config.bucket, config.key, config.version_id, config.sha256)
 
 
-def s3_client(config: Config, timeout: float | None = None) -> Any:
-    """A boto3 S3 client for one attempt: its socket waits are at most ``timeout``, and
-    botocore does not retry (``fetch_s3`` does, within the load deadline)."""
+def s3_client(config: Config) -> Any:
+    """A boto3 S3 client with the loader's socket waits and no retries of its own
+    (``fetch_s3`` paces the attempts of a client passed to it)."""
     import boto3  # deferred: a /tmp hit needs no AWS SDK (~0.2 s of imports)
     from botocore.config import Config as BotoConfig
 
-    cap = S3_READ_TIMEOUT if timeout is None else timeout
     boto_config = BotoConfig(
         retries={"total_max_attempts": 1},
-        connect_timeout=min(S3_CONNECT_TIMEOUT, cap),
-        read_timeout=min(S3_READ_TIMEOUT, cap),
+        connect_timeout=S3_CONNECT_TIMEOUT,
+        read_timeout=S3_READ_TIMEOUT,
     )
     return boto3.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
 
 
 def fetch_s3(config: Config, client: Any = None) -> bytes:
-    """GetObject with the pinned VersionId, within ``config.load_deadline_s``: signed stdlib
-    HTTP when the credentials are in the environment (as in Lambda), else boto3 with its own
-    credential chain (or ``client``, then with its own timeouts, for every attempt)."""
+    """GetObject with the pinned VersionId, within ``config.load_deadline_s``, every byte
+    included: signed stdlib HTTP with the environment's credentials (as in Lambda) or, without
+    them, with what boto3's credential chain finds (profile, SSO, container or instance role).
+    A ``client`` passed in is used as it is, with its own credentials and timeouts.
+
+    Raises:
+        ModelNotFound: the bucket, key or VersionId does not exist.
+        S3Unreachable: no answer within the deadline.
+        LoadError: S3 refused otherwise, or no credentials were found.
+    """
+    if client is not None:
+        return _fetch_boto3(config, client, s3_get.Deadline(config.load_deadline_s))
+    creds = s3_get.Credentials.from_env()
+    region = None
+    if creds is None:  # boto3's lookup is bounded by its own provider timeouts
+        creds, region = _chain_credentials(config)
     deadline = s3_get.Deadline(config.load_deadline_s)
-    creds = None if client is not None else s3_get.Credentials.from_env()
-    if creds is None:
-        return _fetch_boto3(config, client, deadline)
     try:
         return s3_get.get_object(
             config.bucket,
@@ -137,6 +146,7 @@ def fetch_s3(config: Config, client: Any = None) -> bytes:
             config.version_id,
             creds,
             config.endpoint_url,
+            region_name=region,
             deadline=deadline,
         )
     except s3_get.S3Error as exc:
@@ -147,9 +157,26 @@ def fetch_s3(config: Config, client: Any = None) -> bytes:
         raise S3Unreachable(config, exc.endpoint, exc.attempts, exc.elapsed, exc) from exc
 
 
+def _chain_credentials(config: Config) -> tuple[s3_get.Credentials, str | None]:
+    """Credentials (and region) from boto3's chain. Only the lookup is boto3's: the GET is the
+    stdlib one, so a trickling endpoint is cut off by the same deadline."""
+    import boto3  # deferred: Lambda's environment credentials need no AWS SDK (~0.2 s)
+
+    session = boto3.session.Session()
+    found = session.get_credentials()
+    if found is None:
+        raise LoadError(
+            f"no AWS credentials to read {config.uri}: none in the environment, and boto3's"
+            " chain (profile, SSO, container or instance role) found none"
+        )
+    frozen = found.get_frozen_credentials()
+    creds = s3_get.Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
+    return creds, session.region_name
+
+
 def _fetch_boto3(config: Config, client: Any, deadline: s3_get.Deadline) -> bytes:
-    # botocore's own retries cannot see a total deadline: one attempt per client call, each
-    # on a client whose timeouts fit the time left, paced by the stdlib path's policy.
+    # A caller's client: botocore's own retries cannot see a total deadline, so one attempt
+    # per call, paced by the stdlib path's policy; its socket waits are the client's own.
     from botocore.exceptions import BotoCoreError, ClientError
 
     made, endpoint = 0, config.endpoint_url or "AWS S3"
@@ -157,7 +184,7 @@ def _fetch_boto3(config: Config, client: Any, deadline: s3_get.Deadline) -> byte
     for _ in s3_get.attempts(deadline):
         made += 1
         try:
-            s3 = client or s3_client(config, deadline.timeout(S3_READ_TIMEOUT))
+            s3 = client
             endpoint = str(s3.meta.endpoint_url)
             response = s3.get_object(
                 Bucket=config.bucket, Key=config.key, VersionId=config.version_id

@@ -18,13 +18,22 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from inference.contract import (
+    METRIC_NAMESPACE,
+    MODEL_DIMENSION,
+    MODEL_VERSION_DIMENSION,
+    SERVICE_NAME,
+)
 from inference.outputs import Tally
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "waterml-inference")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "WaterML")
+# The `service` dimension of the error counts: the function's name, which infra sets.
+SERVICE = os.environ.get(SERVICE_NAME, "waterml-inference")
+NAMESPACE = METRIC_NAMESPACE  # code, not configuration: the alarms read this namespace
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+metrics = Metrics(
+    namespace=NAMESPACE, service=SERVICE
+)  # its dimension is contract.SERVICE_DIMENSION
 
 
 def debug_enabled() -> bool:
@@ -43,9 +52,10 @@ def publish_cold_start(context: Any, model_name: str | None, load_ms: float | No
     metrics.flush_metrics()
 
 
-def count_error(code: str) -> None:
-    """Error paths only (never the hot path): one EMF document per error."""
-    metrics.add_metric(name=code, unit=MetricUnit.Count, value=1)
+def count_error(metric: str) -> None:
+    """Error paths only (never the hot path): one EMF document per error, dimension
+    `service` only (``contract.FAULT_METRIC``, ``contract.INVALID_METRIC``)."""
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
 
 
@@ -84,8 +94,8 @@ class AnswerMetrics:
     def __init__(self, identity: dict[str, Any], labels: Sequence[Any],
                  features: Sequence[str]) -> None:  # fmt: skip
         self.dimensions = {
-            "model": str(identity["name"]),
-            "model_version": str(identity.get("version") or UNVERSIONED),
+            MODEL_DIMENSION: str(identity["name"]),
+            MODEL_VERSION_DIMENSION: str(identity.get("version") or UNVERSIONED),
         }
         self.labels = [ANSWER_PREFIX + metric_text(label) for label in labels]
         self.features = [FEATURE_PREFIX + name for name in features]

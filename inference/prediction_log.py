@@ -38,8 +38,7 @@ class PredictionLog:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"the prediction log's rate must be between 0 and 1, not {rate}")
         self.rate = rate
-        # Unseeded, the process-wide generator: SnapStart's restore hook re-seeds it, so
-        # environments restored from one snapshot do not sample the same rows.
+        # Unseeded: the process-wide generator, seeded from the OS when the process starts.
         self._uniform = random.random if seed is None else random.Random(seed).random
         # log(1 - rate): the geometric draw's scale (rate 1 samples every row without it).
         self._log_keep = math.log1p(-rate) if 0.0 < rate < 1.0 else 0.0

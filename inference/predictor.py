@@ -178,7 +178,12 @@ def _describe(data: bytes, tensor: Span) -> tuple[str, str]:
 
 
 def refuse_external_data(onnx: bytes) -> None:
-    """BundleError naming the first tensor whose data lives outside the graph's bytes."""
+    """Check that every tensor's data lives inside the graph's bytes (a graph that reads a
+    file could read any file of the function).
+
+    Raises:
+        BundleError: naming the first tensor with external data, or a graph that is not valid.
+    """
     data = bytes(onnx)
     try:
         found = _external_tensor(data, 0, len(data), _MODEL, 0)

@@ -37,16 +37,16 @@ from typing import Any
 from inference import config as config_mod
 from inference import loader
 from inference.bundle import loads, verify_digest
+from inference.contract import HOOK_SETTINGS, LIVE_ALIAS
 from inference.events import Kind
 from inference.observability import logger
 from inference.release import pin_differences, read_verified
 from inference.s3_get import Deadline
-from inference.sanity import _answer_difference  # the load-time check's own tolerance
+from inference.sanity import answer_difference  # the load-time check's own tolerance
 
-ALIAS = "live"
 DEVICE = "pretraffic"
 SUCCEEDED, FAILED = "Succeeded", "Failed"
-SETTINGS = ("TARGET_FUNCTION", "MODEL_NAME", "RELEASE_BUCKET", "RELEASE_KEY")
+SETTINGS = HOOK_SETTINGS
 # Of the hook's own time limit, kept back for reporting the status; and asked for beyond the
 # target's timeout before each invocation, which may take that long.
 REPORT_RESERVE_S, INVOKE_MARGIN_S = 10.0, 5.0
@@ -68,9 +68,13 @@ class Expected:
 
 
 def check_answer(payload: Any, expected: Expected) -> dict[str, Any]:
-    """The decoded answer of an invocation, unwrapped from an HTTP proxy body when it has one;
-    CheckFailed unless it is a 2xx, not an error, and names the expected model. Keys beyond
-    the ones checked (e.g. an answer's applicability domain) are allowed."""
+    """The decoded answer of an invocation, unwrapped from an HTTP proxy body when it has one.
+    Keys beyond the ones checked (e.g. an answer's applicability domain) are allowed.
+
+    Raises:
+        CheckFailed: not a 2xx, an error answer, or not from the expected model, version, S3
+            VersionId and bundle.
+    """
     if not isinstance(payload, dict):
         raise CheckFailed(f"answer is not a JSON object: {payload!r}"[:500])
     status = payload.get("statusCode", 200)
@@ -110,7 +114,12 @@ def check_answer(payload: Any, expected: Expected) -> dict[str, Any]:
 
 def check_answers(got: Any, want: list[dict[str, Any]]) -> None:
     """The answers to the golden records against the recorded ones, field by field within the
-    load-time check's tolerance (inference/sanity.py). Fields not recorded are not compared."""
+    load-time check's tolerance (inference/sanity.py). Fields not recorded are not compared.
+
+    Raises:
+        CheckFailed: another number of answers, a recorded field missing, or a value outside
+            the tolerance; the message names the answer and the field.
+    """
     if not isinstance(got, list) or len(got) != len(want):
         count = len(got) if isinstance(got, list) else got
         raise CheckFailed(f"{count} answers for {len(want)} golden records")
@@ -118,7 +127,7 @@ def check_answers(got: Any, want: list[dict[str, Any]]) -> None:
         missing = [k for k in recorded if not isinstance(answer, dict) or k not in answer]
         if missing:
             raise CheckFailed(f"golden answer {i} lacks {', '.join(missing)}: {answer!r}"[:500])
-        difference = _answer_difference({k: answer[k] for k in recorded}, recorded)
+        difference = answer_difference({k: answer[k] for k in recorded}, recorded)
         if difference is not None:
             field, worst = difference
             by = "" if math.isnan(worst) else f" by {worst:.6g}"
@@ -140,7 +149,11 @@ def wait_active(
     deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """The version's configuration once its State is Active (image functions take a while),
-    polled ``attempts`` times at most and never past ``deadline``."""
+    polled ``attempts`` times at most and never past ``deadline``.
+
+    Raises:
+        CheckFailed: not a published version, a Failed state, or still not active.
+    """
     if not version.isdigit():
         raise CheckFailed(f"refusing to check {version!r}: give a published version")
     for _ in range(attempts):
@@ -159,7 +172,11 @@ def wait_active(
 
 
 def invoke(client: Any, function_name: str, version: str, event: Any) -> Any:
-    """A synchronous invocation's decoded answer; CheckFailed on a function error."""
+    """A synchronous invocation's decoded answer.
+
+    Raises:
+        CheckFailed: a function error, a status other than 200, or an answer that is not JSON.
+    """
     response = client.invoke(
         FunctionName=function_name,
         Qualifier=version,
@@ -187,7 +204,12 @@ class Target:
 
 
 def deployment_target(codedeploy: Any, deployment_id: str) -> Target:
-    """The Lambda resource of the deployment's AppSpec (JSON, as CloudFormation writes it)."""
+    """The Lambda resource of the deployment's AppSpec (JSON, as CloudFormation writes it).
+
+    Raises:
+        CheckFailed: no AppSpec content, content that is not JSON, or not exactly one Lambda
+            resource with its alias and versions.
+    """
     info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
     revision = info.get("revision") or {}
     content = _appspec(revision)
@@ -277,7 +299,12 @@ def events(records: list[dict[str, Any]]) -> dict[Kind, Any]:
 
 def check_event(kind: Kind, payload: Any, expected: list[Expected], golden: list[Any]) -> None:
     """One event's answer: SQS reports no failed message; every other kind names the model,
-    and carries the golden answer(s) of the records it sent (warm-up: none)."""
+    and carries the golden answer(s) of the records it sent (warm-up: none).
+
+    Raises:
+        CheckFailed: a failed SQS message, or an answer ``check_answer`` or ``check_answers``
+            refuses.
+    """
     if kind is Kind.SQS:
         failures = payload.get("batchItemFailures") if isinstance(payload, dict) else payload
         if failures != []:
@@ -301,7 +328,13 @@ def read_release(s3: Any, bucket: str, key: str) -> dict[str, Any]:
 
 
 def fetch_bundle(s3: Any, pins: Mapping[str, str]) -> dict[str, Any]:
-    """The bundle the pins name, by its VersionId, unpickled only once its SHA-256 matched."""
+    """The bundle the pins name, by its VersionId, unpickled only once its SHA-256 matched.
+
+    Raises:
+        CheckFailed: the pins are unusable.
+        inference.loader.LoadError: S3 does not give the object.
+        inference.bundle.BundleError: the bytes do not match the digest, or are no bundle.
+    """
     # Only the pins: the function's other settings (its load deadline, cache) are its own.
     named = {name: pins.get(name, "") for name in config_mod.REQUIRED}
     endpoint = {"AWS_ENDPOINT_URL_S3": os.environ.get("AWS_ENDPOINT_URL_S3", "")}
@@ -377,7 +410,12 @@ def run(
     deadline: Deadline | None = None,
 ) -> Report:
     """Check the deployment's target version and report the outcome to CodeDeploy (before
-    ``deadline``: the hook's own time limit less what reporting needs)."""
+    ``deadline``: the hook's own time limit less what reporting needs). Whatever breaks during
+    the checks is reported as Failed, never left to a timeout.
+
+    Raises:
+        botocore.exceptions.ClientError: CodeDeploy refused the report itself.
+    """
     env = os.environ if env is None else env
     deployment_id = event["DeploymentId"]
     target, problems = None, []
@@ -387,10 +425,10 @@ def run(
             raise CheckFailed(f"the hook lacks environment variable(s) {', '.join(missing)}")
         settings = {name: env[name] for name in SETTINGS}
         target = deployment_target(codedeploy, deployment_id)
-        if (target.function_name, target.alias) != (settings["TARGET_FUNCTION"], ALIAS):
+        if (target.function_name, target.alias) != (settings["TARGET_FUNCTION"], LIVE_ALIAS):
             raise CheckFailed(
                 f"deployment shifts {target.function_name}:{target.alias}; this hook checks"
-                f" only {settings['TARGET_FUNCTION']}:{ALIAS}"
+                f" only {settings['TARGET_FUNCTION']}:{LIVE_ALIAS}"
             )
         problems = verify(
             lambda_client, s3, settings, target.version, sleep=sleep, deadline=deadline

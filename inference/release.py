@@ -49,8 +49,12 @@ def digest_problem(body: bytes, metadata: Mapping[str, str] | None, where: str) 
 
 
 def read_verified(body: bytes, metadata: Mapping[str, str] | None, where: str) -> dict[str, Any]:
-    """The manifest's fields once its digest matched (ReleaseError otherwise). Only the JSON
-    shape is checked here: callers compare the fields they use against what they expect."""
+    """The manifest's fields once its digest matched. Only the JSON shape is checked here:
+    callers compare the fields they use against what they expect.
+
+    Raises:
+        ReleaseError: the bytes do not match their stored digest, or are not a JSON object.
+    """
     problem = digest_problem(body, metadata, where)
     if problem:
         raise ReleaseError(problem)

@@ -3,13 +3,16 @@
 Why not boto3 here: importing boto3 and creating an S3 client costs ~0.2 s of a ~0.45 s cold
 start (measured in benchmarks/). In Lambda the credentials are environment variables, so one
 signed GET needs only the standard library. Other credential sources (profiles, SSO,
-container or instance roles) use boto3: ``loader.fetch_s3`` picks. Retries are bounded:
-``ATTEMPTS`` tries with exponential backoff, for connection errors, timeouts, 5xx and 429, all
-inside one total ``Deadline`` (``attempts``), which both fetch paths share.
+container or instance roles) are resolved by boto3 (``loader.fetch_s3``), and the GET is this
+one all the same. Retries are bounded: ``ATTEMPTS`` tries with exponential backoff, for
+connection errors, timeouts, 5xx and 429, all inside one total ``Deadline`` (``attempts``).
+Socket timeouts bound each wait, not an answer: a server that trickles bytes could stretch one
+far past them, so each attempt's connection is also cut when the deadline passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -17,6 +20,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -157,8 +161,13 @@ def get_object(
     region_name: str | None = None,
     deadline: Deadline | None = None,
 ) -> bytes:
-    """The object's bytes; S3Error for an S3 refusal, S3ConnectionError once the attempts (or
-    the deadline: none means ATTEMPTS x the timeouts) are spent."""
+    """The object's bytes.
+
+    Raises:
+        S3Error: S3 refused the request (its code and status).
+        S3ConnectionError: the attempts (or the deadline: none means ATTEMPTS x the timeouts)
+            are spent without an answer.
+    """
     region_name = region_name or region()
     deadline = deadline or Deadline(ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT))
     url = object_url(endpoint_url, region_name, bucket, quote(key, safe="/-_.~"))
@@ -174,19 +183,26 @@ def get_object(
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
         connection = connection_cls(parts.netloc, timeout=deadline.timeout(CONNECT_TIMEOUT))
+        cutoff: _Cutoff | None = None
         try:
             connection.connect()
             sock = connection.sock  # kept: the connection drops it when the response will close
-            # The request and the status line and headers (one small packet from S3) wait at
-            # most this; the body is read against the deadline itself (_read_body).
+            cutoff = _Cutoff(sock, deadline)
+            # Each wait for the request, the status line and the headers is at most this; the
+            # body is read against the deadline itself (_read_body), and the cutoff ends a
+            # trickle anywhere.
             sock.settimeout(deadline.timeout(READ_TIMEOUT))
             connection.request("GET", f"{parts.path}?{query}", headers=headers)
             response = connection.getresponse()
             body = _read_body(response, sock, deadline)
+            if cutoff.fired:  # the end of the body was the cutoff, not the server's
+                raise TimeoutError("cut off by the deadline")
         except (OSError, http.client.HTTPException) as exc:
-            last = exc
+            last = cutoff.reason(exc) if cutoff else exc
             continue
         finally:
+            if cutoff is not None:
+                cutoff.cancel()
             connection.close()
         if response.status == 200:
             return body
@@ -198,6 +214,35 @@ def get_object(
     if isinstance(last, S3Error):
         raise last
     raise S3ConnectionError(endpoint, made, deadline.elapsed(), last)
+
+
+class _Cutoff:
+    """Shuts the attempt's socket when the deadline passes: a read blocked on a server that
+    sends a byte now and then returns at once, whatever the socket timeout says."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._sock = sock
+        self._timer = threading.Timer(max(deadline.remaining(), 0.0), self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):  # already closed: the attempt ended on its own
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def reason(self, exc: Exception) -> Exception:
+        """What ended the attempt: the deadline when the cutoff fired, else ``exc``."""
+        if self.fired:
+            return TimeoutError(
+                f"no complete answer within the {self.deadline.seconds:g} s deadline"
+            )
+        return exc
 
 
 def _read_body(
@@ -212,5 +257,7 @@ def _read_body(
         sock.settimeout(deadline.timeout(READ_TIMEOUT))
         chunk = response.read1(1 << 16)
         if not chunk:
+            if response.length:  # the connection ended before Content-Length bytes came
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
             return b"".join(chunks)
         chunks.append(chunk)

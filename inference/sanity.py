@@ -78,6 +78,12 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 
 def check_runtime(bundle: dict[str, Any], installed: dict[str, str] | None = None) -> None:
+    """The serving runtime the bundle records (Python, numpy, onnxruntime) against the
+    installed one (``installed``, else this process's), to the minor version.
+
+    Raises:
+        SanityError: no runtime recorded, one missing, or a major.minor mismatch.
+    """
     recorded = bundle.get("metadata", {}).get("runtime")
     if not isinstance(recorded, dict) or not recorded:
         raise SanityError("bundle metadata records no runtime versions; refusing to guess")
@@ -97,8 +103,10 @@ def check_runtime(bundle: dict[str, Any], installed: dict[str, str] | None = Non
         raise SanityError("runtime version mismatch: " + "; ".join(problems))
 
 
-def _answer_difference(got: dict[str, Any], want: dict[str, Any]) -> tuple[str, float] | None:
-    """The first field where two answers disagree, and by how much (NaN: not a number)."""
+def answer_difference(got: dict[str, Any], want: dict[str, Any]) -> tuple[str, float] | None:
+    """The first field where two answers disagree, and by how much (NaN: not a number); None
+    when they agree within the golden check's tolerance (labels exactly, numbers to
+    ``ANSWER_ATOL``). Public: the pre-traffic hook compares a live version's answers with it."""
     if got.keys() != want.keys():
         return "keys", math.nan
     for key, value in want.items():
@@ -118,8 +126,11 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
 
     Re-predicts the bundle's golden inputs (with ``predictor``, or a new Predictor of the
     bundle) and compares every recorded raw output within the bundle's rtol/atol, then, when
-    recorded, the answers built from them. Raises GoldenMismatch naming the output and its
-    worst difference, or SanityError when the golden section itself is incomplete.
+    recorded, the answers built from them.
+
+    Raises:
+        GoldenMismatch: naming the output and its worst difference.
+        SanityError: the golden section itself is incomplete.
     """
     golden = bundle.get("golden") or {}
     inputs = golden.get("inputs") or []
@@ -166,7 +177,7 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
             math.nan,
         )
     for i, (got_answer, want_answer) in enumerate(zip(got_answers, expected_answers, strict=True)):
-        difference = _answer_difference(got_answer, want_answer)
+        difference = answer_difference(got_answer, want_answer)
         if difference is not None:
             field, worst = difference
             raise GoldenMismatch(
@@ -178,7 +189,12 @@ def check_golden(bundle: dict[str, Any], predictor: Predictor | None = None) -> 
 
 def check_golden_records(bundle: dict[str, Any]) -> None:
     """The golden records, validated one by one and as a batch, give the golden inputs exactly
-    (as the model's float32), NaN where training had a missing value."""
+    (as the model's float32), NaN where training had a missing value.
+
+    Raises:
+        SanityError: records and inputs differ in number, or a record fails validation.
+        GoldenMismatch: a record gives another feature value than training recorded.
+    """
     golden = bundle["golden"]
     records, inputs = golden["records"], np.asarray(golden["inputs"], dtype=np.float32)
     if len(records) != len(inputs):

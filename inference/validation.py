@@ -203,7 +203,11 @@ class Validator:
         return devices, np.array(rows, dtype=np.float64).reshape(len(rows), self.width)
 
     def check_batch(self, records: Any, path: str = "records") -> None:
-        """The batch as a whole: an array of 1..max_batch records."""
+        """The batch as a whole: an array of 1..max_batch records.
+
+        Raises:
+            ValidationError: on ``path``: not an array, empty, or too many records.
+        """
         if type(records) is not list:
             raise ValidationError([problem(path, f"must be an array, not {json_type(records)}")])
         if not records:
@@ -300,6 +304,11 @@ class Validator:
         return devices, rows
 
     def single(self, record: Any) -> tuple[str | None, list[float]]:
+        """One record's device and feature row, in schema order.
+
+        Raises:
+            ValidationError: every field-level reason the record is refused.
+        """
         errors: list[dict[str, str]] = []
         device, row = self.record(record, "", errors)
         if errors:

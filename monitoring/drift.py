@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.bundle import is_model_name, model_name_problem
 from monitoring.errors import DRIFT, EXIT_CODES, OK, MonitoringError
 from settings import LOCAL_DIR
 
@@ -92,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if not is_model_name(args.model):  # before it names the report's folder or a model
+        p.error(model_name_problem(args.model))
     if args.sha256 and args.bundle is None:
         p.error("--sha256 goes with --bundle")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

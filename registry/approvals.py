@@ -26,6 +26,11 @@ class Approval:
 
 
 def load(path: Path = DEFAULT_PATH) -> dict[str, Approval]:
+    """Every approval in the file at ``path``, by model name.
+
+    Raises:
+        NotApproved: the file is missing, unreadable or malformed (see ``parse``).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -37,7 +42,12 @@ def load(path: Path = DEFAULT_PATH) -> dict[str, Approval]:
 
 def parse(text: str, where: str = DEFAULT_PATH.name) -> dict[str, Approval]:
     """The one parser of the approval format (the registry and promote.yml's helper use it):
-    one top-level ``[<model>]`` table per approved model."""
+    one top-level ``[<model>]`` table per approved model.
+
+    Raises:
+        NotApproved: the text is not TOML, a table is named for an invalid model name, or an
+            entry lacks a field or has a malformed version or sha256.
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -72,6 +82,11 @@ def parse(text: str, where: str = DEFAULT_PATH.name) -> dict[str, Approval]:
 
 
 def approved(model: str, path: Path = DEFAULT_PATH) -> Approval:
+    """The approval of ``model``.
+
+    Raises:
+        NotApproved: the file has no entry for it, or cannot be read (see ``load``).
+    """
     approvals = load(path)
     if model not in approvals:
         raise NotApproved(

@@ -16,8 +16,8 @@ from registry import approvals, errors
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
+    from registry.history import ManifestVersion
     from registry.manifest import Release
-    from registry.store import ManifestVersion
 
 EXIT_CODES = "\n".join(
     [f"  {errors.OK:>3}  success"]
@@ -108,14 +108,15 @@ def _run(args: argparse.Namespace) -> int:
         )
         return errors.OK
     elif args.command == "reconcile":
+        from registry import publish
         from registry.commit import orphaned_champion, reconcile
         from registry.errors import NoRelease
-        from registry.promote import stderr
+        from registry.output import stderr
         from registry.store import ReleaseStore
         from registry.tracking import Tracking
 
         store, tracking = ReleaseStore.from_env(), Tracking()
-        live = store.current(args.model).release
+        live = publish.current(store, args.model).release
         if live is None:
             orphan = orphaned_champion(tracking, args.model, store.bucket)
             raise NoRelease(orphan or f"{args.model} has no release; nothing to reconcile")
@@ -140,14 +141,15 @@ def _emit(release: Release) -> None:
 
 def _live(model: str, verify: bool) -> Release:
     """The live release, refused (BrokenRelease) when the bytes it names are not there."""
+    from registry import bundles, publish
     from registry.errors import NoRelease
     from registry.store import ReleaseStore
 
     store = ReleaseStore.from_env()
-    live = store.current(model).release
+    live = publish.current(store, model).release
     if live is None:
         raise NoRelease(f"{model} has no release in s3://{store.bucket}")
-    problem = store.bundle_problem(live)
+    problem = bundles.problem(store, live)
     if problem:
         raise errors.BrokenRelease(_broken(model, problem))
     if verify:
@@ -164,12 +166,14 @@ def _broken(model: str, problem: str) -> str:
 
 def _releases(model: str, as_json: bool) -> int:
     """The history, printed even when the live release is broken; then that is flagged."""
+    from registry import bundles
+    from registry.history import history as read_history
     from registry.store import ReleaseStore
 
     store = ReleaseStore.from_env()
-    history = store.history(model)
+    history = read_history(store, model)
     live = next((e.release for e in history if e.is_latest), None)
-    problem = store.bundle_problem(live) if live else None
+    problem = bundles.problem(store, live) if live else None
     if as_json:
         rows = [
             {"manifest_version_id": e.version_id, "current": e.is_latest}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry import failpoints
+from registry import failpoints, publish
 from registry.errors import (
     ConcurrentUpdate,
     DigestMismatch,
@@ -20,7 +20,8 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.manifest import Release
-from registry.store import ManifestState, ReleaseStore, Unconfirmed
+from registry.publish import ManifestState, Unconfirmed
+from registry.store import ReleaseStore
 from registry.tracking import Tracking
 from training.mlflow_names import PROMOTED_AT, S3_URI, S3_VERSION_ID
 
@@ -37,9 +38,15 @@ def release_tags(release: Release) -> dict[str, str]:
 
 
 def sync_champion(store: ReleaseStore, tracking: Tracking, name: str, version: str) -> None:
+    """Move `champion` to ``version``, then follow the manifest again if someone else released
+    meanwhile, until the alias names what the manifest names.
+
+    Raises:
+        RegistryError: MLflow or S3 failed (the caller decides whether that is a warning).
+    """
     for _ in range(10):
         tracking.set_champion(name, version)
-        current = store.current(name).release
+        current = publish.current(store, name).release
         if current is None or current.mlflow_version == version:
             return
         version = current.mlflow_version
@@ -52,7 +59,11 @@ def reconcile(
     `champion` alias. Returns (and logs) what it changed; nothing when they already agree.
 
     Before a promotion or rollback it is best-effort (``strict=False``): a failure is a warning,
-    since the command's own MLflow step follows the manifest again at its end."""
+    since the command's own MLflow step follows the manifest again at its end.
+
+    Raises:
+        RegistryError: with ``strict``, MLflow could not be read or updated.
+    """
     try:
         return _reconcile(tracking, live, log)
     except RegistryError as exc:
@@ -119,14 +130,20 @@ def commit(
     """Write the manifest, then MLflow. Any failure once the write was sent is settled by
     re-reading the manifest: released, not released, or OutcomeUnknown. Once released, an
     MLflow failure does not make the command fail: the release is live, and the next command
-    (or `reconcile`) catches MLflow up."""
+    (or `reconcile`) catches MLflow up.
+
+    Raises:
+        ConcurrentUpdate: another write won; S3 shows ours is not live (nothing released).
+        OutcomeUnknown: the write was sent and S3 could not be read back.
+        RegistryError: the write failed and S3 shows it was not applied.
+    """
     try:
-        manifest_version = store.write_manifest(release, base)
+        manifest_version = publish.write(store, release, base)
     except (StorageError, ConcurrentUpdate, DigestMismatch) as exc:
         # The write may have been applied with its reply lost (a retried PUT then even reads
         # as a conflict with itself): ask S3 what is live now.
         try:
-            now = store.settle(release.name)
+            now = publish.settle(store, release.name)
         except OutcomeUnknown:
             if not isinstance(exc, Unconfirmed):
                 raise

@@ -8,12 +8,22 @@ from training.spec import Gates
 
 
 def check_thresholds(gates: Gates, candidate: VersionInfo) -> None:
+    """The spec's metric thresholds.
+
+    Raises:
+        GateFailed: a metric misses its threshold (or is missing).
+    """
     failures = gates.failures(candidate.metrics)
     if failures:
         raise GateFailed(f"{candidate.name} version {candidate.version}: " + "; ".join(failures))
 
 
 def require_reason(force: bool, reason: str | None) -> None:
+    """``--force`` is recorded with its reason.
+
+    Raises:
+        UsageError: ``force`` without a non-blank ``reason``.
+    """
     if force and not (reason and reason.strip()):
         raise UsageError('--force needs --reason "...": the override is recorded in the release')
 
@@ -25,7 +35,13 @@ def check_against_champion(
     force: bool,
     reason: str | None,
 ) -> str | None:
-    """Return a note for stderr when the comparison was overridden; raise when it refuses."""
+    """Return a note for stderr when the comparison was overridden.
+
+    Raises:
+        UsageError: ``force`` without a reason.
+        WorseThanChampion: the candidate's primary metric is worse (or cannot be compared)
+            and ``force`` is not set.
+    """
     require_reason(force, reason)
     if champion is None or champion.version == candidate.version:
         return None

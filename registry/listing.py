@@ -80,10 +80,11 @@ def live_release(name: str) -> dict[str, Any]:
     bucket = os.environ.get("MODEL_BUCKET", "").strip()
     if not bucket:
         return {"status": S3_NOT_CONFIGURED}
+    from registry import publish
     from registry.store import ReleaseStore
 
     try:
-        release = ReleaseStore(bucket, client=_s3_client()).current(name).release
+        release = publish.current(ReleaseStore(bucket, client=_s3_client()), name).release
     except RegistryError as exc:
         return {"status": f"S3 unavailable: {exc}", "bucket": bucket}
     except Exception as exc:  # a transport error that missed translation: still just a note
@@ -147,6 +148,12 @@ def model_listing(tracking: Tracking, name: str) -> ModelListing:
 
 
 def listings(model: str | None, tracking: Tracking | None = None) -> list[ModelListing]:
+    """Every registered model (or ``model``) with its versions.
+
+    Raises:
+        UsageError: ``model`` is not a valid model name.
+        UnknownModel: ``model`` is not registered in MLflow.
+    """
     if model is not None and not is_model_name(model):
         raise UsageError(model_name_problem(model))
     tracking = tracking or Tracking()
@@ -194,8 +201,8 @@ def render(models: list[ModelListing]) -> str:
             ", higher is better" if m.greater_is_better else ", lower is better")  # fmt: skip
         metric = m.primary_metric or "metric"
         lines = [f"{m.name} ({metric}{direction}); {where}"]
-        header = ("version", "aliases", metric, "baseline", "lift", "artifact_sha256",
-                  "data_sha256", "git_sha", "s3_version_id")  # fmt: skip
+        header = ("version", "aliases", metric, "baseline", "lift", ARTIFACT_SHA256,
+                  DATA_SHA256, GIT_SHA, S3_VERSION_ID)  # fmt: skip
         rows = [header] + [
             (
                 r.version,
@@ -219,7 +226,11 @@ def render(models: list[ModelListing]) -> str:
 
 
 def main(model: str | None, as_json: bool) -> int:
-    """Print the listing; 0, or a RegistryError for the CLI's one-line refusal."""
+    """Print the listing; 0.
+
+    Raises:
+        UsageError, UnknownModel: see ``listings``.
+    """
     models = listings(model)
     if as_json:
         print(json.dumps([asdict(m) for m in models], sort_keys=True))

@@ -182,7 +182,11 @@ def parse_release(data: Mapping[str, Any], *, complete: bool = True) -> Release:
 
     ``complete`` requires every CORE_FIELDS key, as the registry writes release.json. With
     ``complete=False`` mlflow_version, git_sha and released_at may be absent: the CDK context
-    form (Release.to_context) that infra passes around, and what infra's scripts accept."""
+    form (Release.to_context) that infra passes around, and what infra's scripts accept.
+
+    Raises:
+        ManifestError: a field is missing, of the wrong type or malformed.
+    """
     return _parse(data, complete=complete, nested=False)
 
 
@@ -192,6 +196,11 @@ def dumps(release: Release) -> bytes:
 
 
 def loads(data: str | bytes, *, complete: bool = True) -> Release:
+    """Parse the stored form (see ``parse_release``).
+
+    Raises:
+        ManifestError: not JSON, or not a valid release.
+    """
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -204,7 +213,12 @@ def read_stored(
 ) -> Release:
     """Parse ``release.json`` as read from S3: its bytes must match the ``sha256`` user
     metadata written with them. Every reader goes through here (the registry, ``make invoke``,
-    the deploy scripts), so a damaged or hand-edited manifest is refused the same way."""
+    the deploy scripts), so a damaged or hand-edited manifest is refused the same way.
+
+    Raises:
+        ManifestDigestError: the bytes do not match the stored digest.
+        ManifestError: they do not parse as a release.
+    """
     problem = digest_problem(body, metadata, where)  # the one check, shared with the image
     if problem:
         raise ManifestDigestError(problem)

@@ -7,14 +7,13 @@ same release or reports it already done (registry/README.md, "Retries")."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem, sha256_hex
-from registry import approvals, failpoints, gates, manifest
+from registry import approvals, bundles, failpoints, gates, manifest, publish
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import (
     ConcurrentUpdate,
@@ -25,16 +24,19 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.manifest import Release
+from registry.output import stderr
 from registry.store import ReleaseStore
 from registry.tracking import Tracking, VersionInfo
 from training.spec import ModelSpec, SpecError, load_spec
 
 
-def stderr(msg: str) -> None:
-    print(f"registry: {msg}", file=sys.stderr, flush=True)
-
-
 def spec_for(model: str) -> ModelSpec:
+    """The model's training spec; every command checks the name through here first.
+
+    Raises:
+        UsageError: ``model`` is not a valid model name.
+        UnknownModel: there is no ``training/specs/<model>.toml``.
+    """
     if not is_model_name(model):
         raise UsageError(model_name_problem(model))
     try:
@@ -52,6 +54,24 @@ def promote(
     tracking: Tracking | None = None,
     log: Log = stderr,
 ) -> Release:
+    """Release the version ``approvals_path`` approves for ``model``, and return the release
+    that is live afterwards (the existing one when it already is that version).
+
+    Every check runs before the first write; a re-run after a crash at any point finishes the
+    same release or reports it already done.
+
+    Raises:
+        UsageError, UnknownModel: a bad model name, or no spec for it.
+        NotApproved: no (complete) approval for the model.
+        BucketMissing, NoCredentials, UnversionedBucket: the bucket cannot take releases.
+        VersionNotFound, BundleMissing: the approved version or its bundle is not there.
+        DigestMismatch: the approval, the version's tag and the bundle's bytes disagree.
+        GateFailed, WorseThanChampion: the metrics refuse it (``force`` overrides the second).
+        RolledBack: it is the version the live release was rolled back from.
+        ConcurrentUpdate: another release was written meanwhile; nothing released.
+        OutcomeUnknown: the manifest write was sent and S3 could not be read back.
+        StorageError: S3 or MLflow failed before anything was released.
+    """
     spec = spec_for(model)
     approval = approvals.approved(model, approvals_path)
     gates.require_reason(force, reason)
@@ -59,13 +79,13 @@ def promote(
     store.check_bucket()
     tracking = tracking or Tracking()
     info = _approved_version(tracking, approval)
-    base = store.current(model)
+    base = publish.current(store, model)
     current = base.release
     reconcile(tracking, current, log)
     orphan = None if current else orphaned_champion(tracking, model, store.bucket)
     if orphan:
         log(f"warning: {orphan}")
-    broken = store.bundle_problem(current) if current else None
+    broken = bundles.problem(store, current) if current else None
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}; this promotion repairs it")
     elif current is not None and _is_release_of(current, info):
@@ -110,8 +130,8 @@ def promote(
         return commit(store, tracking, release, base, log)
     except ConcurrentUpdate:
         # Someone else released the very same version meanwhile: that is our result too.
-        now = store.current(model).release
-        if now is not None and _is_release_of(now, info) and not store.bundle_problem(now):
+        now = publish.current(store, model).release
+        if now is not None and _is_release_of(now, info) and not bundles.problem(store, now):
             log(f"{model} version {info.version} was released by a concurrent run")
             return now
         raise
@@ -182,13 +202,13 @@ def _reuse_or_upload(
     sha = sha256_hex(data)
     key = manifest.bundle_key(model)
     for version_id in _reuse_candidates(store, model, sha, current):
-        problem = store.unreadable(key, version_id, sha)
+        problem = bundles.unreadable(store, key, version_id, sha)
         if problem:
             log(f"not reusing versionId {version_id}: {problem}")
             continue
         log(f"bytes already in S3 (versionId {version_id}); not uploading again")
         return version_id
-    version_id = store.upload_bundle(model, data, sha, info.version, info.git_sha)
+    version_id = bundles.upload(store, model, data, sha, info.version, info.git_sha)
     store.read_verified(key, version_id, sha)
     log(f"uploaded s3://{store.bucket}/{key} versionId {version_id}")
     return version_id
@@ -204,6 +224,6 @@ def _reuse_candidates(
         if r.sha256 == sha and r.key == key and r.version_id not in seen:
             seen.add(r.version_id)
             yield r.version_id
-    found = store.find_bundle(model, sha)
+    found = bundles.find(store, model, sha)
     if found is not None and found not in seen:
         yield found

@@ -14,18 +14,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from registry import failpoints, manifest
+from registry import bundles, failpoints, intents, manifest, publish
 from registry.commit import Log, commit, orphaned_champion, reconcile
 from registry.errors import DigestMismatch, NoRelease, UsageError
+from registry.history import ManifestVersion, history
 from registry.manifest import Release
-from registry.promote import spec_for, stderr
-from registry.store import ManifestState, ManifestVersion, ReleaseStore
+from registry.output import stderr
+from registry.promote import spec_for
+from registry.publish import ManifestState
+from registry.store import ReleaseStore
 from registry.tracking import Tracking
 
 
 def pick_target(
     current: Release,
-    history: list[ManifestVersion],
+    past: list[ManifestVersion],
     to: str | None,
     steps: int,
     to_version: str | None = None,
@@ -33,18 +36,24 @@ def pick_target(
     """``--to``: the release with that bundle VersionId (refused when releases of several MLflow
     versions share it: identical bytes are reused). ``--to-version``: the newest release of that
     MLflow version. ``--steps N``: walk back N promotions from the one now live, so repeated
-    rollbacks keep going back instead of bouncing."""
+    rollbacks keep going back instead of bouncing.
+
+    Raises:
+        UsageError: both ``to`` and ``to_version``, or a VersionId shared by several MLflow
+            versions.
+        NoRelease: no such release, or not that many earlier promotions.
+    """
     if to is not None and to_version is not None:
         raise UsageError("--to and --to-version are mutually exclusive")
     if to_version is not None:
-        for entry in history:
+        for entry in past:
             if entry.release.mlflow_version == to_version:
                 return entry.release
         raise NoRelease(
             f"no release of {current.name} is MLflow version {to_version}; see `releases`"
         )
     if to is not None:
-        matches = [e.release for e in history if e.release.version_id == to]
+        matches = [e.release for e in past if e.release.version_id == to]
         if not matches:
             raise NoRelease(f"no release of {current.name} has versionId {to}; see `releases`")
         mlflow_versions = sorted({r.mlflow_version for r in matches}, key=_numeric)
@@ -55,7 +64,7 @@ def pick_target(
                 f" {' or --to-version '.join(mlflow_versions)}"
             )
         return matches[0]
-    promotions = [e.release for e in history if e.release.action == "promote"]
+    promotions = [e.release for e in past if e.release.action == "promote"]
     live = next((i for i, r in enumerate(promotions) if r.same_target(current)), None)
     if live is None:
         raise NoRelease(f"the live release of {current.name} is not in its promotion history")
@@ -68,16 +77,21 @@ def pick_target(
 
 
 def last_good(
-    store: ReleaseStore, broken: Release, history: list[ManifestVersion], steps: int
+    store: ReleaseStore, broken: Release, past: list[ManifestVersion], steps: int
 ) -> Release:
     """With a broken live release, ``--steps N`` counts back through the earlier releases
-    whose bytes still read back verified (the newest good one is step 1)."""
+    whose bytes still read back verified (the newest good one is step 1).
+
+    Raises:
+        NoRelease: fewer than ``steps`` earlier good releases.
+        NoCredentials, BucketMissing: S3 refused.
+    """
     seen: list[Release] = []
-    for entry in history:
+    for entry in past:
         r = entry.release
         if r.same_target(broken) or any(r.same_target(s) for s in seen):
             continue
-        if store.bundle_ok(r):
+        if bundles.unreadable(store, r.key, r.version_id, r.sha256) is None:
             seen.append(r)
             if len(seen) == steps:
                 return r
@@ -103,7 +117,18 @@ def rollback(
     deliver: Callable[[Release], None] | None = None,
 ) -> Release:
     """``deliver`` hands the result over (the CLI prints it) *before* the intent is closed: a
-    run killed before its caller saw the result is finished, not repeated, by a re-run."""
+    run killed before its caller saw the result is finished, not repeated, by a re-run.
+
+    Raises:
+        UsageError, UnknownModel: bad arguments or model name, no spec.
+        BucketMissing, NoCredentials, UnversionedBucket: the bucket cannot take releases.
+        NoRelease: nothing to roll back to (see ``pick_target``), or no release at all.
+        DigestMismatch: the target's bytes or MLflow tag disagree with the release.
+        VersionNotFound: the target's MLflow version is gone.
+        ConcurrentUpdate: another release was written meanwhile; nothing released.
+        OutcomeUnknown: the manifest write was sent and S3 could not be read back.
+        StorageError: S3 or MLflow failed before anything was released.
+    """
     spec_for(model)
     if steps < 1:
         raise UsageError("--steps must be 1 or more")
@@ -111,7 +136,7 @@ def rollback(
         raise UsageError("--to and --to-version are mutually exclusive")
     store = store or ReleaseStore.from_env()
     store.check_bucket()
-    base = store.current(model)
+    base = publish.current(store, model)
     tracking = tracking or Tracking()
     if base.release is None:
         hint = orphaned_champion(tracking, model, store.bucket)
@@ -124,7 +149,7 @@ def rollback(
     if deliver is not None:
         deliver(release)
     if intent_open:
-        store.write_intent(model, {"state": "done", "release": release})
+        intents.write(store, model, {"state": "done", "release": release})
     return release
 
 
@@ -140,7 +165,7 @@ def _rollback(
     current = base.release
     assert current is not None
     model = current.name
-    intent = store.pending_intent(model)
+    intent = intents.pending(store, model)
     if intent is not None and intent.get("request") == request:
         wanted: Release = intent["release"]
         if current == wanted:
@@ -151,20 +176,20 @@ def _rollback(
             log(f"{model}: resuming the interrupted rollback to version"
                 f" {wanted.mlflow_version} (release {_release_id(wanted)})")  # fmt: skip
             return commit(store, tracking, wanted, base, log), True
-        if any(e.release == wanted for e in store.history(model)):
+        if any(e.release == wanted for e in history(store, model)):
             log(f"{model}: this rollback was already done by an interrupted run (release"
                 f" {_release_id(wanted)}) and has since been replaced; nothing to do")  # fmt: skip
             return current, True
 
-    broken = store.bundle_problem(current)
-    history = store.history(model)
+    broken = bundles.problem(store, current)
+    past = history(store, model)
     to, to_version, steps = request["to"], request["to_version"], request["steps"]
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}")
     if broken and not (to or to_version):
-        target = last_good(store, current, history, steps)
+        target = last_good(store, current, past, steps)
     else:
-        target = pick_target(current, history, to, steps, to_version)
+        target = pick_target(current, past, to, steps, to_version)
     if target.same_target(current) and not broken:
         log(f"{model}: versionId {target.version_id} is already live; nothing to do")
         return current, False
@@ -179,7 +204,8 @@ def _rollback(
         )
     failpoints.hit("checked")
     release = _rollback_release(current, target, reason, broken)
-    store.write_intent(
+    intents.write(
+        store,
         model,
         {
             "state": "pending",

@@ -27,7 +27,12 @@ class VersionInfo:
 
     @property
     def artifact_sha256(self) -> str:
-        """The tag in canonical (lowercase) form: a digest differing only in case is the same."""
+        """The tag in canonical (lowercase) form: a digest differing only in case is the same.
+
+        Raises:
+            BundleMissing: the version has no ``artifact_sha256`` tag.
+            DigestMismatch: the tag is not a SHA-256.
+        """
         sha = self.tags.get(ARTIFACT_SHA256, "")
         if not sha:
             raise BundleMissing(f"{self.name} version {self.version} has no artifact_sha256 tag")
@@ -73,6 +78,12 @@ class Tracking:
         self.client = mlflow.MlflowClient(tracking_uri=self.uri)
 
     def version(self, name: str, version: str) -> VersionInfo:
+        """A registered version with its tags and its run's metrics.
+
+        Raises:
+            VersionNotFound: no such version, or its run is gone.
+            StorageError: MLflow could not be asked (unreachable, refused the login).
+        """
         from mlflow.exceptions import MlflowException
 
         try:
@@ -104,7 +115,12 @@ class Tracking:
         )
 
     def bundle_bytes(self, info: VersionInfo) -> bytes:
-        """The bundle as logged by training: ``<source>/model.joblib``, else the run's copy."""
+        """The bundle as logged by training: ``<source>/model.joblib``, else the run's copy.
+
+        Raises:
+            BundleMissing: neither place has it.
+            StorageError: the artifact store failed otherwise (with the cause).
+        """
         import mlflow
 
         # Keep stderr to one line per step: no progress bars from MLflow.
@@ -139,6 +155,11 @@ class Tracking:
         )
 
     def record_release(self, info: VersionInfo, tags: dict[str, str]) -> None:
+        """Set the release tags on the version.
+
+        Raises:
+            StorageError: a tag could not be set (and does not already hold that value).
+        """
         for key, value in tags.items():
             try:
                 self.client.set_model_version_tag(info.name, info.version, key, value)
@@ -157,7 +178,11 @@ class Tracking:
             return None
 
     def champion(self, name: str) -> str | None:
-        """The version `champion` names, or None when the alias is not set."""
+        """The version `champion` names, or None when the alias is not set.
+
+        Raises:
+            StorageError: MLflow could not be asked.
+        """
         from mlflow.exceptions import MlflowException
 
         try:
@@ -168,6 +193,11 @@ class Tracking:
             raise StorageError(f"could not read {name}@{CHAMPION}: {exc}") from exc
 
     def set_champion(self, name: str, version: str) -> None:
+        """Move the `champion` alias to ``version``.
+
+        Raises:
+            StorageError: MLflow refused or could not be reached.
+        """
         try:
             self.client.set_registered_model_alias(name, CHAMPION, version)
         except Exception as exc:

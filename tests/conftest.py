@@ -1,7 +1,10 @@
-"""Shared fixtures: the loopback S3 server (real HTTP) and isolated MLflow stores."""
+"""Shared fixtures: the loopback S3 server (real HTTP), isolated MLflow stores, and the
+handler's log lines."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -70,3 +73,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "bundles": {name: bundles / name / "model.joblib" for name in results},
         "results": results,
     }
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The Powertools logger's JSON lines, as the function's log stream receives them (the
+    serving tests read them; the drift tests feed them to `python -m monitoring.drift`)."""
+    from inference.observability import logger
+
+    buffer = io.StringIO()
+    stream = logging.StreamHandler(buffer)
+    stream.setFormatter(logger.registered_formatter)
+    logger.addHandler(stream)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(stream)

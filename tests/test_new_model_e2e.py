@@ -18,100 +18,23 @@ the model touched no Python file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
+
+from tests.extra_models import THROWAWAY
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("training", "inference", "registry", "tools")
 MODULES = ("settings.py",)  # shared paths and settings, outside any stage folder
-NAME = "throwaway"
-FEATURES = ("conductivity", "temperature", "turbidity")
-ROWS = 600
-
-SPEC = """\
-# A throwaway model for tests/test_new_model_e2e.py: is a sample clear enough?
-[model]
-name = "throwaway"
-description = "Classifies a sample as clear from conductivity, temperature and turbidity."
-task = "binary"
-features = ["conductivity", "temperature", "turbidity"]
-
-[data]
-path = "throwaway.csv"
-sha256 = "{sha256}"
-expectations = "throwaway.json"
-
-[label]
-column = "clear"
-
-[split]
-method = "stratified"
-test_size = 0.25
-seed = 7
-
-[train.params]
-n_estimators = 40
-max_depth = 3
-learning_rate = 0.2
-
-[output]
-kind = "binary_classification"
-label_name = "clear"
-threshold = 0.5
-
-[gates]
-primary = "roc_auc"
-greater_is_better = true
-min = {{ roc_auc = 0.7 }}
-"""
-
-RANGES = {"conductivity": (0.0, 5000.0), "temperature": (0.0, 40.0), "turbidity": (0.0, 100.0)}
-
-
-def generated_csv() -> bytes:
-    """Fixed seed, fixed formatting: the same bytes (and SHA-256) every run."""
-    rng = np.random.default_rng(10)
-    conductivity = rng.uniform(100, 2000, ROWS)
-    temperature = rng.uniform(10, 30, ROWS)
-    turbidity = rng.gamma(2.0, 3.0, ROWS)
-    clear = (turbidity + rng.normal(0, 1.5, ROWS) < 5).astype(int)
-    lines = ["conductivity,temperature,turbidity,clear"] + [
-        f"{c:.1f},{t:.2f},{u:.2f},{k}"
-        for c, t, u, k in zip(conductivity, temperature, turbidity, clear, strict=True)
-    ]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def suite() -> dict[str, Any]:
-    """What README step 2 asks for: per column exists, numeric, not null, a physical range."""
-    numeric = ["float64", "Float64", "float32", "int64", "Int64"]
-    expectations: list[dict[str, Any]] = [
-        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 100}},
-        {"type": "expect_column_values_to_be_in_set",
-         "kwargs": {"column": "clear", "value_set": [0, 1]}},
-    ]  # fmt: skip
-    for column in (*FEATURES, "clear"):
-        expectations += [
-            {"type": "expect_column_to_exist", "kwargs": {"column": column}},
-            {"type": "expect_column_values_to_be_in_type_list",
-             "kwargs": {"column": column, "type_list": numeric}},
-            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": column}},
-        ]  # fmt: skip
-    for column, (low, high) in RANGES.items():
-        bounds = {"column": column, "min_value": low, "max_value": high}
-        expectations.append({"type": "expect_column_values_to_be_between", "kwargs": bounds})
-    return {"name": NAME, "meta": {"dataset": "throwaway.csv"}, "expectations": expectations}
+NAME = THROWAWAY.name
 
 
 def git(repo: Path, *args: str) -> str:
@@ -140,11 +63,7 @@ def repo_copy(tmp_path: Path) -> Path:
 
 def add_model(copy: Path) -> None:
     """README "Adding a third model", steps 1-3, then a commit before training."""
-    data = generated_csv()
-    (copy / "data" / "throwaway.csv").write_bytes(data)
-    (copy / "data" / "expectations" / "throwaway.json").write_text(json.dumps(suite(), indent=2))
-    spec = SPEC.format(sha256=hashlib.sha256(data).hexdigest())
-    (copy / "training" / "specs" / "throwaway.toml").write_text(spec)
+    THROWAWAY.write(copy)
     git(copy, "add", "data", "training/specs")
     git(copy, "commit", "--quiet", "-m", "add the throwaway model")
 

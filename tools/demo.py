@@ -9,6 +9,10 @@ Everything the demo writes is its own: a fresh MLflow store in `.local/demo/` (w
 MLFLOW_TRACKING_URI says), the private loopback S3 that `make demo` starts (whatever
 MODEL_BUCKET says), and approvals in `.local/demo/approved.toml`, never the committed
 `registry/approved.toml`. A team's registry and bucket are never touched.
+
+It prints what a person reads: each command, the stage lines and summaries of training, one
+line per release, the answers. The JSON the commands print for scripts is read, not echoed,
+and the handler's own log lines and metrics go to `.local/demo/invoke.log`.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 from settings import LOCAL_DIR, REPO
 from tools import local_s3
+from training.__main__ import summary
 from training.spec import available
 
 PY = sys.executable
 DEMO_DIR = LOCAL_DIR / "demo"
 APPROVALS = DEMO_DIR / "approved.toml"
 TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
+HANDLER_LOG = DEMO_DIR / "invoke.log"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
 # The two sides of the wqi model's domain (inference/README.md, "The domain verdict").
 INSIDE, FRESH = EVENTS[0].parent / "direct.json", EVENTS[0].parent / "freshwater.json"
@@ -38,25 +46,37 @@ def step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def run(*args: str, capture: bool = False) -> str:
+def run(*args: str, show: bool = False) -> str:
+    """`python -m ARGS` against the demo's store: its stdout, printed too when ``show``; its
+    stderr (progress lines, errors) passes through.
+
+    Raises:
+        SystemExit: the command failed; the demo stops, naming it and its exit code.
+    """
     print(f"$ {' '.join(args)}", flush=True)
     env = os.environ | {"MLFLOW_TRACKING_URI": TRACKING_URI}
     out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False, env=env,
-                         stdout=subprocess.PIPE if capture else None)  # fmt: skip
+                         stdout=subprocess.PIPE)  # fmt: skip
     if out.returncode != 0:
         raise SystemExit(f"demo stopped: `{' '.join(args)}` exited {out.returncode}")
-    if capture:
+    if show:
         print(out.stdout, end="", flush=True)
     return out.stdout or ""
 
 
 def train(*models: str) -> dict[str, tuple[str, str]]:
-    """Candidates by name: (MLflow version, artifact_sha256), as `make train` prints them."""
-    return {
-        r["name"]: (r["version"], r["artifact_sha256"])
-        for r in map(json.loads, run("training", *models, "--json", capture=True).splitlines())
-        if r["candidate"]
-    }
+    """Candidates by name: (MLflow version, artifact_sha256). Each model's line is the one
+    `make train` prints."""
+    results = [json.loads(line) for line in run("training", *models, "--json").splitlines()]
+    for result in results:
+        print(summary(SimpleNamespace(**result)), flush=True)
+    return {r["name"]: (r["version"], r["artifact_sha256"]) for r in results if r["candidate"]}
+
+
+def invoke(event: Path, model: str) -> str:
+    """The answer to one event, as `make invoke` prints it (the handler's logs to a file)."""
+    return run("tools.invoke", str(event.relative_to(REPO)), "--model", model,
+               "--logs", str(HANDLER_LOG.relative_to(REPO)), show=True)  # fmt: skip
 
 
 def approve(versions: dict[str, tuple[str, str]]) -> None:
@@ -70,8 +90,7 @@ def approve(versions: dict[str, tuple[str, str]]) -> None:
 
 
 def promote(model: str) -> dict[str, object]:
-    release = json.loads(run("registry", "promote", model, "--approvals", str(APPROVALS),
-                             capture=True))  # fmt: skip
+    release = json.loads(run("registry", "promote", model, "--approvals", str(APPROVALS)))
     print(
         f"-> {model}: MLflow version {release['mlflow_version']} is S3 VersionId "
         f"{release['version_id']}"
@@ -80,6 +99,12 @@ def promote(model: str) -> dict[str, object]:
 
 
 def main() -> int:
+    """The whole flow, narrated.
+
+    Raises:
+        SystemExit: not run through `make demo` (no private loopback S3), a model the later
+            steps show is not a candidate, or a step failed.
+    """
     if not os.environ.get("AWS_ENDPOINT_URL_S3", "").startswith(f"http://{local_s3.HOST}:"):
         raise SystemExit("demo stopped: run it with `make demo`, which starts a private local S3")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
@@ -114,14 +139,13 @@ def main() -> int:
         if event == FRESH:  # step 5b
             continue
         print(f"\n--- {event.name}")
-        run("tools.invoke", str(event.relative_to(REPO)), "--model", "wqi", capture=True)
+        invoke(event, "wqi")
 
     step("5b. the domain verdict: an estuary reading, and the seed's freshwater reading")
     for event, what in ((INSIDE, "inside the training data"),
                         (FRESH, "the seed's fresh water: TDS 410 mg/L, pH 7.4")):  # fmt: skip
         print(f"\n--- {event.name} ({what})")
-        answer = json.loads(run("tools.invoke", str(event.relative_to(REPO)), "--model", "wqi",
-                                capture=True))  # fmt: skip
+        answer = json.loads(invoke(event, "wqi"))
         print(f"-> domain {json.dumps(answer['prediction']['domain'])}, confidence "
               f"{answer['prediction']['confidence']}")  # fmt: skip
     print("(outside the domain the confidence is the training labels' share of the band)")
@@ -135,17 +159,20 @@ def main() -> int:
     promote("potability")
 
     step("7. the release history, read from the S3 versions of release.json")
-    run("registry", "releases", "potability", capture=True)
+    run("registry", "releases", "potability", show=True)
 
     step("8. roll back to the previous release (no bytes re-uploaded)")
-    run("registry", "rollback", "potability", "--steps", "1", capture=True)
-    run("registry", "releases", "potability", capture=True)
+    back = json.loads(run("registry", "rollback", "potability", "--steps", "1"))
+    print(f"-> potability: live again MLflow version {back['mlflow_version']}, S3 VersionId "
+          f"{back['version_id']}")  # fmt: skip
+    run("registry", "releases", "potability", show=True)
 
     step("done")
     print(
         f"MLflow: `MLFLOW_TRACKING_URI={TRACKING_URI} make ui` shows the demo's runs, "
         "versions, tags and aliases (`make train` uses mlruns/)."
     )
+    print(f"The handler's log lines and metrics of every answer: {HANDLER_LOG.relative_to(REPO)}")
     return 0
 
 

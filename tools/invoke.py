@@ -3,11 +3,12 @@
 Reads the model's ``release.json`` (written by the registry's promotion) from
 ``MODEL_BUCKET`` through ``registry.manifest.read_stored``, as every reader does: its bytes must
 match the ``sha256`` metadata stored with them. Then pins exactly that object as a deploy would,
-answers the event and prints the answer, alone, on stdout (the handler's logs and metrics go to
-stderr). Every failure (an event file that is missing or not JSON, no release, a release that
-fails its digest or does not parse, S3 unreachable, a model that does not load, a handler
-fault) is one ``error: ...`` line on stderr and exit status 1, never a traceback; so is an
-HTTP-shaped answer with a 4xx/5xx ``statusCode``, printed first.
+answers the event and prints the answer, alone, on stdout: what a person reads. The handler's
+own output (its JSON log lines and EMF metrics documents) is appended to ``.local/invoke.log``,
+or with ``--logs -`` goes to stderr. Every failure (an event file that is missing or not JSON,
+no release, a release that fails its digest or does not parse, S3 unreachable, a model that
+does not load, a handler fault) is one ``error: ...`` line on stderr and exit status 1, never a
+traceback; so is an HTTP-shaped answer with a 4xx/5xx ``statusCode``, printed first.
 
 A developer tool: it lives outside ``inference/``, so the Lambda image (``COPY inference/*.py``)
 does not ship it.
@@ -24,8 +25,9 @@ import sys
 import types
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
+from inference.bundle import is_model_name, model_name_problem
 from registry.manifest import (
     ManifestDigestError,
     ManifestError,
@@ -35,12 +37,20 @@ from registry.manifest import (
 )
 from settings import LOCAL_DIR
 
+LOG_FILE = LOCAL_DIR / "invoke.log"  # the handler's log lines and metrics, appended per call
+TO_STDERR = "-"
+
 
 class LocalError(Exception):
     """Why `make invoke` cannot answer: printed as one line."""
 
 
 def read_event(path: str) -> Any:
+    """The event file's JSON.
+
+    Raises:
+        LocalError: the file cannot be read or is not JSON.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -51,6 +61,12 @@ def read_event(path: str) -> Any:
 
 
 def release(bucket: str, model: str) -> Release:
+    """The model's live release, read as every reader reads it (its digest checked).
+
+    Raises:
+        LocalError: no release, S3 unreachable, a release that fails its digest or does not
+            parse, or a release of another model.
+    """
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -80,6 +96,14 @@ def release(bucket: str, model: str) -> Release:
 
 
 def invoke(event_path: str, model: str) -> Any:
+    """The handler's answer to the event, with the release's model pinned as a deploy would.
+
+    Raises:
+        LocalError: an invalid model name, no bucket set, an unreadable event or release, a
+            model that does not load, or a handler fault.
+    """
+    if not is_model_name(model):  # before it names a key: `../potability` is no model
+        raise LocalError(model_name_problem(model))
     bucket = os.environ.get("MODEL_BUCKET")
     if not bucket:
         raise LocalError("MODEL_BUCKET is not set (run through `make invoke`)")
@@ -104,20 +128,40 @@ def invoke(event_path: str, model: str) -> Any:
 
 
 @contextlib.contextmanager
-def logs_to_stderr() -> Iterator[None]:
-    """Everything but the answer to stderr: the Powertools logger's stream (bound when the
-    logger was made) and anything printed, such as the EMF metrics documents."""
+def handler_output(target: str) -> Iterator[None]:
+    """Everything but the answer to ``target`` (a file, appended; ``-``: stderr): the
+    Powertools logger's stream (bound when the logger was made) and anything printed, such as
+    the EMF metrics documents.
+
+    Raises:
+        LocalError: the log file cannot be opened.
+    """
     from inference.observability import logger
 
-    handler = logger.registered_handler
-    streamed = handler if isinstance(handler, logging.StreamHandler) else None
-    previous = streamed.setStream(sys.stderr) if streamed is not None else None
+    with _opened(target) as stream:
+        handler = logger.registered_handler
+        streamed = handler if isinstance(handler, logging.StreamHandler) else None
+        previous = streamed.setStream(stream) if streamed is not None else None
+        try:
+            with contextlib.redirect_stdout(stream):
+                yield
+        finally:
+            if streamed is not None and previous is not None:
+                streamed.setStream(previous)
+
+
+@contextlib.contextmanager
+def _opened(target: str) -> Iterator[TextIO]:
+    if target == TO_STDERR:
+        yield sys.stderr
+        return
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        if streamed is not None and previous is not None:
-            streamed.setStream(previous)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        stream = open(target, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise LocalError(f"cannot write the handler's log to {target}: {exc.strerror}") from None
+    with stream:
+        yield stream
 
 
 def failed_status(answer: Any) -> int | None:
@@ -130,17 +174,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.invoke", description=__doc__)
     parser.add_argument("event", help="a JSON event file, e.g. inference/events/direct.json")
     parser.add_argument("--model", default="wqi")
+    parser.add_argument("--logs", metavar="FILE", default=str(LOG_FILE),
+                        help="where the handler's log lines and metrics go, appended (default: "
+                        "%(default)s; '-': stderr)")  # fmt: skip
     args = parser.parse_args(argv)
+    logged = "" if args.logs == TO_STDERR else f" (the handler's log: {args.logs})"
     try:
-        with logs_to_stderr():
+        with handler_output(args.logs):
             answer = invoke(args.event, args.model)
     except LocalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{logged}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2))
     status = failed_status(answer)
     if status is not None:
-        print(f"error: the handler answered statusCode {status}", file=sys.stderr)
+        print(f"error: the handler answered statusCode {status}{logged}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,9 @@
 """A loopback S3-compatible server (moto's server mode) for runs without an AWS account.
 
 Real S3 is one variable away: when ``AWS_ENDPOINT_URL_S3`` or ``MODEL_BUCKET`` is already set,
-nothing is started and commands talk to that endpoint (or to AWS) as configured.
+``run`` starts nothing and commands talk to that endpoint (or to AWS) as configured; ``up``
+then starts nothing either and says which variable points elsewhere; ``down`` stops the local
+server all the same (its data is local) and says that the exported endpoint is untouched.
 
 The shared server keeps its buckets in .local/s3/ across restarts. moto holds S3 in memory, so
 after every PUT/POST/DELETE, and before the client gets its answer, the S3 backend is pickled
@@ -73,8 +75,16 @@ class LocalS3:
         return LOCAL_ENV | {"AWS_ENDPOINT_URL_S3": self.endpoint, "MODEL_BUCKET": bucket}
 
 
+EXTERNAL = ("AWS_ENDPOINT_URL_S3", "MODEL_BUCKET")  # set: commands use them, not a local S3
+
+
+def exported() -> str:
+    """The variables that point commands elsewhere, as ``NAME=value``, or ""."""
+    return " and ".join(f"{k}={os.environ[k]}" for k in EXTERNAL if os.environ.get(k))
+
+
 def external_endpoint_configured() -> bool:
-    return bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("MODEL_BUCKET"))
+    return bool(exported())
 
 
 def _free_port() -> int:
@@ -110,7 +120,12 @@ def start(
     """Start moto's server on loopback and wait until it accepts connections.
 
     Without ``data_dir`` it is plain moto_server (in memory: tests, the demo); with it, the
-    buckets persist there (see the module docstring)."""
+    buckets persist there (see the module docstring).
+
+    Raises:
+        RuntimeError: it did not accept connections within ``timeout`` (the log's tail says
+            why).
+    """
     port = port or _free_port()
     if data_dir is None:
         cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", HOST, "-p", str(port)]
@@ -212,6 +227,12 @@ def up() -> LocalS3:
 
 
 def down(wipe: bool = False) -> bool:
+    """Stop the shared server (``make s3-down``), and with ``wipe`` delete its buckets; whether
+    one was running.
+
+    Raises:
+        RuntimeError: the server's process did not stop.
+    """
     server = shared_server()
     if server is not None:
         stop(server)
@@ -390,7 +411,11 @@ class StateStore:
                 blob.unlink(missing_ok=True)
 
     def load(self) -> str:
-        """Restore the saved buckets; returns a one-line summary for the log."""
+        """Restore the saved buckets; returns a one-line summary for the log.
+
+        Raises:
+            ValueError: the saved state is in a format this code does not know.
+        """
         from moto.s3.models import FakeKey, S3Backend, s3_backends
 
         if not self.file.exists():
@@ -568,10 +593,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         return _run(cmd, args.fresh)
-    if external_endpoint_configured():
-        print("S3 endpoint configured by the environment; no local server needed.")
-        return 0
+    elsewhere = exported()
     if args.command == "up":
+        if elsewhere:
+            print(
+                f"not starting the local S3: {elsewhere} is exported, so `make promote`,"
+                " `make invoke` and the other targets use that, not a local server. For the"
+                f" local S3: unset {' '.join(EXTERNAL)}; make s3-up"
+            )
+            return 0
         server = up()
         print(
             f"local S3 at {server.endpoint}, bucket {DEFAULT_BUCKET}, kept in"
@@ -582,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     print("local S3 stopped." if stopped else "local S3 was not running.")
     if args.wipe:
         print(f"deleted {DATA_DIR}: every local release is gone; `make promote` starts anew.")
+    if elsewhere:
+        print(f"{elsewhere} is exported: the make targets use that, which this leaves alone.")
     return 0
 
 

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle-dir", type=Path, help="also keep each bundle as DIR/<model>/model.joblib"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="log each run and its metrics to MLflow but register no version "
+                        "(an experiment: no alias moves, nothing to promote)")  # fmt: skip
     args = parser.parse_args(argv)
 
     try:
@@ -75,10 +78,12 @@ def _train(pipeline: Any, spec: specs.ModelSpec, args: argparse.Namespace) -> in
     from inference.sanity import GoldenMismatch
 
     try:
-        result = pipeline.run(spec, args.bundle_dir)
+        result = pipeline.run(spec, args.bundle_dir, dry_run=args.dry_run)
     except ValidationFailed as exc:
-        return _fail(f"{exc}\ntraining of {spec.name} stopped: fix the data or its suite "
-                     f"({spec.data.expectations.name})", EXIT_VALIDATION)  # fmt: skip
+        fix = f"the data or its suite ({spec.data.expectations.name})"
+        if exc.causes:  # a column read as text: the spec's [data] na_values may be the fix
+            fix = f"the data, its suite ({spec.data.expectations.name}) or {spec.source.name}"
+        return _fail(f"{exc}\ntraining of {spec.name} stopped: fix {fix}", EXIT_VALIDATION)
     except DataError as exc:
         return _fail(str(exc), EXIT_DATA)
     except specs.SpecError as exc:
@@ -92,11 +97,23 @@ def _train(pipeline: Any, spec: specs.ModelSpec, args: argparse.Namespace) -> in
     if args.json:
         print(json.dumps(result.__dict__, sort_keys=True))
     else:
-        flag = "" if result.candidate else "  (below its gates: not a candidate)"
-        size = f"{result.bundle_bytes / 1024:.0f} KiB"
-        print(f"{result.name}: registered version {result.version}, sha256 "
-              f"{result.artifact_sha256} ({size}, {result.seconds:.1f} s){flag}")  # fmt: skip
+        print(summary(result))
     return EXIT_OK
+
+
+def summary(result: Any) -> str:
+    """The line a person reads per model: what was registered (or not), its bytes' SHA-256
+    (what an approval pins), its size and time."""
+    flag = "" if result.candidate else "  (below its gates: not a candidate)"
+    if result.dry_run:
+        what, flag = f"dry run logged as run {result.run_id}, no version registered", ""
+    elif result.reused:
+        what = f"version {result.version} reused (the same bytes: nothing logged)"
+    else:
+        what = f"registered version {result.version}"
+    size = f"{result.bundle_bytes / 1024:.0f} KiB"
+    return (f"{result.name}: {what}, sha256 {result.artifact_sha256} ({size}, "
+            f"{result.seconds:.1f} s){flag}")  # fmt: skip
 
 
 def provenance_warnings(commit: str, chosen: list[specs.ModelSpec]) -> list[str]:

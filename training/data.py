@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import io
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +15,7 @@ import pandas as pd
 
 from inference import calendar_features
 from settings import REPO
-from training.spec import EVAL_ENGINE, ISO_8601, DataSpec, SpecError
+from training.spec import EVAL_ENGINE, ISO_8601, DataSpec, ModelSpec, SpecError
 
 
 class DataError(Exception):
@@ -27,6 +30,11 @@ class Loaded:
 
 
 def read_bytes(spec: DataSpec) -> bytes:
+    """The dataset's bytes, as the spec's SHA-256 pins them.
+
+    Raises:
+        DataError: the file cannot be read (missing, a folder, no permission).
+    """
     try:
         return spec.path.read_bytes()
     except OSError as exc:
@@ -41,9 +49,10 @@ def load(spec: DataSpec, raw: bytes) -> Loaded:
     """Decode, parse, rename, derive columns, filter rows, derive the calendar features and
     sort as the spec says.
 
-    A derivation whose inputs are missing or not numeric is skipped, so the expectation suite
-    reports the bad source column instead of a pandas traceback; one that cannot be evaluated
-    otherwise is a SpecError naming it.
+    Raises:
+        DataError: the bytes do not decode with the spec's encoding, or are not a CSV.
+        SpecError: a derivation or the filter names a column the data does not have, or
+            cannot be evaluated (``row_features``).
     """
     try:
         text = raw.decode(spec.encoding)
@@ -69,11 +78,22 @@ def load(spec: DataSpec, raw: bytes) -> Loaded:
 def row_features(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:
     """The spec's derivations, row filter and calendar features, in that order. Each row's
     result depends on that row alone, so an engine may run this on any slice of the rows
-    (the Spark engine runs it per partition) and get the rows the whole frame would give."""
+    (the Spark engine runs it per partition) and get the rows the whole frame would give.
+
+    A derivation whose input the suite expects but the data lacks, or holds as text (a
+    missing-value marker the spec does not list), is skipped, so the suite reports that column.
+
+    Raises:
+        SpecError: a derivation reads a column neither the data nor the suite has (a typo), the
+            filter names a column the data does not have, or either cannot be evaluated; the
+            message names the column, the closest existing one, and the key.
+    """
     for derivation in spec.derive:
-        inputs = derivation.columns
-        if inputs - set(frame.columns) or not all(
-            pd.api.types.is_numeric_dtype(frame[name]) for name in inputs
+        absent = derivation.columns - set(frame.columns)
+        if absent and (typos := misspelled(spec, absent, frame.columns)):
+            raise missing_columns(derivation.label, typos, frame.columns, spec, "[[data.derive]]")
+        if absent or not all(
+            pd.api.types.is_numeric_dtype(frame[name]) for name in derivation.columns
         ):
             continue
         try:
@@ -92,7 +112,12 @@ def row_features(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:
 def iso_timestamps(spec: DataSpec, frame: pd.DataFrame) -> list[str | None]:
     """The spec's timestamp column as serving receives a timestamp: ISO-8601 text with its UTC
     offset (a value written without one is on the spec's ``utc_offset`` clock); None where the
-    cell is empty. A value that does not match the format is a DataError naming it."""
+    cell is empty.
+
+    Raises:
+        SpecError: the timestamp column is not a column of the data.
+        DataError: a value does not match the spec's format; the message names it.
+    """
     stamp = spec.timestamp
     assert stamp is not None
     if stamp.column not in frame.columns:
@@ -138,20 +163,94 @@ def _filter(spec: DataSpec, frame: pd.DataFrame) -> pd.DataFrame:
     if spec.filter is None:
         return frame
     what = f"[data] filter {spec.filter.text!r}"
-    missing = sorted(spec.filter.columns - set(frame.columns))
-    if missing:
-        raise SpecError(f"{what} names column(s) {missing} that the data does not have "
-                        f"(columns: {', '.join(map(str, frame.columns))})")  # fmt: skip
+    absent = spec.filter.columns - set(frame.columns)
+    if typos := misspelled(spec, absent, frame.columns):
+        raise missing_columns(what, typos, frame.columns, spec, "[data] filter")
+    if absent:  # columns the suite expects and the data lacks: the suite reports them
+        return frame
     try:
         with np.errstate(all="ignore"):
             keep = frame.eval(spec.filter.text, engine=EVAL_ENGINE)
     except Exception as exc:  # pandas.eval raises many types for a bad expression
-        raise SpecError(f"{what} cannot be evaluated: {_one_line(exc)}") from exc
+        text = text_cells(frame[sorted(spec.filter.columns)])
+        causes = "".join(f"; {unlisted_marker(c, cells)}" for c, cells in text.items())
+        raise SpecError(f"{what} cannot be evaluated: {_one_line(exc)}{causes}") from exc
     if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep)):
         raise SpecError(f"{what} must be true or false for each row (the rows to keep), "
                         f"e.g. \"ph <= 14\"")  # fmt: skip
     keep = keep.astype("boolean").fillna(False).astype(bool)
     return frame[keep].reset_index(drop=True)
+
+
+# A column of numbers read as text holds a few distinct non-numbers: markers of a missing
+# value ("NAN", "-", "n/a") that [data] na_values does not list. How many a message shows:
+MARKERS_SHOWN = 3
+
+
+def text_cells(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per text column that is mostly numbers: its cells that are not numbers, with counts."""
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or not len(values.dropna()):
+            continue
+        present = values.dropna().astype(str)
+        numbers = pd.to_numeric(present, errors="coerce")
+        if numbers.notna().mean() >= 0.5:
+            counts = present[numbers.isna()].value_counts()
+            out[str(column)] = {str(k): int(v) for k, v in counts.items()}
+    return out
+
+
+def unlisted_marker(column: str, cells: dict[str, int]) -> str:
+    """Why a column of numbers is text, and the spec key that fixes it."""
+    shown = ", ".join(f"{v!r} ({n:,} cells)" for v, n in list(cells.items())[:MARKERS_SHOWN])
+    more = f" and {len(cells) - MARKERS_SHOWN} more" if len(cells) > MARKERS_SHOWN else ""
+    return (f"column {column!r} holds numbers and text that is not a number: {shown}{more}. If "
+            f"that marks a missing value, add it to [data] na_values in the spec (the list "
+            f"replaces pandas' defaults, so only the cells it names are missing)")  # fmt: skip
+
+
+def check_columns(spec: ModelSpec, columns: Iterable[object]) -> None:
+    """Before validation (seconds) and training: a feature or label column that neither the
+    loaded data nor the suite has is a typo in the spec, reported at once with its fix. (One
+    the suite expects and the data lacks is the data's fault: the suite reports it.)
+
+    Raises:
+        SpecError: naming each such name, the closest column and the key to fix.
+    """
+    names = [f for f in spec.features if f not in spec.calendar_features]
+    if "column" in spec.label:
+        names.append(spec.label_column)
+    typos = misspelled(spec.data, names, columns)
+    if typos:
+        what = "[label] column" if typos == {spec.label_column} else "[model] features"
+        raise missing_columns(what, typos, columns, spec.data, what)
+
+
+def misspelled(spec: DataSpec, names: Iterable[str], columns: Iterable[object]) -> set[str]:
+    """Of ``names``, those neither the data (``columns``) nor the spec's suite has."""
+    absent = set(names) - {str(c) for c in columns}
+    if not absent:
+        return absent
+    suite = json.loads(spec.expectations.read_text(encoding="utf-8"))
+    expected = {str(e.get("kwargs", {}).get("column")) for e in suite.get("expectations", [])}
+    return absent - expected
+
+
+def missing_columns(
+    what: str, absent: Iterable[str], columns: Iterable[object], spec: DataSpec, key: str
+) -> SpecError:
+    """One line: which names are not columns of the data (after renames and derivations), the
+    existing column each most resembles, and the spec key to fix."""
+    known = [str(c) for c in columns]
+    named = []
+    for name in sorted(absent):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return SpecError(f"{what} names {', '.join(named)}, which neither {spec.path.name} nor its "
+                     f"suite has: fix {key} in {_shown(spec)}, or add a [data.rename] or "
+                     f"[[data.derive]] for it (columns: {', '.join(known)})")  # fmt: skip
 
 
 def _not_decodable(spec: DataSpec, raw: bytes, exc: UnicodeDecodeError) -> str:

@@ -5,25 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from inference.calendar_features import FEATURES as CALENDAR
+from training import data
 from training.spec import SpecError
 
 NUMERIC_TYPES = ["float64", "Float64", "float32", "int64", "Int64", "int32"]
 
 
 class ValidationFailed(Exception):
-    """The dataset breaks its expectation suite; ``failures`` says which and how often."""
+    """The dataset breaks its expectation suite; ``failures`` says which and how often, and
+    ``causes`` what most likely made them (said first)."""
 
-    def __init__(self, dataset: str, failures: list[str]) -> None:
-        lines = "\n".join(f"  - {f}" for f in failures)
+    def __init__(self, dataset: str, failures: list[str], causes: Sequence[str] = ()) -> None:
+        lines = "\n".join([*(f"  cause: {c}" for c in causes), *(f"  - {f}" for f in failures)])
         super().__init__(f"{dataset} fails {len(failures)} expectation(s):\n{lines}")
         self.failures = failures
+        self.causes = list(causes)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ValidationReport:
     evaluated: int
     failures: list[str]
     result: dict[str, Any]  # the full great-expectations result, logged to MLflow
+    causes: list[str] = field(default_factory=list)  # what most likely made the failures
 
 
 def load_suite(path: Path) -> dict[str, Any]:
@@ -40,7 +45,11 @@ def load_suite(path: Path) -> dict[str, Any]:
 
 def feature_ranges(suite: dict[str, Any], columns: list[str]) -> dict[str, dict[str, float]]:
     """Value bounds per column, read from the suite: serving enforces these, not a copy.
-    A calendar feature is not a column of the data: its bounds are its definition's."""
+    A calendar feature is not a column of the data: its bounds are its definition's.
+
+    Raises:
+        SpecError: a feature has no range in the suite, or one without both numeric bounds.
+    """
     out: dict[str, dict[str, float]] = {c: {} for c in columns if c not in CALENDAR}
     for exp in suite["expectations"]:
         column, kwargs = exp["kwargs"].get("column"), exp["kwargs"]
@@ -81,13 +90,28 @@ def validate(frame: Any, suite: dict[str, Any]) -> ValidationReport:
         .get_batch(batch_parameters={"dataframe": frame})
     )
     result = batch.validate(gx.ExpectationSuite(**expected))
-    failures = [_describe(r) for r in result.results if not r.success]
+    columns = {str(c) for c in frame.columns}
+    failed = [r for r in result.results if not r.success]
+    # Columns of numbers read as text (an unlisted missing-value marker), for the causes.
+    text = data.text_cells(frame) if failed and isinstance(frame, pd.DataFrame) else {}
+    # Type failures first: a text column fails every range check on it too.
+    failed.sort(key=lambda r: r.expectation_config.type not in _TYPE_CHECKS)
     return ValidationReport(
         success=bool(result.success),
         evaluated=int(result.statistics["evaluated_expectations"]),
-        failures=failures,
+        failures=[_describe(r, columns, text) for r in failed],
         result=result.to_json_dict(),
+        causes=[
+            data.unlisted_marker(c, text[c]) for c in sorted(_failed_columns(failed) & set(text))
+        ],
     )
+
+
+_TYPE_CHECKS = ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type")
+
+
+def _failed_columns(failed: list[Any]) -> set[str]:
+    return {str(r.expectation_config.kwargs.get("column")) for r in failed}
 
 
 # The suites name pandas dtypes; great-expectations' Spark datasource checks pyspark.sql.types
@@ -129,7 +153,8 @@ def _fresh(suite: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(suite))
 
 
-def _describe(result: Any) -> str:
+def _describe(result: Any, columns: set[str], text: dict[str, dict[str, int]]) -> str:
+    """One failed expectation: what was expected and what was found, in one line."""
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")}
     column = config.kwargs.get("column")
@@ -143,8 +168,22 @@ def _describe(result: Any) -> str:
         )
     elif "observed_value" in info:
         detail = f"observed {info['observed_value']!r}"
-    elif result.exception_info and result.exception_info.get("raised_exception"):
-        detail = f"could not be evaluated: {result.exception_info.get('exception_message')}"
+    elif column is not None and str(column) not in columns:
+        detail = "column is missing"
+    elif column is not None and str(column) in text:
+        detail = "not evaluated: the column holds text (see the cause above)"
     else:
-        detail = "column is missing" if column else "failed"
+        message = _exception_message(result.exception_info)
+        detail = f"could not be evaluated: {message}" if message else "failed"
     return f"{where}{what}: {detail}"
+
+
+def _exception_message(info: Any) -> str | None:
+    """great-expectations reports an exception at the top level, or per metric it could not
+    compute ({metric id: {"exception_message": ...}})."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    nested = (_exception_message(v) for v in info.values() if isinstance(v, dict))
+    return next((m for m in nested if m), None)

@@ -41,7 +41,10 @@ from inference.predictor import Predictor
 from inference.validation import ValidationError
 
 BUNDLE = "bundle"  # the artifact's key; MLflow copies it to <model>/artifacts/model.joblib
-SHA256_KEY = "artifact_sha256"  # model_config entry the bytes must match
+# The MLmodel's model_config entry the bundle's bytes must match, written by training/register.py.
+# Not the version's tag (training/mlflow_names.py): this file runs inside the logged model, where
+# only inference/ is importable, so this contract between the MLmodel and its loader lives here.
+SHA256_KEY = "bundle_sha256"
 DEVICE_ID = "deviceId"  # optional input; every answer leads with it, as the handler's do
 DOMAIN = "domain"  # the answer's domain verdict, for a bundle with a training profile
 TIMESTAMP = "timestamp"  # optional input of a model with calendar features (ISO-8601 text)
@@ -131,6 +134,14 @@ class BundleModel(PythonModel):
     timestamp: bool
 
     def load_context(self, context: PythonModelContext) -> None:
+        """Load the bundle as the Lambda does, its SHA-256 checked before any unpickling.
+
+        Raises:
+            MlflowException: the MLmodel records no digest.
+            inference.bundle.BundleError: the bytes do not match it (``DigestMismatch``) or
+                are not a bundle this code serves.
+            inference.sanity.SanityError: the runtime or the golden samples do not check.
+        """
         path = Path(context.artifacts[BUNDLE])
         expected = str((context.model_config or {}).get(SHA256_KEY, ""))
         if not expected:
@@ -154,6 +165,12 @@ class BundleModel(PythonModel):
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: Any = None
     ) -> pd.DataFrame:
+        """The handler's answers, a row each, with ``deviceId`` first.
+
+        Raises:
+            MlflowException: a reading the handler would refuse (``VALIDATION_ERROR``: the
+                message names each field and why).
+        """
         frame = pd.DataFrame(model_input)
         batch = records(frame, self.features, self.timestamp)
         answers: list[dict[str, Any]] = []

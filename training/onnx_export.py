@@ -20,6 +20,12 @@ IR_VERSION = 9  # onnxruntime >= 1.16 reads it
 
 
 def base_margin(model: dict[str, Any]) -> float:
+    """The booster's base score as a margin (a logit for a binary model), which the ONNX
+    graph adds to the trees' sum.
+
+    Raises:
+        ValueError: the booster's objective has no ONNX export here.
+    """
     learner = model["learner"]
     raw = learner["learner_model_param"]["base_score"]
     score = float(json.loads(raw)[0]) if raw.startswith("[") else float(raw)

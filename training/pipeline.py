@@ -28,9 +28,12 @@ class Result:
     metrics: dict[str, float]
     seconds: float
     reused: bool = False  # an existing version held the same bytes: no new one was registered
+    dry_run: bool = False  # a run was logged, no version registered (version is "")
 
 
-def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
+def run(spec: ModelSpec, out_dir: Path | None = None, dry_run: bool = False) -> Result:
+    """Train ``spec`` and register its bundle; with ``dry_run``, log the run and register no
+    version (an experiment to compare in MLflow)."""
     start = time.perf_counter()
     name = spec.name
     trained = engines.train(spec)
@@ -54,20 +57,25 @@ def run(spec: ModelSpec, out_dir: Path | None = None) -> Result:
             size = path.stat().st_size
             note.append(f"{size / 1024:.0f} KiB, sha256 {digest[:12]}, golden samples match")
 
-        with stage("register", name) as note:
+        with stage("log" if dry_run else "register", name) as note:
             tags = {ARTIFACT_SHA256: digest, DATA_SHA256: data_sha256, GIT_SHA: commit}
-            registered = register.log_and_register(
-                register.TrainingRun(
-                    spec, parts, fitted.params, metrics, figures, report.result, content, path,
-                    data_sha256, tags,
-                )
+            training_run = register.TrainingRun(
+                spec, parts, fitted.params, metrics, figures, report.result, content, path,
+                data_sha256, tags,
             )  # fmt: skip
-            plt.close("all")
-            note.append(register_note(registered))
+            if dry_run:
+                run_id = register.log_dry_run(training_run)
+                plt.close("all")
+                note.append(f"run {run_id[:8]}, no version registered (dry run)")
+                registered = register.Registered("", run_id, False, [])
+            else:
+                registered = register.log_and_register(training_run)
+                plt.close("all")
+                note.append(register_note(registered))
 
     return Result(
         name, registered.version, registered.run_id, registered.candidate, digest, size,
-        metrics, time.perf_counter() - start, registered.reused,
+        metrics, time.perf_counter() - start, registered.reused, dry_run,
     )  # fmt: skip
 
 

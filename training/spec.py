@@ -34,6 +34,18 @@ DERIVE_FUNCTIONS = ("abs", "sqrt", "exp", "expm1", "log", "log1p", "log10", "flo
                     "tanh", "arcsinh", "arccosh", "arctanh")  # fmt: skip
 EVAL_ENGINE = "python"
 _BACKTICKED = re.compile(r"`([^`]*)`")
+_ASSIGNMENT = re.compile(r"(?<![=!<>])=(?!=)")  # `ph = 7` where `ph == 7` was meant
+# Python syntax that pandas' eval does not evaluate; it would fail deep inside pandas
+# (`'PandasExprVisitor' object has no attribute 'visit_RShift'`), so the spec is refused as it
+# loads instead, naming what to write.
+_NOT_EVALUATED: dict[type, str] = {
+    ast.RShift: ">>", ast.LShift: "<<", ast.BitXor: "^", ast.MatMult: "@", ast.Is: "is",
+    ast.IsNot: "is not", ast.IfExp: "... if ... else ...", ast.Lambda: "lambda",
+    ast.Dict: "{...}", ast.Set: "{...}", ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension", ast.NamedExpr: ":=", ast.Starred: "*",
+}  # fmt: skip
+OPERATORS = "< <= > >= == != in, and or not (or & | ~), + - * / ** // %"
 
 
 class SpecError(Exception):
@@ -50,6 +62,12 @@ class Expression:
 
     @classmethod
     def parse(cls, text: str, what: str) -> Expression:
+        """``text`` checked as the spec loads; ``what`` names it in messages.
+
+        Raises:
+            SpecError: not a non-empty string, a syntax error, syntax or a call that pandas'
+                eval does not evaluate.
+        """
         if not isinstance(text, str) or not text.strip():
             raise SpecError(f"{what} must be a non-empty string")
         # `a column` is pandas' quoting for names that are not identifiers.
@@ -62,7 +80,16 @@ class Expression:
         try:
             tree = ast.parse(_BACKTICKED.sub(placeholder, text).strip(), mode="eval")
         except SyntaxError as exc:
-            raise SpecError(f"{what} cannot be evaluated: {exc.msg}") from None
+            hint = " (to compare, write ==)" if _ASSIGNMENT.search(text) else ""
+            raise SpecError(f"{what} cannot be evaluated: {exc.msg}{hint}") from None
+        for node in ast.walk(tree):
+            ops = [node.op] if isinstance(node, ast.BinOp) else getattr(node, "ops", [node])
+            symbol = next((_NOT_EVALUATED[type(op)] for op in ops
+                           if type(op) in _NOT_EVALUATED), None)  # fmt: skip
+            if symbol is not None:
+                raise SpecError(f"{what} uses {symbol!r}, which a derivation or filter cannot: "
+                                f"it may use {OPERATORS} and the functions "
+                                f"{', '.join(DERIVE_FUNCTIONS)}")  # fmt: skip
         called = {n.func for n in ast.walk(tree) if isinstance(n, ast.Call)}
         unknown = sorted(
             f.id for f in called if isinstance(f, ast.Name) and f.id not in DERIVE_FUNCTIONS
@@ -175,6 +202,11 @@ def available() -> list[str]:
 
 
 def load_spec(name: str) -> ModelSpec:
+    """The spec of a model in ``training/specs/``.
+
+    Raises:
+        SpecError: an invalid model name, no such spec, or a spec that does not load.
+    """
     if not is_model_name(name):  # before it becomes a path: `../specs/wqi` must not resolve
         raise SpecError(model_name_problem(name))
     path = SPECS_DIR / f"{name}.toml"
@@ -186,7 +218,12 @@ def load_spec(name: str) -> ModelSpec:
 
 
 def load_spec_file(path: Path) -> ModelSpec:
-    """A spec from any path; relative data paths are under ``data/``."""
+    """A spec from any path; relative data paths are under ``data/``.
+
+    Raises:
+        SpecError: the file cannot be read, is not TOML, or a key is missing or wrong; the
+            message names the file and the key.
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return _parse(raw, path)

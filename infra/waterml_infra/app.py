@@ -21,16 +21,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App, Environment, Stack, Tags
+from aws_cdk import App, DefaultStackSynthesizer, Environment, Stack, Tags
 
 from registry.manifest import ManifestError, Release, parse_release
 from waterml_infra import nag
 from waterml_infra.config import (
     CDK_JSON,
     CONTEXT_KEY,
+    EMERGENCY_KEY,
     ConfigError,
     EnvConfig,
     ModelConfig,
+    check_isolation,
     environment_names,
     load_settings,
     resolve,
@@ -102,31 +104,46 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
             "a release is deployed to one model of one environment: "
             "-c env=<env> -c model=<model> -c release=<json>"
         )
+    # The emergency path (infra/README.md, "Shipping a fix while live is in alarm"): this one
+    # rollout ignores the rollback alarms; the pre-traffic hook still decides.
+    emergency = str(context.get(EMERGENCY_KEY, "false")).lower() == "true"
+    if emergency and not release_ctx:
+        raise ManifestError(f"{EMERGENCY_KEY} is one deploy's: give -c release=<json> too")
     training_ctx = context.get(TRAINING_KEY)
     if training_ctx and not release_ctx:
         raise ManifestError(f"{TRAINING_KEY} describes a release: give -c release=<json> too")
     training = TrainingMix.from_context(training_ctx) if training_ctx else None
     digest = str(context.get("imageDigest") or PLACEHOLDER_DIGEST)
 
-    result: dict[str, EnvStacks] = {}
-    for env_name in selected:
-        cfg = resolve(
+    configs = {
+        env_name: resolve(
             settings,
             env_name,
             overrides=_overrides(context, env_name),
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
             region=os.environ.get("CDK_DEFAULT_REGION"),
         )
+        for env_name in known
+    }
+    check_isolation(list(configs.values()))
+    result: dict[str, EnvStacks] = {}
+    for env_name in selected:
+        if env_name not in configs:
+            raise ConfigError(f"unknown environment {env_name!r}; known: {known}")
+        cfg = configs[env_name]
         if model is not None and model not in cfg.models:
             raise ConfigError(
                 f"environment {env_name!r} serves no model {model!r}; models: {list(cfg.models)}"
             )
         env = Environment(account=cfg.account, region=cfg.region)
+        # Each environment deploys through its own CDK bootstrap (roles, execution policy).
+        synth = {"synthesizer": DefaultStackSynthesizer(qualifier=cfg.cdk_qualifier)}
         foundation = FoundationStack(
             app,
             cfg.stack_name("Foundation"),
             config=cfg,
             env=env,
+            **synth,
             description=f"waterml {cfg.name}: model bucket, image repository, GitHub OIDC roles",
             termination_protection=cfg.termination_protection,
         )
@@ -137,6 +154,7 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
                 cfg,
                 promote_role=foundation.promote_role,
                 env=env,
+                **synth,
                 description=f"waterml {cfg.name}: the team's MLflow (SageMaker managed)",
                 termination_protection=cfg.termination_protection,
             )
@@ -152,7 +170,9 @@ def build(app: App, *, settings: Mapping[str, Any] | None = None) -> dict[str, E
                 image_digest=digest,
                 release=_release(release_ctx) if release_ctx else placeholder_release(model_cfg),
                 training=training,
+                emergency=emergency,
                 env=env,
+                **synth,
                 description=(
                     f"waterml {cfg.name}: {name} inference function, its live alias rolled out "
                     f"by CodeDeploy ({cfg.traffic}), alarms"

@@ -27,21 +27,37 @@ from pathlib import Path
 from typing import Any
 
 from inference.bundle import is_model_name, model_name_problem
+from inference.contract import LIVE_ALIAS, log_group
 from registry.manifest import bundle_key, manifest_key
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 CONTEXT_KEY = "waterml"
+# `-c emergency=true`: one deploy's rollout ignores the rollback alarms (app, deploy_context).
+EMERGENCY_KEY = "emergency"
+# What one rollout has to fit in: deploy.yml's deploy job (timeout-minutes) and the GitHub
+# OIDC role session it runs with (the roles' MaxSessionDuration).
+DEPLOY_JOB_MINUTES = 60
+SESSION_MINUTES = 60
+# Besides the traffic shift and the hook: CloudFormation's update, the version's publication
+# and its provisioned concurrency (an estimate, kept generous).
+ROLLOUT_OVERHEAD_MINUTES = 15
 # Offline synth needs an account and region; nothing is looked up with them.
 DUMMY_ACCOUNT = "111111111111"
 DUMMY_REGION = "eu-west-1"
 ARCHITECTURES = ("x86_64", "arm64")
-LIVE_ALIAS = "live"
 HOOK_SUFFIX = "-pretraffic"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_QUALIFIER = re.compile(r"^[a-z0-9]{1,10}$")
 LAMBDA_NAME_MAX = 64
 # The retention periods CloudWatch Logs offers (the ones constructs/log_groups.py maps).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, 731)
+
+SNAPSTART_REFUSED = (
+    "snapstart: Lambda SnapStart supports managed runtimes only (Python 3.12 and later) and "
+    "not container images (PackageType Image), which is how every function here is deployed; "
+    "set snapstart to false"
+)
 
 # CodeDeploy's predefined Lambda deployment configurations, by the name cdk.json uses.
 TRAFFIC_PATTERNS: dict[str, str] = {
@@ -61,6 +77,35 @@ class ConfigError(ValueError):
     """The environment configuration is unusable."""
 
 
+def traffic_minutes(traffic: str) -> int:
+    """How long CodeDeploy's pattern shifts traffic: a canary's bake, or ten linear steps."""
+    minutes = re.search(r"(\d+)_minutes?$", traffic)
+    if minutes is None:  # all_at_once
+        return 0
+    return int(minutes.group(1)) * (10 if traffic.startswith("linear_") else 1)
+
+
+def rollout_problems(traffic: str, function_timeout_seconds: int) -> list[str]:
+    """A rollout must finish inside the deploy job and the OIDC session: a pattern that
+    cannot would be cut off half-way (the job killed, or its credentials expired)."""
+    budget = min(DEPLOY_JOB_MINUTES, SESSION_MINUTES)
+    hook = hook_timeout_seconds(function_timeout_seconds) / 60
+    needed = traffic_minutes(traffic) + hook + ROLLOUT_OVERHEAD_MINUTES
+    if needed <= budget:
+        return []
+    return [
+        f"traffic {traffic!r} cannot finish: {traffic_minutes(traffic)} min of shifting + "
+        f"{hook:g} min of pre-traffic hook + {ROLLOUT_OVERHEAD_MINUTES} min of CloudFormation "
+        f"> {budget} min (the deploy job and the OIDC session); choose a shorter pattern"
+    ]
+
+
+def hook_timeout_seconds(function_timeout_seconds: int) -> int:
+    """The pre-traffic hook's timeout: a cold start of the new version plus one invocation per
+    event shape (inference.pretraffic), at most Lambda's 900 s."""
+    return min(900, 60 + 4 * function_timeout_seconds)
+
+
 def stack_safe(model: str) -> str:
     """A model name as a CloudFormation stack name may spell it. The registry's names allow
     '_', stack names do not, so '_' becomes '-'; every other name (Lambda function, CodeDeploy
@@ -78,8 +123,8 @@ class FunctionSettings:
     timeout_seconds: int = 30
     reserved_concurrency: int | None = None
     provisioned_concurrency: int = 0
-    # SnapStart on published versions. Needs the Python 3.12+ image (Lambda supports
-    # SnapStart for Python from 3.12) and is exclusive with provisioned concurrency.
+    # Lambda SnapStart. Refused: AWS supports it on managed runtimes only (Python 3.12+), not on
+    # container images, and this app deploys the image (infra/README.md, "SnapStart").
     snapstart: bool = False
     warmup_minutes: int = 0  # 0: no warm-up schedule
     log_retention_days: int = 30
@@ -92,6 +137,10 @@ class FunctionSettings:
     errors_threshold: int = 1
     throttles_threshold: int = 1
     p99_duration_threshold_ms: int = 3000
+    # Evidence of a rollout: the invocations its version must have served through `live`
+    # since its publication, or `status` says UNOBSERVED (exit 6) and the deploy job fails.
+    # 0: none asked (an all-at-once rollout with no canary).
+    rollout_evidence_invocations: int = 0
     # Inference faults (the handler's InferenceError metric) per 100 invocations of `live`.
     inference_error_rate_percent: float = 5.0
     # Monitoring (constructs/monitoring.py): the dashboard and the model alarms. Each period
@@ -129,11 +178,10 @@ class FunctionSettings:
             and self.provisioned_concurrency > self.reserved_concurrency
         ):
             problems.append("provisioned_concurrency cannot exceed reserved_concurrency")
-        if self.snapstart and self.provisioned_concurrency > 0:
-            problems.append(
-                "snapstart and provisioned_concurrency are exclusive in Lambda: set "
-                "provisioned_concurrency to 0 to use snapstart"
-            )
+        if self.snapstart:
+            problems.append(SNAPSTART_REFUSED)
+        if self.rollout_evidence_invocations < 0:
+            problems.append("rollout_evidence_invocations must not be negative")
         if min(self.errors_threshold, self.throttles_threshold, self.p99_duration_threshold_ms) < 1:
             problems.append("alarm thresholds must be at least 1")
         if not 0 < self.inference_error_rate_percent <= 100:
@@ -178,7 +226,14 @@ class EnvConfig(FunctionSettings):
     # CodeDeploy's traffic shifting of every `live` alias (a key of TRAFFIC_PATTERNS).
     traffic: str = "all_at_once"
     github_repo: str = "example-org/waterml"
-    github_branch: str = "main"
+    # The workflows' jobs for this environment run in the GitHub Environment of its name, and
+    # its roles trust only that environment's OIDC subject (repo:<repo>:environment:<name>).
+    # The CDK bootstrap of this environment (its own roles and execution policy, one per
+    # environment even in a shared account); default "wml" + the environment's name.
+    bootstrap_qualifier: str | None = None
+    # Build once: the environment whose verified image this one ships (prod: dev), never
+    # building one of its own. None: this environment builds the image.
+    image_source: str | None = None
     # True: this stack creates the account-wide GitHub OIDC provider. Only one stack per
     # account may do so; the others import it by its well-known ARN.
     create_oidc_provider: bool = True
@@ -211,6 +266,14 @@ class EnvConfig(FunctionSettings):
             problems.append(f"architecture must be one of {ARCHITECTURES}")
         if not _REPO.match(self.github_repo):
             problems.append(f"github_repo {self.github_repo!r} must be owner/name")
+        if not _QUALIFIER.match(self.cdk_qualifier):
+            problems.append(
+                f"bootstrap_qualifier {self.cdk_qualifier!r} must match {_QUALIFIER.pattern} (CDK)"
+            )
+        if self.image_source is not None and (
+            self.image_source == self.name or not _NAME.match(self.image_source)
+        ):
+            problems.append(f"image_source {self.image_source!r} must name another environment")
         if self.noncurrent_versions_to_retain < 1 or self.noncurrent_versions_to_retain > 100:
             problems.append("noncurrent_versions_to_retain must be within 1..100")
         if self.alarm_topic_arn and not self.alarm_topic_arn.startswith("arn:aws:sns:"):
@@ -223,6 +286,10 @@ class EnvConfig(FunctionSettings):
                 f"traffic {self.traffic!r} is not a CodeDeploy pattern; known: "
                 + ", ".join(TRAFFIC_PATTERNS)
             )
+        else:
+            # A model's own timeout_seconds moves its hook by at most 15 min (900 s): every
+            # pattern that fits with the environment's fits with it (30 + 15 + 15 <= 60).
+            problems += rollout_problems(self.traffic, self.timeout_seconds)
         problems += self.function_problems()
         problems += self._model_problems()
         if problems:
@@ -305,7 +372,30 @@ class EnvConfig(FunctionSettings):
 
     @property
     def repository_name(self) -> str:
-        return f"{self.prefix}-inference"
+        return self._repository(self.name)
+
+    def _repository(self, env: str) -> str:
+        return f"{self.project}-{env}-inference"
+
+    @property
+    def source_repository_name(self) -> str | None:
+        """The repository of the environment whose verified images this one ships."""
+        return self._repository(self.image_source) if self.image_source else None
+
+    @property
+    def cdk_qualifier(self) -> str:
+        """This environment's CDK bootstrap qualifier: its bootstrap roles are its own."""
+        return self.bootstrap_qualifier or ("wml" + re.sub(r"[^a-z0-9]", "", self.name))[:10]
+
+    @property
+    def github_environment(self) -> str:
+        """The GitHub Environment the workflows' jobs for this environment run in."""
+        return self.name
+
+    @property
+    def github_subject(self) -> str:
+        """The OIDC `sub` of a job in that GitHub Environment (what the roles trust)."""
+        return f"repo:{self.github_repo}:environment:{self.github_environment}"
 
     @property
     def deploy_role_name(self) -> str:
@@ -341,6 +431,10 @@ class EnvConfig(FunctionSettings):
             "architecture": self.architecture,
             "platform": self.platform,
             "traffic": self.traffic,
+            "github_environment": self.github_environment,
+            "cdk_qualifier": self.cdk_qualifier,
+            "image_source": self.image_source or "",
+            "source_repository": self.source_repository_name or "",
             "deploy_role_arn": f"arn:aws:iam::{self.account}:role/{self.deploy_role_name}",
             "promote_role_arn": f"arn:aws:iam::{self.account}:role/{self.promote_role_name}",
             "foundation_stack": self.stack_name("Foundation"),
@@ -384,7 +478,7 @@ class ModelConfig(FunctionSettings):
 
     @property
     def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
+        return log_group(self.function_name)
 
     @property
     def service_name(self) -> str:
@@ -513,6 +607,35 @@ def resolve(
         return EnvConfig(**merged)
     except TypeError as exc:  # a mistyped value (e.g. a list where a number belongs)
         raise ConfigError(f"environment {env_name!r}: {exc}") from exc
+
+
+def check_isolation(configs: list[EnvConfig]) -> None:
+    """Environments sharing an account must not share a CDK bootstrap (one qualifier each:
+    else one environment's deploy role could assume the other's bootstrap roles), nor name
+    resources one another's patterns match (`waterml-prod-*` would match a `prod-eu`).
+
+    Raises:
+        ConfigError: two environments would reach each other's resources or bootstrap.
+    """
+    problems = []
+    for i, one in enumerate(configs):
+        for other in configs[i + 1 :]:
+            if one.account != other.account:
+                continue
+            if one.cdk_qualifier == other.cdk_qualifier:
+                problems.append(
+                    f"{one.name} and {other.name} share the CDK bootstrap qualifier "
+                    f"{one.cdk_qualifier!r} in account {one.account}: set bootstrap_qualifier"
+                )
+            for a, b in ((one, other), (other, one)):
+                if b.prefix.startswith(a.prefix + "-"):
+                    problems.append(
+                        f"{a.name}'s names ({a.prefix}-*) would match {b.name}'s ({b.prefix}-*)"
+                    )
+        if one.image_source is not None and one.image_source not in {c.name for c in configs}:
+            problems.append(f"{one.name}: image_source {one.image_source!r} is not an environment")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def environment_names(settings: Mapping[str, Any]) -> list[str]:

@@ -42,15 +42,15 @@ REASONS: dict[str, str] = {
         "bundles only, any served model without a foundation change."
     ),
     "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]": (
-        "The deploy role reads each model's `live` alias and version configuration (and may "
-        "invoke them for a smoke test) for every function of this one environment: named "
+        "The deploy role reads each model's `live` alias and version configuration (status) "
+        "for every function of this one environment: named "
         "<project>-<env>-<model>, so a model added to `models` needs no foundation change. "
         "It cannot update code, aliases or configuration."
     ),
-    "AwsSolutions-IAM5[Resource::<ENV_DEPLOYMENT_GROUPS>]": (
-        "The deploy workflow reports the CodeDeploy rollout (and its rollback) of every model: "
-        "read-only GetDeployment/ListDeployments on the `live` deployment group of this "
-        "environment's applications, one per model."
+    "AwsSolutions-IAM5[Resource::<SERVING_STACKS>]": (
+        "The deploy's ordering check reads the commit tag of every serving stack of this "
+        "environment (cloudformation:DescribeStacks only): one per model, so a pattern spares "
+        "the foundation stack a change per model."
     ),
     "AwsSolutions-IAM5[Resource::<FUNCTION_VERSIONS>]": (
         "The pre-traffic hook invokes and reads the configuration of the numbered version "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,6 @@ import synthetic
 from serving_helpers import local_config
 
 from inference import handler
-from inference.observability import logger
 
 
 @pytest.fixture(autouse=True)
@@ -46,16 +43,3 @@ def cache_dir(tmp_path: Path) -> Path:
 def served(wqi_bytes: bytes, cache_dir: Path) -> handler.Service:
     """The handler with the synthetic wqi bundle loaded."""
     return handler.init(local_config(wqi_bytes, cache_dir, model_version="7"))
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """The Powertools logger's JSON lines, as Lambda's log stream receives them."""
-    buffer = io.StringIO()
-    stream = logging.StreamHandler(buffer)
-    stream.setFormatter(logger.registered_formatter)
-    logger.addHandler(stream)
-    try:
-        yield buffer
-    finally:
-        logger.removeHandler(stream)

@@ -226,7 +226,7 @@ def test_error_counts_keep_their_documents(
     handler.lambda_handler({"readings": {"pH": 99}}, context())
     out = capfd.readouterr().out.splitlines()
     docs = [json.loads(x) for x in out if x.startswith('{"_aws"') and "ColdStart" not in x]
-    assert [d.get("VALIDATION_ERROR") for d in docs] == [[1.0]]  # and no answers' document
+    assert [d.get("ValidationError") for d in docs] == [[1.0]]  # and no answers' document
     assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
 
 

@@ -12,6 +12,7 @@ import pytest
 from serving_helpers import body, context
 
 from inference import events, handler
+from inference.contract import INVALID_METRIC
 
 EVENTS = Path(__file__).resolve().parents[2] / "inference" / "events"
 MODEL = {"name": "wqi", "version": "7", "s3VersionId": "v-local"}
@@ -358,7 +359,7 @@ def test_deeply_nested_body_is_a_400(
         is_400_on_body(response)
     assert response["statusCode"] == 400
     assert body(response)["error"]["code"] == "VALIDATION_ERROR"
-    assert counted == ["VALIDATION_ERROR"]
+    assert counted == [INVALID_METRIC]
 
 
 @pytest.mark.parametrize("value", [{"readings": {}}, 5, 1.5, [1], True])

@@ -28,6 +28,7 @@ from serving_helpers import context
 from synthetic import WQI_FIELDS
 
 from inference import events, handler
+from inference.contract import FAULT_METRIC
 from inference.events import HTTP_KINDS, Kind
 
 EVENTS = Path(__file__).resolve().parents[2] / "inference" / "events"
@@ -413,7 +414,7 @@ def test_no_event_gets_a_5xx_or_an_unexpected_exception(
         found = outcome(*case)
         counts.update(found)
         assert not found["5xx"], "a 5xx"
-        assert "INFERENCE_ERROR" not in counted, "a fault was counted"
+        assert FAULT_METRIC not in counted, "a fault was counted"
         # The handler keeps no state from a bad event: a valid request answers as before.
         assert answers("direct") == baseline["direct"]
 

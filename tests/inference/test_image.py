@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from inference.contract import HANDLER
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "inference" / "Dockerfile"
@@ -22,7 +25,9 @@ def test_base_image_is_the_lambda_python_311_image_pinned_by_digest() -> None:
     assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.11@sha256:[0-9a-f]{64}", froms[0][0])
     assert [f[0] for f in froms[1:]] == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # two stages on it
     assert "--require-hashes" in text and "-r /tmp/requirements.txt" in text
-    assert re.search(r'^CMD \["inference\.handler\.lambda_handler"\]$', text, re.M)
+    # The function's entry point, spelled once (inference/contract.py); infra overrides it with
+    # contract.PRETRAFFIC_HANDLER for the hook.
+    assert re.findall(r"^CMD (.*)$", text, re.M) == [json.dumps([HANDLER])]
 
 
 def test_dockerignore_sends_only_the_inference_package() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import synthetic
-from hung_s3 import HungEndpoint
+from hung_s3 import HungEndpoint, TricklingEndpoint
 from serving_helpers import KEY, local_config, s3_config, upload
 
 from inference import bundle as bundle_mod
@@ -311,9 +311,19 @@ def test_unreachable_s3_after_bounded_retry(
     assert unpickles == []
 
 
+def endpoint(kind: str) -> HungEndpoint | TricklingEndpoint:
+    if kind == "silent":
+        return HungEndpoint()
+    # A byte every 0.1 s, under each wait's 0.2 s share of the 0.6 s deadline: no socket
+    # timeout fires, and the whole answer would take 10 s.
+    return TricklingEndpoint(kind.split()[-1], interval=0.1, size=100)
+
+
+@pytest.mark.parametrize("kind", ["silent", "trickling headers", "trickling body"])
 @pytest.mark.parametrize("credentials", ["environment", "boto3 chain"])
 def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
     credentials: str,
+    kind: str,
     wqi_bytes: bytes,
     cache_dir: Path,
     tmp_path: Path,
@@ -321,6 +331,8 @@ def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Issue 9 §3: a hung endpoint took 30.45 s (3 x 10 s reads), three times Lambda's init.
+    # Issue 17: on the boto3 path (credentials from a profile), a trickling S3 kept init
+    # running past 60 s; on both paths, trickled headers were not bounded as a whole.
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     if credentials == "environment":  # as in Lambda: the signed stdlib GET
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -331,7 +343,7 @@ def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
         profile = tmp_path / "credentials"
         profile.write_text("[default]\naws_access_key_id = t\naws_secret_access_key = t\n")
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
-    with HungEndpoint() as hung:
+    with endpoint(kind) as hung:
         config = config_mod.from_env({
             "MODEL_BUCKET": "b", "MODEL_KEY": KEY, "MODEL_VERSION_ID": "v",
             "MODEL_SHA256": sha256_hex(wqi_bytes), "MODEL_CACHE_DIR": str(cache_dir),
@@ -340,6 +352,9 @@ def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
         with pytest.raises(handler.InitError) as caught:
             handler.init(config)
         made = hung.connections()
+        if isinstance(hung, TricklingEndpoint):
+            hung.stop()  # the loader gave up: no answer may have been read to its end
+            assert hung.finished == 0
     assert isinstance(caught.value.__cause__, loader.S3Unreachable)
     message = str(caught.value)
     assert 1 <= made <= loader.S3_ATTEMPTS  # bounded by the deadline, not 3 x 10 s
@@ -347,6 +362,19 @@ def test_hung_s3_fails_by_the_load_deadline_naming_endpoint_and_attempts(
     assert f"after {made} attempt" in message and "deadline 0.6 s" in message, message
     assert re.search(r"in \d+\.\d+ s", message), message  # the time spent
     assert unpickles == []
+
+
+def test_no_credentials_anywhere_is_named_as_such(
+    wqi_bytes: bytes, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    config = replace(local_config(wqi_bytes, cache_dir), version_id="v-elsewhere")
+    with pytest.raises(loader.LoadError, match="no AWS credentials to read s3://unused/"):
+        loader.fetch_s3(config)
 
 
 def test_load_deadline_is_configurable_with_a_default_inside_lambda_init() -> None:
@@ -359,7 +387,11 @@ def test_load_deadline_is_configurable_with_a_default_inside_lambda_init() -> No
             config_mod.from_env({**env, "MODEL_LOAD_DEADLINE_S": bad})
 
 
-def test_init_error_names_the_cause(wqi_bytes: bytes, cache_dir: Path) -> None:
+def test_init_error_names_the_cause(
+    wqi_bytes: bytes, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # as in Lambda; nothing listens on :9
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config = local_config(wqi_bytes, cache_dir)
     bad = config_mod.Config(**{**config.__dict__, "sha256": "f" * 64})
     loader.cache_verified(bad, wqi_bytes)  # a /tmp file (and pin) under a false name

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import synthetic
-from runtime_api import RuntimeApi
 from serving_helpers import upload
 
 from inference.bundle import sha256_hex
+from tools.lambda_runtime_api import RuntimeApi
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "inference" / "events"

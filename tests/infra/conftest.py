@@ -15,6 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 sys.path.insert(0, str(INFRA))
+# Helpers beside this file (synth_helpers) and the serving tests' synthetic bundles.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "tests" / "inference"))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 DIGEST = "sha256:" + "ab" * 32

@@ -102,7 +102,7 @@ def test_function_alias_deployment_group_and_hook(fleet, env, model):
         "MODEL_NAME": model,
         "RELEASE_BUCKET": f"waterml-{env}-models-111111111111-eu-west-1",
         "RELEASE_KEY": f"models/{model}/release.json",
-        "LOG_LEVEL": "INFO",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_SERVICE_NAME": f"{name}-pretraffic",
     }
     assert fn_id != hook_id
@@ -279,34 +279,14 @@ def test_add_rollback_alarm_joins_the_deployment_group():
     assert {"Ref": drift_id} in names and len(names) == 5
 
 
-def test_snapstart_on_published_versions_when_asked():
-    from waterml_infra.app import build, make_app
-
-    app = make_app(
-        {
-            "nag": "false",
-            "env": "prod",
-            "model": "wqi",
-            "waterml.prod.model_settings": json.dumps(
-                {"wqi": {"snapstart": True, "provisioned_concurrency": 0}}
-            ),
-        }
-    )
-    t = Template.from_stack(build(app)["prod"].serving["wqi"])
-    _, fn = _one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-prod-wqi"})
-    assert fn["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
-    _, alias = _one(t, "AWS::Lambda::Alias")
-    assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
-
-
-def test_snapstart_with_provisioned_concurrency_is_refused():
-    from waterml_infra.app import build, make_app
-    from waterml_infra.config import ConfigError
-
-    # prod provisions 2 environments per function: SnapStart needs that set to 0.
-    app = make_app({"nag": "false", "env": "prod", "waterml.prod.snapstart": "true"})
-    with pytest.raises(ConfigError, match="snapstart and provisioned_concurrency are exclusive"):
-        build(app)
+def test_no_function_asks_for_snapstart(fleet_app):
+    """An image function with SnapStart is refused by AWS: none of the fleet's has it."""
+    _, stacks = fleet_app
+    for env in stacks.values():
+        for stack in env.serving.values():
+            for fn in Template.from_stack(stack).find_resources("AWS::Lambda::Function").values():
+                assert fn["Properties"]["PackageType"] == "Image"
+                assert "SnapStart" not in fn["Properties"]
 
 
 def test_one_model_selected_synthesizes_only_its_stack():

@@ -23,11 +23,13 @@ def _settings(**defaults) -> dict:
 
 
 def test_shipped_fleet_and_traffic():
+    """The models are cdk.json's (a third one there changes nothing here)."""
     settings = load_settings()
-    assert settings["defaults"]["models"] == ["wqi", "potability"]
+    shipped = tuple(settings["defaults"]["models"])
+    assert shipped
     assert "model_name" not in settings["defaults"]
     dev, prod = resolve(settings, "dev"), resolve(settings, "prod")
-    assert dev.models == prod.models == ("wqi", "potability")
+    assert dev.models == prod.models == shipped
     assert dev.traffic == "all_at_once"
     assert prod.traffic == "canary_10_percent_10_minutes"
     assert prod.deployment_config_name == "CodeDeployDefault.LambdaCanary10Percent10Minutes"
@@ -119,10 +121,10 @@ def test_a_model_name_with_an_underscore_is_served_under_its_own_name():
         ({"model_settings": {"wqi": 512}}, "must map model names"),
         ({"model_settings": {"wqi": {"memory_mb": 64}}}, "model 'wqi': memory_mb"),
         ({"traffic": "canary_50_percent"}, "known: all_at_once, canary_10_percent_5_minutes"),
-        ({"snapstart": "true", "provisioned_concurrency": "1"}, "exclusive"),
+        ({"snapstart": "true"}, "SnapStart supports managed runtimes only"),
         (
-            {"model_settings": {"wqi": {"snapstart": True}}, "provisioned_concurrency": 2},
-            "model 'wqi': snapstart and provisioned_concurrency are exclusive",
+            {"model_settings": {"wqi": {"snapstart": True}}},
+            r"model 'wqi': snapstart: .*not container images",
         ),
         ({"log_retention_days": 42}, "log_retention_days must be one of"),
         ({"inference_error_rate_percent": 0}, "inference_error_rate_percent"),
@@ -140,21 +142,24 @@ def test_context_strings_are_parsed():
         "dev",
         overrides={
             "models": "wqi, potability,nitrate",
-            "model_settings": '{"nitrate": {"memory_mb": "512", "snapstart": "true"}}',
+            "model_settings": '{"nitrate": {"memory_mb": "512", "warmup_minutes": "5"}}',
             "traffic": "linear_10_percent_every_1_minute",
         },
     )
     assert cfg.models == ("wqi", "potability", "nitrate")
     nitrate = cfg.model("nitrate")
-    assert (nitrate.memory_mb, nitrate.snapstart) == (512, True)
+    assert (nitrate.memory_mb, nitrate.warmup_minutes) == (512, 5)
     assert cfg.deployment_config_name == TRAFFIC_PATTERNS["linear_10_percent_every_1_minute"]
     with pytest.raises(ConfigError, match="not valid JSON"):
         resolve(load_settings(), "dev", overrides={"model_settings": "{nitrate"})
 
 
-def test_snapstart_alone_is_accepted():
-    cfg = resolve(load_settings(), "dev", overrides={"snapstart": "true"})
-    assert all(cfg.model(m).snapstart for m in cfg.models)
+def test_snapstart_is_refused_with_aws_reason():
+    """AWS: SnapStart supports managed runtimes (Python 3.12+), not container images. The
+    earlier app emitted SnapStart on a PackageType Image function, which AWS refuses."""
+    with pytest.raises(ConfigError, match="not container images"):
+        resolve(load_settings(), "dev", overrides={"snapstart": "true"})
+    assert not any(resolve(load_settings(), env).snapstart for env in ("dev", "prod"))
 
 
 def test_cli_writes_the_models_and_one_models_names(tmp_path, monkeypatch, capsys):
@@ -163,8 +168,9 @@ def test_cli_writes_the_models_and_one_models_names(tmp_path, monkeypatch, capsy
     region = ["--account", "333333333333", "--region", "eu-central-1", "--github-output"]
     assert main(["prod", *region]) == 0
     lines = dict(line.split("=", 1) for line in gh.read_text().splitlines())
-    assert json.loads(lines["models"]) == ["wqi", "potability"]
-    assert lines["models"] == '["wqi","potability"]'  # compact: one GITHUB_OUTPUT line
+    served = list(resolve(load_settings(), "prod").models)
+    assert json.loads(lines["models"]) == served
+    assert lines["models"] == json.dumps(served, separators=(",", ":"))  # one compact line
     assert lines["traffic"] == "canary_10_percent_10_minutes"
     assert "function_name" not in lines
     gh.unlink()

@@ -103,8 +103,8 @@ def test_acknowledgements_are_few_and_on_the_narrowest_constructs(default_app):
     ]
     assert deploy == [
         "Annotation::AwsSolutions-IAM5[Resource::*]",
-        "Annotation::AwsSolutions-IAM5[Resource::arn:aws:codedeploy:eu-west-1:111111111111:"
-        "deploymentgroup:waterml-dev-*/live]",
+        "Annotation::AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:111111111111:"
+        "stack/WaterMl-dev-Serving-*/*]",
         "Annotation::AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:111111111111:"
         "function:waterml-dev-*]",
     ]

@@ -226,7 +226,7 @@ def test_function_environment_comes_from_the_release(templates):
                     "MODEL_VERSION_ID": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
                     "MODEL_SHA256": "5" * 64,
                     "MODEL_VERSION": "3",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                     "POWERTOOLS_SERVICE_NAME": "waterml-dev-wqi",
                 }
             }
@@ -469,7 +469,7 @@ def test_oidc_provider_is_created_once_per_account(templates):
         )
 
 
-def test_github_roles_trust_only_this_repository_and_branch(templates):
+def test_github_roles_trust_only_this_repository_and_environment(templates):
     roles = _github_roles(templates["dev-foundation"])
     assert sorted(roles) == ["waterml-dev-github-deploy", "waterml-dev-github-promote"]
     for role in roles.values():
@@ -479,7 +479,7 @@ def test_github_roles_trust_only_this_repository_and_branch(templates):
             "StringEquals": {
                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
                 "token.actions.githubusercontent.com:sub": (
-                    "repo:example-org/waterml:ref:refs/heads/main"
+                    "repo:example-org/waterml:environment:dev"
                 ),
             }
         }
@@ -496,9 +496,15 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
         "CdkDeploy",
         "ReadReleases",
         "ReadReleasedBundles",
-        "ReadAndSmokeTestFunctions",
-        "WatchRollouts",
+        "ReadFunctions",
+        "ReadServingStacks",
+        "CountRolloutInvocations",
     }
+    assert by_sid["CountRolloutInvocations"]["Action"] == "cloudwatch:GetMetricStatistics"
+    assert by_sid["ReadServingStacks"]["Action"] == "cloudformation:DescribeStacks"
+    assert by_sid["ReadServingStacks"]["Resource"] == (
+        "arn:aws:cloudformation:eu-west-1:111111111111:stack/WaterMl-dev-Serving-*/*"
+    )
     assert by_sid["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert by_sid["EcrLogin"]["Resource"] == "*"
     repo_id = find_one(t, "AWS::ECR::Repository", {})
@@ -507,17 +513,16 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     assert not any("Delete" in a for a in by_sid["EcrPushThisRepository"]["Action"])
     assert by_sid["CdkDeploy"]["Action"] == "sts:AssumeRole"
     assert sorted(by_sid["CdkDeploy"]["Resource"]) == sorted(
-        f"arn:aws:iam::111111111111:role/cdk-hnb659fds-{r}-111111111111-eu-west-1"
+        f"arn:aws:iam::111111111111:role/cdk-wmldev-{r}-111111111111-eu-west-1"
         for r in ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role")
     )
     # Every model of the environment (the status command); CodeDeploy moves `live`, not this
     # role: no lambda:UpdateAlias, no code or configuration change.
     fns = "arn:aws:lambda:eu-west-1:111111111111:function:waterml-dev-*"
-    assert by_sid["ReadAndSmokeTestFunctions"]["Resource"] == fns
-    assert sorted(by_sid["ReadAndSmokeTestFunctions"]["Action"]) == [
+    assert by_sid["ReadFunctions"]["Resource"] == fns
+    assert sorted(by_sid["ReadFunctions"]["Action"]) == [
         "lambda:GetAlias",
         "lambda:GetFunctionConfiguration",
-        "lambda:InvokeFunction",
     ]
     assert by_sid["ReadReleases"]["Action"] == "s3:GetObject"
     assert json.dumps(by_sid["ReadReleases"]["Resource"]).endswith('/models/*/release.json"]]}')
@@ -525,13 +530,6 @@ def test_deploy_role_may_push_the_image_deploy_and_read_what_is_released_and_dep
     assert by_sid["ReadReleasedBundles"]["Action"] == "s3:GetObjectVersion"
     assert json.dumps(by_sid["ReadReleasedBundles"]["Resource"]).endswith(
         '/models/*/model.joblib"]]}'
-    )
-    assert sorted(by_sid["WatchRollouts"]["Action"]) == [
-        "codedeploy:GetDeployment",
-        "codedeploy:ListDeployments",
-    ]
-    assert by_sid["WatchRollouts"]["Resource"] == (
-        "arn:aws:codedeploy:eu-west-1:111111111111:deploymentgroup:waterml-dev-*/live"
     )
     actions = {a for st in statements for a in _list(st["Action"])}
     assert not any(a.startswith(("s3:Put", "s3:Delete", "lambda:Update", "iam:")) for a in actions)
@@ -570,7 +568,7 @@ def test_environments_are_one_stack_class_with_different_settings(default_app):
     _, stacks = default_app
     assert sorted(stacks) == ["dev", "prod"]
     assert type(stacks["dev"].serving["wqi"]) is type(stacks["prod"].serving["potability"])
-    assert sorted(stacks["dev"].serving) == ["potability", "wqi"]
+    assert list(stacks["dev"].serving) == list(stacks["dev"].config.models)  # cdk.json's
     assert stacks["dev"].serving["wqi"].stack_name == "WaterMl-dev-Serving-wqi"
     assert stacks["prod"].serving["wqi"].termination_protection is True
     assert stacks["prod"].foundation.termination_protection is True

@@ -195,8 +195,10 @@ def test_ci_has_no_cloud_access_and_runs_every_check():
     wf = load("ci.yml")
     assert set(wf["on"]) == {"pull_request", "push"}
     runs = "\n".join(s.get("run", "") for job in wf["jobs"] for s in steps(wf, job))
-    for command in ("make lint", "make test", "make synth", "make lint-workflows", "hadolint"):
+    for command in ("make lint", ".ci/run", "make synth", "make lint-workflows", "hadolint"):
         assert command in runs
+    # CI's tests are .ci/run's (make test, with the image built and run: root, Debian tools).
+    assert "make test" in (REPO / ".ci" / "run").read_text()
     assert "id-token" not in (WORKFLOWS / "ci.yml").read_text()
     assert wf["concurrency"]["cancel-in-progress"] is True
 
@@ -223,7 +225,12 @@ def test_promote_runs_on_approval_changes_and_then_deploys():
     assert deploy["needs"] == "promote"
     assert deploy["uses"] == "./.github/workflows/deploy.yml"
     assert deploy["with"]["models"] == "${{ needs.promote.outputs.models }}"
-    assert deploy["if"] == "needs.promote.outputs.models != '[]'"
+    # Every promoted model deploys, also when another was refused (tests/infra/
+    # test_workflow_runs.py runs the promotion steps).
+    assert deploy["if"] == (
+        "${{ !cancelled() && needs.promote.outputs.models != '[]' && "
+        "needs.promote.outputs.models != '' }}"
+    )
 
 
 def test_deploy_triggers():
@@ -246,7 +253,9 @@ def test_every_path_that_triggers_a_deploy_is_one_the_plan_knows():
 
 def test_deploy_jobs_plan_then_build_once_then_one_deploy_per_model():
     jobs = load("deploy.yml")["jobs"]
-    assert list(jobs) == ["plan", "build", "deploy"]
+    assert list(jobs) == ["plan", "build", "deploy", "verify"]
+    assert jobs["verify"]["needs"] == ["plan", "build", "deploy"]
+    assert jobs["verify"]["if"] == "needs.build.outputs.image_source == ''"
     assert jobs["build"]["needs"] == "plan"
     assert jobs["deploy"]["needs"] == ["plan", "build"]
     # Nothing to deploy: no image is built, no model job starts (an empty matrix is an error).
@@ -258,6 +267,16 @@ def test_deploy_jobs_plan_then_build_once_then_one_deploy_per_model():
         assert arg in plan_run
     assert "--github-output" in plan_run
     assert jobs["plan"]["outputs"]["models"] == "${{ steps.plan.outputs.models }}"
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "promote.yml"])
+def test_every_job_with_aws_credentials_runs_in_its_github_environment(name):
+    """The roles trust only `repo:<repo>:environment:<env>` (tests/infra/test_isolation.py):
+    a job that assumes one must run in that GitHub Environment (prod's has reviewers)."""
+    wf = load(name)
+    for job_name, job in wf["jobs"].items():
+        if "id-token" in (job.get("permissions") or {}) and "uses" not in job:
+            assert job["environment"] == "${{ inputs.environment || 'dev' }}", job_name
 
 
 def test_one_models_failure_never_cancels_another():
@@ -287,9 +306,18 @@ def test_the_image_is_built_once_by_digest():
     assert load("deploy.yml")["jobs"]["build"]["outputs"]["digest"] == (
         "${{ steps.image.outputs.digest }}"
     )
-    foundation = next(s for s in job_steps if "cdk deploy" in s.get("name", ""))
-    assert '"$STACK" --exclusively' in foundation["run"]
-    assert "foundation_stack" in str(foundation["env"])
+    assert build["if"] == (
+        "steps.names.outputs.image_source == '' && steps.existing.outputs.digest == ''"
+    )
+    # The deploy workflow never deploys the Foundation stack (its own roles): an
+    # administrator does (infra/README.md, "Bootstrapping an AWS account").
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert "foundation_stack" not in text and "Foundation" not in str(job_steps)
+    # Build once: an environment with an image_source copies the verified digest, no build.
+    verified = next(s for s in job_steps if s.get("id") == "verified")
+    assert "waterml_infra.ci.image verified" in verified["run"]
+    copy = next(s for s in job_steps if s.get("id") == "copy")
+    assert "imagetools create" in copy["run"] and "$SOURCE@$DIGEST" in copy["run"]
 
 
 def test_each_model_job_deploys_its_stack_then_checks_released_vs_deployed():

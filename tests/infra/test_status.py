@@ -133,7 +133,9 @@ def test_missing_release_function_or_broken_manifest(env, s3):
     got = status.model_status(s3, lam, env, "potability")
     assert got.code == status.MISSING and got.release is None and got.served == []
     assert got.problems == [
-        f"no release: s3://{env.bucket_name}/models/potability/release.json does not exist",
+        f"no release: s3://{env.bucket_name}/models/potability/release.json does not exist or"
+        " may not be read (S3 says AccessDenied for a missing key to a role without"
+        " s3:ListBucket): promote the model first",
         "no function waterml-dev-potability or no live alias",
     ]
     rel = release(env, "wqi", "3", "v-3")
@@ -178,7 +180,9 @@ def cli(env, s3, monkeypatch):
 def test_cli_exit_codes_and_json(env, s3, cli, capsys):
     lam, run = cli
     wqi, potability = release(env, "wqi", "3", "v-3"), release(env, "potability", "1", "p-1")
-    for rel, version in ((wqi, "12"), (potability, "2")):
+    # Every model cdk.json serves, in sync (a third one there changes nothing here).
+    others = [release(env, m, "1", f"{m}-1") for m in env.models if m not in ("wqi", "potability")]
+    for rel, version in ((wqi, "12"), (potability, "2"), *((o, "1") for o in others)):
         write(s3, rel)
         deployed(lam, env, rel, version)
     code, out, err = run(capsys)

@@ -294,3 +294,18 @@ def test_log_lines_in_every_shape_are_read(tmp_path: Path, bundle: dict[str, Any
     assert [x["request_id"] for x in read.records] == [x["request_id"] for x in r]
     assert (read.lines, read.other, read.unreadable) == (4, 1, 0)
     assert sha256_hex(path.read_bytes())  # the file is read as bytes, untouched
+
+
+@pytest.mark.parametrize("name", ["../wqi", "WQI", "wqi/../potability"])
+def test_an_invalid_model_name_is_refused_before_any_path_or_model_is_named(
+    name: str, bundle_file: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `../wqi` named the report folder .local/drift/../wqi-<time> and was looked
+    up in the log (exit 3); the name rule is the one every entry point imports."""
+    path, digest = bundle_file
+    log_file = tmp_path / "log.jsonl"
+    log_file.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        drift.main([name, str(log_file), "--bundle", str(path), "--sha256", digest])
+    assert exited.value.code == 2
+    assert "invalid model name" in capsys.readouterr().err

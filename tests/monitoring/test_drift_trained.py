@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 
 from inference import handler
-from inference.observability import logger
 from monitoring import drift
 from monitoring.errors import DRIFT, OK
 from tests.inference.serving_helpers import context, local_config
@@ -51,18 +49,11 @@ def requests(rows: np.ndarray, tds: float | None = None) -> list[dict[str, Any]]
     return out
 
 
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """The Powertools logger's JSON lines, as the function's log stream receives them."""
-    buffer = io.StringIO()
-    stream = logging.StreamHandler(buffer)
-    stream.setFormatter(logger.registered_formatter)
-    logger.addHandler(stream)
-    try:
-        yield buffer
-    finally:
-        logger.removeHandler(stream)
-        handler.reset()
+@pytest.fixture(autouse=True)
+def _fresh_handler() -> Iterator[None]:
+    """Each test loads the handler itself (``served_log``); none leaves it loaded."""
+    yield
+    handler.reset()
 
 
 def served_log(

@@ -110,5 +110,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env=os.environ.copy() if env is None else env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )

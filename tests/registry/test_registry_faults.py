@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from registry import cli, errors
-from registry.store import ReleaseStore
+from registry import cli, errors, publish
 from tests.registry.fault_proxy import FaultProxy, Rule
 from tests.registry.registry_helpers import Versions, approve
 
@@ -31,7 +30,7 @@ def two_versions(
     versions: Versions, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, Any]]:
     """v1 is live; v2 is approved and about to be promoted."""
-    monkeypatch.setattr(ReleaseStore, "SETTLE_PAUSE_S", 0.01)
+    monkeypatch.setattr(publish, "SETTLE_PAUSE_S", 0.01)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's own retries: keep the test short
     v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
     v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})

@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from registry import cli, errors
+from registry import cli, errors, publish
+from registry.history import history
 from registry.manifest import bundle_key
 from registry.store import ReleaseStore
 from tests.registry.registry_helpers import Versions, approve
@@ -222,11 +223,11 @@ def test_tampered_s3_object_refused_on_rollback(
     r1 = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a1.toml", wqi=v1)))
     run("promote", "wqi", "--approvals", str(approve(tmp_path / "a2.toml", wqi=v2)))
     store = ReleaseStore(bucket)
-    current = store.current("wqi")
+    current = publish.current(store, "wqi")
     assert current.release is not None
     # Forge a release whose sha256 does not match the object it names.
     forged = dataclasses.replace(current.release, sha256="f" * 64)
-    store.write_manifest(forged, current)
+    publish.write(store, forged, current)
     run("rollback", "wqi", "--to", r1["version_id"])  # the honest v1 release still rolls back
     run("rollback", "wqi", "--to", forged.version_id, rc=errors.DigestMismatch.exit_code)
 
@@ -244,7 +245,7 @@ def test_interrupt_between_upload_and_manifest_keeps_previous_release(
         raise KeyboardInterrupt  # as if CI cancelled the job right after the upload
 
     with monkeypatch.context() as m:
-        m.setattr(ReleaseStore, "write_manifest", crash)
+        m.setattr(publish, "write", crash)
         run("promote", "wqi", "--approvals", approvals2, rc=errors.Interrupted.exit_code)
 
     assert bundle_versions(bucket) == 2  # the upload happened ...
@@ -265,14 +266,14 @@ def test_stale_conditional_write_is_refused_by_the_server(s3_env: dict[str, str]
     def rel(n: int) -> Release:
         return Release("wqi", "1", s3_env["bucket"], KEY, "v", "a" * 64, "g", f"t{n}")
 
-    empty = store.current("wqi")
-    store.write_manifest(rel(1), empty)
+    empty = publish.current(store, "wqi")
+    publish.write(store, rel(1), empty)
     with pytest.raises(errors.ConcurrentUpdate, match="PreconditionFailed"):
-        store.write_manifest(rel(2), empty)  # If-None-Match: * on an existing object
-    first = store.current("wqi")
-    store.write_manifest(rel(3), first)
+        publish.write(store, rel(2), empty)  # If-None-Match: * on an existing object
+    first = publish.current(store, "wqi")
+    publish.write(store, rel(3), first)
     with pytest.raises(errors.ConcurrentUpdate, match="PreconditionFailed"):
-        store.write_manifest(rel(4), first)  # If-Match with the ETag of a replaced version
+        publish.write(store, rel(4), first)  # If-Match with the ETag of a replaced version
     assert manifest_versions(s3_env["bucket"]) == 2
 
 
@@ -299,16 +300,16 @@ def test_write_is_withdrawn_when_the_server_ignores_the_condition(s3_env: dict[s
     def rel(n: int) -> Release:
         return Release("wqi", str(n), bucket, KEY, f"v{n}", "a" * 64, "g", f"t{n}")
 
-    empty = store.current("wqi")
-    store.write_manifest(rel(1), empty)
+    empty = publish.current(store, "wqi")
+    publish.write(store, rel(1), empty)
     with pytest.raises(errors.ConcurrentUpdate, match="at the same time"):
-        store.write_manifest(rel(2), empty)  # stale: the manifest exists now
-    first = store.current("wqi")
-    store.write_manifest(rel(3), first)
+        publish.write(store, rel(2), empty)  # stale: the manifest exists now
+    first = publish.current(store, "wqi")
+    publish.write(store, rel(3), first)
     with pytest.raises(errors.ConcurrentUpdate, match="at the same time"):
-        store.write_manifest(rel(4), first)  # stale: rel(3) replaced it
-    assert store.current("wqi").release == rel(3)
-    assert [e.release for e in store.history("wqi")] == [rel(3), rel(1)]
+        publish.write(store, rel(4), first)  # stale: rel(3) replaced it
+    assert publish.current(store, "wqi").release == rel(3)
+    assert [e.release for e in history(store, "wqi")] == [rel(3), rel(1)]
 
 
 def test_identical_bytes_are_reused_and_rollback_still_moves_champion(
@@ -370,7 +371,7 @@ def test_promote_after_the_manifest_was_deleted(
     approvals = str(approve(tmp_path / "a.toml", wqi=v1))
     run("promote", "wqi", "--approvals", approvals)
     boto3.client("s3").delete_object(Bucket=bucket, Key="models/wqi/release.json")
-    assert ReleaseStore(bucket).current("wqi").release is None
+    assert publish.current(ReleaseStore(bucket), "wqi").release is None
 
     again = run("promote", "wqi", "--approvals", approvals)
     assert again["mlflow_version"] == v1 and again["previous"] is None
@@ -428,13 +429,13 @@ def test_promotion_reuses_bytes_without_reading_every_past_release(
     assert live["previous"]["mlflow_version"] == releases[3]["mlflow_version"]
 
     reads: list[str | None] = []
-    real = ReleaseStore._read_manifest
+    real = publish.read
 
-    def counting(self: ReleaseStore, name: str, version_id: str | None) -> Any:
+    def counting(store: ReleaseStore, name: str, version_id: str | None) -> Any:
         reads.append(version_id)
-        return real(self, name, version_id)
+        return real(store, name, version_id)
 
-    monkeypatch.setattr(ReleaseStore, "_read_manifest", counting)
+    monkeypatch.setattr(publish, "read", counting)
     before = bundle_versions(bucket)
     rel = run("promote", "wqi", "--approvals", str(approve(tmp_path / "t.toml", wqi=twin)))
     assert bundle_versions(bucket) == before  # reused, not uploaded again

@@ -10,9 +10,9 @@ import pytest
 
 from registry import approvals, cli, errors, gates, manifest
 from registry.errors import GateFailed, NoRelease, NotApproved, UsageError, WorseThanChampion
+from registry.history import ManifestVersion
 from registry.manifest import Release
 from registry.rollback import pick_target
-from registry.store import ManifestVersion
 from registry.tracking import VersionInfo
 from tests.registry.registry_helpers import approve
 from training.spec import Gates

@@ -28,16 +28,17 @@ def three_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def fake_commands(calls: list[tuple[str, ...]], candidates: list[str]) -> object:
-    def run(*args: str, capture: bool = False) -> str:
+    def run(*args: str, show: bool = False) -> str:
         calls.append(args)
         if args[0] == "training":
             names = candidates if "--spec" not in args else ["potability"]
             return "".join(
                 json.dumps({"name": n, "version": "1", "artifact_sha256": "ab" * 32,
-                            "candidate": True}) + "\n"
+                            "candidate": True, "run_id": "r", "bundle_bytes": 2048,
+                            "seconds": 1.0, "reused": False, "dry_run": False}) + "\n"
                 for n in names
             )  # fmt: skip
-        if args[:2] == ("registry", "promote"):
+        if args[:2] in (("registry", "promote"), ("registry", "rollback")):
             return json.dumps({"mlflow_version": "1", "version_id": f"v-{args[2]}"})
         if args[0] == "tools.invoke":
             fresh = args[1].endswith("freshwater.json")
@@ -93,3 +94,19 @@ def test_demo_answers_every_event_and_shows_both_sides_of_the_domain(
     out = capsys.readouterr().out
     assert '-> domain {"inside": true, "outside": []}' in out
     assert '-> domain {"inside": false, "outside": ["pH", "tds"]}' in out
+
+
+def test_demo_prints_what_a_person_reads(
+    three_specs: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training's summary lines, one line per release, the answers; not the JSON the commands
+    print for scripts, and not the handler's log lines (kept in the demo's folder)."""
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(demo, "run", fake_commands(calls, three_specs))
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    assert f"wqi: registered version 1, sha256 {'ab' * 32} (2 KiB, 1.0 s)" in out
+    assert "-> potability: live again MLflow version 1, S3 VersionId v-potability" in out
+    assert '"artifact_sha256"' not in out and '"version_id"' not in out
+    logs = {c[c.index("--logs") + 1] for c in calls if c[0] == "tools.invoke"}
+    assert logs == {str(demo.HANDLER_LOG.relative_to(demo.REPO))}

@@ -28,7 +28,8 @@ BUCKET = "local-bucket"
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path: Path) -> Iterator[None]:
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(invoke, "LOG_FILE", tmp_path / "invoke.log")  # not the checkout's
     saved = dict(os.environ)  # main() pins MODEL_* in os.environ, as a deploy would
     for name in ("MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256", "MODEL_VERSION", "MAX_BATCH"):
         os.environ.pop(name, None)
@@ -163,9 +164,17 @@ def test_the_answer_alone_on_stdout(
     serve_release(monkeypatch, body, stored_metadata(body))
     assert invoke.main([str(EVENTS / "direct.json")]) == 0
     out, err = capsys.readouterr()
-    answer = json.loads(out)  # nothing but the answer: logs and metrics went to stderr
+    answer = json.loads(out)  # nothing but the answer, and nothing else at all
     assert answer["statusCode"] == 200 and answer["model"]["version"] == "4"
     assert answer["model"]["s3VersionId"] == "v1"
+    assert err == ""
+    logged = invoke.LOG_FILE.read_text()  # the handler's log lines and metrics, kept
+    assert '"message":"model loaded"' in logged and "ColdStart" in logged
+
+    handler.reset()
+    assert invoke.main([str(EVENTS / "direct.json"), "--logs", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["statusCode"] == 200
     assert '"message":"model loaded"' in err and "ColdStart" in err
 
 
@@ -194,7 +203,8 @@ def test_a_4xx_answer_is_printed_and_exits_non_zero(
     assert invoke.main([str(event)]) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["statusCode"] == 400  # the answer still printed, alone
-    assert "error: the handler answered statusCode 400" in err and "Traceback" not in err
+    assert "error: the handler answered statusCode 400 (the handler's log: " in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.integration
@@ -220,3 +230,40 @@ def test_reads_the_stored_release_from_s3(
     s3.put_object(Bucket=s3_env["bucket"], Key=key, Body=edited, Metadata=stored_metadata(body))
     line = one_error_line(capsys, [str(EVENTS / "direct.json")])
     assert "SHA-256 mismatch" in line
+
+
+@pytest.mark.parametrize("name", ["../potability", "wqi/../potability", "WQI"])
+def test_an_invalid_model_name_is_refused_before_any_request(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `make invoke MODEL=../potability` sent GET .../models/../potability/release.json
+    and only then refused. A loopback S3 that answers 404 records every request made."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    asked: list[str] = []
+
+    class NoSuchKey(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b"<Error><Code>NoSuchKey</Code></Error>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoSuchKey)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_address[1]}")
+        for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+                           "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        line = one_error_line(capsys, [str(EVENTS / "direct.json"), "--model", name])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "invalid model name" in line and asked == []

@@ -193,3 +193,30 @@ def test_fresh_servers_never_touch_the_shared_data(
     assert local_s3.main(["run", "--fresh", "--", sys.executable, "-c", put]) == 0
     assert not (tmp_path / "s3").exists()
     assert not (tmp_path / "s3.json").exists()
+
+
+def test_up_and_down_say_what_they_do_when_the_environment_points_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: both printed "S3 endpoint configured by the environment" and did nothing; `down`
+    left the local server running."""
+    monkeypatch.setattr(local_s3, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(local_s3, "SERVER_FILE", tmp_path / "s3.json")
+    monkeypatch.setattr(local_s3, "DATA_DIR", tmp_path / "s3")
+    for name in local_s3.EXTERNAL:
+        monkeypatch.delenv(name, raising=False)
+    try:
+        server = local_s3.up()  # started while nothing pointed elsewhere
+        monkeypatch.setenv("MODEL_BUCKET", "team-bucket")
+        assert local_s3.main(["up"]) == 0
+        said = capsys.readouterr().out
+        assert "not starting the local S3: MODEL_BUCKET=team-bucket is exported" in said
+        assert "unset AWS_ENDPOINT_URL_S3 MODEL_BUCKET" in said
+        assert local_s3.shared_server() == server  # the running one is left as it was
+
+        assert local_s3.main(["down"]) == 0
+        said = capsys.readouterr().out
+        assert "local S3 stopped." in said and "MODEL_BUCKET=team-bucket is exported" in said
+        assert local_s3.shared_server() is None
+    finally:
+        local_s3.down()

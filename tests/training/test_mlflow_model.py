@@ -20,10 +20,10 @@ from inference import handler
 from inference.bundle import loads
 from tests.inference.serving_helpers import local_config
 from training import pipeline
-from training.spec import load_spec
+from training.spec import available, load_spec
 
 pytestmark = pytest.mark.integration
-NAMES = ["wqi", "potability"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def client(uri: str) -> Any:
@@ -73,7 +73,7 @@ def local_model(trained: dict[str, Any], name: str) -> str:
     return str(uri).removeprefix("file://")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", available())
 def test_version_is_an_mlflow_model_of_the_same_bundle(trained: dict[str, Any], name: str) -> None:
     from mlflow.models import Model
 
@@ -103,14 +103,16 @@ def test_version_is_an_mlflow_model_of_the_same_bundle(trained: dict[str, Any], 
     domain = info.signature.outputs.to_dict()[-1]
     assert (domain["type"], list(domain["properties"])) == ("object", ["inside", "outside"])
     assert info.saved_input_example_info["type"] == "dataframe"
-    assert info.flavors["python_function"]["config"]["artifact_sha256"] == result.artifact_sha256
+    from training.mlflow_model import SHA256_KEY  # the module sets itself as MLflow's model
+
+    assert info.flavors["python_function"]["config"][SHA256_KEY] == result.artifact_sha256
     # No copy of the checkout's lock file: the model pins its serving requirements itself.
     assert not (model_dir / "uv.lock").exists()
     requirements = (model_dir / "requirements.txt").read_text().split()
     assert {r.split("==")[0] for r in requirements} >= {"mlflow", "numpy", "onnxruntime"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", available())
 def test_run_logs_datasets_lift_and_a_readable_name(trained: dict[str, Any], name: str) -> None:
     result = trained["results"][name]
     mlflow = client(trained["tracking_uri"])
@@ -142,7 +144,7 @@ def test_run_logs_datasets_lift_and_a_readable_name(trained: dict[str, Any], nam
         assert extra["split"].startswith(f"{side}: {spec.split['method']}, test_size ")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", available())
 def test_pyfunc_answers_golden_samples_as_the_handler(
     trained: dict[str, Any], name: str, tmp_path: Path
 ) -> None:
@@ -209,6 +211,45 @@ def test_mlflow_models_predict_on_champion_answers_as_the_handler(
     expected = handler_answers(trained, "wqi", frame, tmp_path / "cache")
     print(json.dumps(answers[:2]))
     assert answers == json.loads(json.dumps(expected))  # the verdict's names: a JSON array
+
+
+def readme_predict_command() -> str:
+    """The README's `mlflow models predict` example, as a person would paste it."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in readme.split("```sh\n")[1:] if "mlflow models predict" in b)
+    lines = [line for line in block.split("```")[0].splitlines() if not line.startswith("#")]
+    return " ".join(line.rstrip("\\").strip() for line in lines)
+
+
+def test_the_readmes_mlflow_models_predict_works_as_written(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """From a checkout where `make train` ran, without MLFLOW_TRACKING_URI set: the command
+    names the store itself, its input example is shipped, and it leaves no ./mlflow.db."""
+    command = readme_predict_command()
+    checkout = tmp_path / "checkout"  # what the command reads, and nothing else
+    (checkout / "mlruns").mkdir(parents=True)
+    shutil.copy(Path(trained["tracking_uri"].removeprefix("sqlite:///")),
+                checkout / "mlruns" / "mlflow.db")  # fmt: skip
+    example = REPO / "training" / "examples" / "wqi.json"
+    assert str(example.relative_to(REPO)) in command
+    (checkout / "training" / "examples").mkdir(parents=True)
+    shutil.copy(example, checkout / "training" / "examples" / "wqi.json")
+    (checkout / ".venv").symlink_to(REPO / ".venv")
+    before = sorted(p.relative_to(checkout) for p in checkout.rglob("*"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "MODEL_SHA256", "MLFLOW_TRACKING_URI")}  # fmt: skip
+    out = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    answers = json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
+    request = json.loads(example.read_text())["dataframe_split"]
+    frame = pd.DataFrame(request["data"], columns=request["columns"]).drop(columns="deviceId")
+    # As JSON carries them: the domain verdict's features are an array.
+    expected = json.loads(json.dumps(handler_answers(trained, "wqi", frame, tmp_path / "cache")))
+    devices = [row[0] for row in request["data"]]
+    assert answers == [{**a, "deviceId": d} for d, a in zip(devices, expected, strict=True)]
+    assert sorted(p.relative_to(checkout) for p in checkout.rglob("*")) == before
 
 
 def test_retraining_same_code_and_data_reuses_the_version(

@@ -3,8 +3,12 @@ champion (or says it falls back to the candidate), and prints no warnings."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,8 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 pytestmark = pytest.mark.integration
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +91,32 @@ def test_make_notebook_opens_it_in_jupyterlab() -> None:
     version = subprocess.run([str(repo / ".venv" / "bin" / "jupyter-lab"), "--version"],
                              capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert int(version.split(".")[0]) >= 4
+
+
+def test_make_notebook_starts_jupyterlab_whoever_runs_it(tmp_path: Path) -> None:
+    """JupyterLab refuses to start as root ("Running as root is not recommended"), which is
+    what a container runs as: `make notebook` says so and passes --allow-root there. Started
+    for real, on a free port, with a browser that opens nothing; stopped once it serves."""
+    env = os.environ | {"JUPYTER_PORT": "0", "BROWSER": "true",
+                        "JUPYTER_RUNTIME_DIR": str(tmp_path)}  # fmt: skip
+    make = [shutil.which("make") or "make", "-o", ".venv/.synced", "notebook"]
+    server = subprocess.Popen(make, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    stop = threading.Timer(180, os.killpg, (server.pid, signal.SIGKILL))  # never hang the suite
+    stop.start()
+    said: list[str] = []
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            said.append(line)
+            if re.search(r"http://127\.0\.0\.1:\d+/lab\?token=", line):
+                break
+    finally:
+        stop.cancel()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    output = "".join(said)
+    assert re.search(r"is running at:\n.*http://127\.0\.0\.1:\d+/lab", output), output[-3000:]
+    assert "Running as root is not recommended" not in output
+    as_root = "make notebook: running as root (a container?): JupyterLab needs --allow-root"
+    assert (as_root in output) == (os.geteuid() == 0), output[:2000]

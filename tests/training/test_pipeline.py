@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -125,13 +126,23 @@ p = Predictor(b)
 raw = p.raw(np.asarray(b["golden"]["inputs"], dtype=np.float32))
 for k, want in b["golden"]["raw"].items():
     assert np.allclose(raw[k], want, rtol=b["golden"]["rtol"], atol=b["golden"]["atol"]), k
-print(p.answers(np.asarray(b["golden"]["inputs"][:1], dtype=np.float32)))
+import json
+print(json.dumps(list(p.answers(np.asarray(b["golden"]["inputs"][:1], dtype=np.float32))[0])))
 """
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
                          text=True, env=os.environ | {"PYTHONPATH": str(repo)})  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert ("quality" if name == "wqi" else "potable") in out.stdout
+    assert json.loads(out.stdout) == answer_fields(load_spec(name).output)
+
+
+def answer_fields(output: dict[str, Any]) -> list[str]:
+    """An answer's fields, from the spec's [output] (README, "Adding a third model")."""
+    if output["kind"] == "banded_regression":
+        named = [output["value_name"], output["band_name"]]
+    else:
+        named = [output["label_name"], "probability"]
+    return [*named, "confidence", "domain"]
 
 
 def test_bundle_refuses_code_in_pickles() -> None:

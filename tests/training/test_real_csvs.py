@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from training.spec import SpecError, load_spec, load_spec_file
 
 ROWS = 400
 SHIFTED_PH = (430.0, 216.0, 352.0)  # the older rows carry another column's value in ph
+REPO = Path(__file__).resolve().parents[2]
 NUMBER = ["float64", "Float64", "float32", "int64", "Int64"]
 
 
@@ -203,12 +206,36 @@ def test_filter_removes_the_shifted_rows_and_keeps_the_gaps(tmp_path: Path) -> N
         ("ph <=", r"\[data\] filter 'ph <=' cannot be evaluated: .*syntax"),
         ("colour > 3", r"\[data\] filter 'colour > 3' .*'colour'"),
         ("ph + 1", r"\[data\] filter 'ph \+ 1' .*true or false for each row"),
+        # Python syntax pandas cannot evaluate: named when the spec loads, with what it takes
+        # (it was "'PandasExprVisitor' object has no attribute 'visit_RShift'").
+        (
+            "ph >> 14",
+            r"\[data\] filter 'ph >> 14' uses '>>', which a derivation or filter "
+            r"cannot: it may use < <= > >= == != in, .* and the functions abs, ",
+        ),
+        ("ph is None", r"uses 'is', which a derivation or filter cannot"),
+        ("ph = 7", r"cannot be evaluated: invalid syntax \(to compare, write ==\)"),
+        (
+            "colour > 3",
+            r"filter 'colour > 3' names 'colour', which neither sensor\.csv nor its suite has: "
+            r"fix \[data\] filter in .*sensor\.toml",
+        ),
     ],
 )
 def test_a_bad_filter_is_a_spec_error(tmp_path: Path, expression: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as caught:
         loaded(tmp_path, filter=f'filter = "{expression}"')
     assert "\n" not in str(caught.value)
+
+
+def test_a_filter_on_a_column_read_as_text_names_the_missing_marker(tmp_path: Path) -> None:
+    """`NAN` not listed in na_values: ph is text, and the filter's comparison fails on it."""
+    with pytest.raises(SpecError) as caught:
+        loaded(tmp_path, na_values='[""]')
+    message = str(caught.value)
+    assert message.startswith("[data] filter 'not ph > 14' cannot be evaluated: ")
+    assert ("column 'ph' holds numbers and text that is not a number: 'NAN' (11 cells). If that "
+            "marks a missing value, add it to [data] na_values") in message  # fmt: skip
 
 
 def test_rows_outside_the_serving_ranges_are_never_fitted() -> None:
@@ -272,6 +299,30 @@ def test_without_a_filter_a_lenient_suite_lets_training_drop_the_shifted_rows(
 
 
 @pytest.mark.integration
+def test_a_missing_na_marker_is_named_as_the_cause_before_the_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], private_store: str
+) -> None:
+    """`NAN` not listed: ph and turbidity are read as text. The suite's failures follow from
+    that; the message says so first, and never calls a present column missing."""
+    code = main(["--spec", str(write_spec(tmp_path, na_values='[""]', filter=""))])
+    err = capsys.readouterr().err
+    assert code == EXIT_VALIDATION
+    lines = err[err.index("error: ") :].splitlines()
+    assert lines[0] == "error: sensor.csv fails 4 expectation(s):"
+    assert lines[1] == (
+        "  cause: column 'ph' holds numbers and text that is not a number: 'NAN' (11 cells). If "
+        "that marks a missing value, add it to [data] na_values in the spec (the list replaces "
+        "pandas' defaults, so only the cells it names are missing)"
+    )
+    assert lines[2].startswith("  cause: column 'turbidity' holds numbers and text")
+    assert "expect_column_values_to_be_in_type_list" in lines[3] and "observed 'str'" in lines[3]
+    assert lines[5].endswith("not evaluated: the column holds text (see the cause above)")
+    assert "column is missing" not in err
+    assert lines[-1] == ("training of sensor stopped: fix the data, its suite (sensor.json) or "
+                         "sensor.toml")  # fmt: skip
+
+
+@pytest.mark.integration
 def test_without_a_filter_the_strict_suite_names_the_shifted_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], private_store: str
 ) -> None:
@@ -326,6 +377,41 @@ def test_every_documented_function_evaluates() -> None:
 def test_numbers_in_a_derivation_are_not_column_names(tmp_path: Path) -> None:
     frame = loaded(tmp_path, derive="conductivity * 1e-3").frame
     assert np.allclose(frame["log_conductivity"], frame["conductivity"] / 1000)
+
+
+def test_a_derivation_reading_a_misspelled_column_names_it_and_its_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped as the data loads; it was skipped, and the suite failed on the derived column."""
+    code = main(["--spec", str(write_spec(tmp_path, derive="log10(conductivty)"))])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert ("error: sensor: derivation 'log_conductivity' = 'log10(conductivty)' names "
+            "'conductivty' (did you mean 'conductivity'?), which neither sensor.csv nor its suite "
+            "has: fix "
+            f"[[data.derive]] in {tmp_path / 'sensor.toml'}, or add a [data.rename] or "
+            "[[data.derive]] for it (columns: site, ph, turbidity, conductivity, temperature, "
+            "potable)") in err  # fmt: skip
+    assert "validate" not in err
+
+
+def test_a_misspelled_feature_is_reported_before_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_spec(tmp_path)
+    path.write_text(path.read_text().replace('"temperature"]', '"temprature"]'))
+
+    def validated_anyway(*args: Any) -> None:
+        raise AssertionError("the suite ran before the feature names were checked")
+
+    monkeypatch.setattr("training.expectations.validate", validated_anyway)
+    assert main(["--spec", str(path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert (
+        "error: sensor: [model] features names 'temprature' (did you mean "
+        "'temperature'?), which neither sensor.csv nor its suite has: fix [model] features in"
+    ) in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -418,3 +504,46 @@ def test_non_utf8_message_names_a_shipped_spec_by_its_repo_path() -> None:
         data.DataError, match=r'encoding = "cp1252" .* in training/specs/potability\.toml$'
     ):
         data.load(spec.data, raw)
+
+
+# -- what a training registers ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_dry_run_logs_the_run_and_registers_nothing_then_a_retrain_says_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], private_store: str
+) -> None:
+    from mlflow import MlflowClient
+
+    from training.register import DRY_RUN
+
+    client = MlflowClient(tracking_uri=private_store)
+    spec = str(write_spec(tmp_path))
+    assert main(["--spec", spec, "--dry-run"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    (run_id,) = re.findall(r"^sensor: dry run logged as run ([0-9a-f]{32}), no version "
+                           r"registered, sha256 [0-9a-f]{64} \(", out, re.M)  # fmt: skip
+    assert "no version registered (dry run)" in err  # the stage line
+    run = client.get_run(run_id)
+    assert run.data.tags[DRY_RUN] == "true" and run.info.run_name.startswith("sensor dry run · ")
+    assert {"roc_auc", "baseline_roc_auc", "roc_auc_lift", "rows_train"} <= set(run.data.metrics)
+    assert {a.path for a in client.list_artifacts(run_id)} == {"plots", "validation"}
+    assert client.search_model_versions("name = 'sensor'") == []  # nothing to promote
+
+    assert main(["--spec", spec]) == EXIT_OK
+    first = capsys.readouterr().out
+    assert re.match(r"sensor: registered version 1, sha256 [0-9a-f]{64} ", first), first
+    assert main(["--spec", spec]) == EXIT_OK  # the same bytes again
+    again = capsys.readouterr().out
+    assert again.startswith("sensor: version 1 reused (the same bytes: nothing logged), sha256 ")
+    assert len(client.search_model_versions("name = 'sensor'")) == 1
+
+
+def test_make_train_passes_the_dry_run_on() -> None:
+    make = [shutil.which("make") or "make", "-n", "-o", ".venv/.synced"]
+    planned = subprocess.run([*make, "train", "MODEL=wqi", "DRY_RUN=1"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert re.search(r"-m training wqi --dry-run$", planned, re.M), planned
+    plain = subprocess.run([*make, "train", "MODEL=wqi"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    assert "--dry-run" not in plain

@@ -88,13 +88,16 @@ def validated(
     failed result is evidence too) before the run stops.
 
     Raises:
+        SpecError: a feature or label column neither the data nor the suite has (a typo),
+            said before the suite runs.
         ValidationFailed: the data does not meet its suite.
     """
     with stage("validate", spec.name) as note:
+        data.check_columns(spec, frame.columns)  # a misspelled name now, not after validation
         suite = expectations.load_suite(spec.data.expectations)
         report = expectations.validate(frame, suite)
         if not report.success:
             register.log_failed_validation(spec.name, report.result, {DATA_SHA256: data_sha256})
-            raise expectations.ValidationFailed(spec.data.path.name, report.failures)
+            raise expectations.ValidationFailed(spec.data.path.name, report.failures, report.causes)
         note.append(f"{report.evaluated} expectations met{where}")
     return report, expectations.feature_ranges(suite, list(spec.features))

@@ -47,6 +47,7 @@ from registry.manifest import (
     manifest_key,
     read_stored,
 )
+from waterml_infra.config import EMERGENCY_KEY
 from waterml_infra.training_mix import CONTEXT_KEY as TRAINING_KEY
 from waterml_infra.training_mix import TrainingMix, TrainingMixError
 
@@ -95,7 +96,12 @@ def read_training_mix(path: Path, release: Release) -> TrainingMix | None:
 
 
 def context_args(
-    env: str, image_digest: str, release: Release, training: TrainingMix | None = None
+    env: str,
+    image_digest: str,
+    release: Release,
+    training: TrainingMix | None = None,
+    *,
+    emergency: bool = False,
 ) -> list[str]:
     """`--context` pairs for one model's stack: the model is the one the release names."""
     if not DIGEST.match(image_digest):
@@ -108,6 +114,8 @@ def context_args(
     ]
     if training is not None:
         pairs.append(f"{TRAINING_KEY}=" + json.dumps(training.to_context(), separators=(",", ":")))
+    if emergency:
+        pairs.append(f"{EMERGENCY_KEY}=true")
     args: list[str] = []
     for pair in pairs:
         args += ["--context", pair]
@@ -124,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--bucket", help="read models/<model>/release.json from this bucket")
     parser.add_argument(
         "--bundle", type=Path, help="with --manifest: a local copy of the released bundle"
+    )
+    parser.add_argument(
+        "--emergency",
+        choices=["true", "false"],
+        default="false",
+        help="true: this rollout ignores the rollback alarms (a fix while live is in alarm)",
     )
     parser.add_argument(
         "--release-out", type=Path, help="also write the pinned release here (for the summary)"
@@ -151,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                 "the stack gets no answer-mix alarm",
                 file=sys.stderr,
             )
-        lines = context_args(args.env, args.image_digest, release, training)
+        lines = context_args(
+            args.env, args.image_digest, release, training, emergency=args.emergency == "true"
+        )
         if args.release_out:
             args.release_out.write_text(json.dumps(release.to_context(), indent=2) + "\n")
     except (

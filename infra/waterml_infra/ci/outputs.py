@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from waterml_infra.ci.github import write_outputs
 
 KEYS = {"function_name": "FunctionName", "version": "FunctionVersion", "alias": "LiveAliasName"}
 
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.github_output:
-        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
-            out.writelines(f"{k}={v}\n" for k, v in result.items())
+        write_outputs(result)
     print(json.dumps(result))
     return 0
 

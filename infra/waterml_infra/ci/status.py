@@ -7,7 +7,7 @@ reader reads it). Deployed: the `live` alias of the model's function, its functi
 and that version's `MODEL_*` pins; during a canary, every version the alias routes to, with its
 weight. They differ after CodeDeploy rolled a deployment back (release.json still names the new
 model) or when a promotion has not been deployed yet. Exit codes (EXIT_CODES; with several
-models the worst decides, in the order 4, 3, 5):
+models the worst decides, in the order 4, 3, 5, 6):
 
     0  every model's live serves exactly its release
     1  AWS could not be asked (no credentials, no network, access denied)
@@ -15,6 +15,8 @@ models the worst decides, in the order 4, 3, 5):
     3  a model's live serves something else than release.json releases
     4  a model has no readable release.json, or no function or live alias
     5  a model's live splits traffic between versions (a canary in progress)
+    6  a model's live version served too few invocations to count as observed
+       (fewer than the environment's rollout_evidence_invocations; waterml_infra.ci.evidence)
 """
 
 from __future__ import annotations
@@ -26,18 +28,19 @@ import os
 import sys
 from typing import Any
 
+from inference.contract import LIVE_ALIAS
 from inference.release import PINS, pin_differences
 from registry.manifest import ManifestDigestError, ManifestError, Release, read_stored
+from waterml_infra.ci import evidence
 from waterml_infra.config import (
     DUMMY_ACCOUNT,
-    LIVE_ALIAS,
     ConfigError,
     EnvConfig,
     load_settings,
     resolve,
 )
 
-IN_SYNC, UNREACHABLE, USAGE, DIFFERENT, MISSING, SHIFTING = 0, 1, 2, 3, 4, 5
+IN_SYNC, UNREACHABLE, USAGE, DIFFERENT, MISSING, SHIFTING, UNOBSERVED = 0, 1, 2, 3, 4, 5, 6
 EXIT_CODES = {
     IN_SYNC: "every model's live serves exactly its release",
     UNREACHABLE: "AWS could not be asked (no credentials, no network, access denied)",
@@ -45,12 +48,18 @@ EXIT_CODES = {
     DIFFERENT: "a model's live serves something else than release.json releases",
     MISSING: "a model has no readable release.json, or no function or live alias",
     SHIFTING: "a model's live splits traffic between versions (a canary in progress)",
+    UNOBSERVED: "a model's live version served too few invocations to count as observed",
 }
 # Worst first: the exit code of a run that finds several states.
-SEVERITY = (MISSING, DIFFERENT, SHIFTING, IN_SYNC)
-STATES = {IN_SYNC: "in sync", DIFFERENT: "DIFFERS", MISSING: "MISSING", SHIFTING: "SHIFTING"}
+SEVERITY = (MISSING, DIFFERENT, SHIFTING, UNOBSERVED, IN_SYNC)
+STATES = {IN_SYNC: "in sync", DIFFERENT: "DIFFERS", MISSING: "MISSING", SHIFTING: "SHIFTING",
+          UNOBSERVED: "UNOBSERVED"}  # fmt: skip
 PIN_NAMES = tuple(variable for _, variable in PINS)
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "ResourceNotFoundException"}
+# S3 answers a GET of a missing key with 403 AccessDenied to a caller without s3:ListBucket on
+# the bucket (its documented behaviour). The deploy role has no ListBucket (least privilege:
+# it reads release.json only), so for the release that answer means "no readable release".
+_RELEASE_NOT_FOUND = _NOT_FOUND | {"AccessDenied", "403"}
 
 
 class AwsUnreachable(Exception):
@@ -64,6 +73,8 @@ class Served:
     version: str
     weight: float
     pins: dict[str, str]
+    # Its invocations through `live` since it was published (None: not asked, evidence off).
+    invocations: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +84,7 @@ class ModelStatus:
     release: Release | None
     served: list[Served]  # the alias' primary version first, then canary versions
     problems: list[str]  # why the release or the function could not be read
+    evidence: int = 0  # invocations the environment asks of a rollout's version (0: none)
 
     def differences(self, served: Served) -> list[str]:
         return pin_differences(self.release.to_dict(), served.pins) if self.release else []
@@ -83,7 +95,12 @@ class ModelStatus:
             return MISSING
         if len(self.served) > 1:
             return SHIFTING
-        return DIFFERENT if self.differences(self.served[0]) else IN_SYNC
+        if self.differences(self.served[0]):
+            return DIFFERENT
+        observed = self.served[0].invocations
+        if self.evidence and observed is not None and observed < self.evidence:
+            return UNOBSERVED
+        return IN_SYNC
 
     @property
     def in_sync(self) -> bool:
@@ -112,21 +129,37 @@ class ModelStatus:
         }
 
 
-def model_status(s3: Any, lambda_client: Any, env: EnvConfig, model: str) -> ModelStatus:
+def model_status(s3: Any, lambda_client: Any, env: EnvConfig, model: str,
+                 cloudwatch: Any = None) -> ModelStatus:  # fmt: skip
     """`model`'s release against what its `live` alias serves (AwsUnreachable if AWS cannot
-    be asked; a missing release, function or alias is a state, not an error)."""
+    be asked; a missing release, function or alias is a state, not an error). With the
+    environment asking for rollout evidence, each served version's invocations are counted
+    (``cloudwatch`` is then required)."""
     config = env.model(model)
     problems: list[str] = []
     release = _release(s3, env.bucket_name, config.release_key, problems)
-    served = _served(lambda_client, config.function_name, problems)
-    return ModelStatus(model, config.function_name, release, served, problems)
+    count = cloudwatch if config.rollout_evidence_invocations else None
+    served = _served(lambda_client, config.function_name, problems, count)
+    status = ModelStatus(model, config.function_name, release, served, problems,
+                         config.rollout_evidence_invocations)  # fmt: skip
+    if status.code == UNOBSERVED:
+        problems.append(
+            f"unobserved: version {served[0].version} served {served[0].invocations} "
+            f"invocation(s) through {LIVE_ALIAS} since it was published; {env.name} asks "
+            f"{config.rollout_evidence_invocations} as evidence of a rollout"
+        )
+    return status
 
 
 def _release(s3: Any, bucket: str, key: str, problems: list[str]) -> Release | None:
     where = f"s3://{bucket}/{key}"
-    response = _call(f"reading {where}", s3.get_object, Bucket=bucket, Key=key)
+    response = _call(f"reading {where}", s3.get_object, Bucket=bucket, Key=key,
+                     missing=_RELEASE_NOT_FOUND)  # fmt: skip
     if response is None:
-        problems.append(f"no release: {where} does not exist")
+        problems.append(
+            f"no release: {where} does not exist or may not be read (S3 says AccessDenied for a"
+            " missing key to a role without s3:ListBucket): promote the model first"
+        )
         return None
     try:
         return read_stored(response["Body"].read(), response.get("Metadata"), where)
@@ -135,7 +168,8 @@ def _release(s3: Any, bucket: str, key: str, problems: list[str]) -> Release | N
         return None
 
 
-def _served(client: Any, function: str, problems: list[str]) -> list[Served]:
+def _served(client: Any, function: str, problems: list[str], cloudwatch: Any = None
+            ) -> list[Served]:  # fmt: skip
     alias = _call(f"reading {function}:{LIVE_ALIAS}", client.get_alias,
                   FunctionName=function, Name=LIVE_ALIAS)  # fmt: skip
     if alias is None:
@@ -152,19 +186,30 @@ def _served(client: Any, function: str, problems: list[str]) -> list[Served]:
             continue
         env = (config.get("Environment") or {}).get("Variables") or {}
         pins = {name: env[name] for name in PIN_NAMES if name in env}
-        served.append(Served(version, round(float(weight), 4), pins))
+        count = None
+        if cloudwatch is not None:
+            since = evidence.published_at(config)
+            count = _call(f"counting {function}:{version}'s invocations", evidence.invocations,
+                          cloudwatch=cloudwatch, function=function, version=version,
+                          since=since)  # fmt: skip
+        served.append(Served(version, round(float(weight), 4), pins, count))
     return served
 
 
-def _call(what: str, method: Any, **kwargs: Any) -> Any:
-    """The call's answer; None when what it names does not exist; AwsUnreachable otherwise."""
+def _call(what: str, method: Any, missing: set[str] = _NOT_FOUND, **kwargs: Any) -> Any:
+    """The call's answer; None when what it names does not exist (an error code in
+    ``missing``).
+
+    Raises:
+        AwsUnreachable: any other AWS error, or no answer at all.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return method(**kwargs)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        if str(error.get("Code")) in _NOT_FOUND:
+        if str(error.get("Code")) in missing:
             return None
         raise AwsUnreachable(f"{what}: {error.get('Code')}: {error.get('Message')}") from exc
     except BotoCoreError as exc:
@@ -239,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
         s3 = boto3.client("s3", region_name=env.region)
         lam = boto3.client("lambda", region_name=env.region)
-        statuses = [model_status(s3, lam, env, model) for model in models]
+        cloudwatch = boto3.client("cloudwatch", region_name=env.region)
+        statuses = [model_status(s3, lam, env, model, cloudwatch) for model in models]
     except ConfigError as exc:
         print(f"status: error: {exc}", file=sys.stderr)
         return USAGE

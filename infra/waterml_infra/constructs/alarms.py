@@ -13,11 +13,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from waterml_infra.config import LIVE_ALIAS, ModelConfig
+from inference.contract import FAULT_METRIC, LIVE_ALIAS, METRIC_NAMESPACE, SERVICE_DIMENSION
+from waterml_infra.config import ModelConfig
 
-# The handler's EMF metrics (inference/observability.py: namespace, `service` dimension).
-EMF_NAMESPACE = "WaterML"
-INFERENCE_ERROR_METRIC = "InferenceError"
 ROLLOUT_PERIOD = Duration.minutes(1)
 
 
@@ -49,9 +47,9 @@ def version_metric(
 def inference_faults(cfg: ModelConfig, period: Duration) -> cloudwatch.Metric:
     """The handler's count of inference faults (EMF, `service` dimension only: both versions)."""
     return cloudwatch.Metric(
-        namespace=EMF_NAMESPACE,
-        metric_name=INFERENCE_ERROR_METRIC,
-        dimensions_map={"service": cfg.service_name},
+        namespace=METRIC_NAMESPACE,
+        metric_name=FAULT_METRIC,
+        dimensions_map={SERVICE_DIMENSION: cfg.service_name},
         statistic="Sum",
         period=period,
     )

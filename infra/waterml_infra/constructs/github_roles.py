@@ -15,11 +15,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from registry.manifest import MODELS_PREFIX, bundle_key, manifest_key
-from waterml_infra.config import LIVE_ALIAS, EnvConfig
+from waterml_infra.config import SESSION_MINUTES, EnvConfig
 from waterml_infra.nag import acknowledge
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
-CDK_BOOTSTRAP_QUALIFIER = "hnb659fds"
 CDK_BOOTSTRAP_ROLES = (
     "deploy-role",
     "file-publishing-role",
@@ -53,13 +52,6 @@ def functions_arn(cfg: EnvConfig) -> str:
     return cfg.function_arn(f"{cfg.prefix}-*")
 
 
-def deployment_groups_arn(cfg: EnvConfig) -> str:
-    """The `live` deployment group of every model's CodeDeploy application."""
-    return (
-        f"arn:aws:codedeploy:{cfg.region}:{cfg.account}:deploymentgroup:{cfg.prefix}-*/{LIVE_ALIAS}"
-    )
-
-
 def oidc_provider(scope: Stack, cfg: EnvConfig) -> str:
     """The ARN of the account's GitHub OIDC provider (created here or imported).
 
@@ -84,9 +76,10 @@ def github_principal(cfg: EnvConfig, provider_arn: str) -> iam.IPrincipal:
         conditions={
             "StringEquals": {
                 f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-                f"{GITHUB_OIDC_HOST}:sub": (
-                    f"repo:{cfg.github_repo}:ref:refs/heads/{cfg.github_branch}"
-                ),
+                # Only jobs in this environment's GitHub Environment (prod's is protected by
+                # required reviewers): another environment's job, a branch, a pull request or
+                # a fork gets a token with another subject.
+                f"{GITHUB_OIDC_HOST}:sub": cfg.github_subject,
             }
         },
     )
@@ -97,7 +90,8 @@ def _github_role(
 ) -> iam.Role:
     """A role for one workflow: sessions of at most an hour (the OIDC token's own life)."""
     return iam.Role(scope, construct_id, role_name=name, description=description,
-                    assumed_by=principal, max_session_duration=Duration.hours(1))  # fmt: skip
+                    assumed_by=principal,
+                    max_session_duration=Duration.minutes(SESSION_MINUTES))  # fmt: skip
 
 
 def _bucket_ref(scope: Stack, bucket: s3.IBucket) -> str:
@@ -129,9 +123,17 @@ def promote_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Ro
                 actions=["s3:DeleteObjectVersion"],
                 resources=[release_manifests],
             ),
+            # Unconditioned: S3 decides between 404 and 403 for a missing key (the first
+            # release.json of a model) by whether the caller may ListBucket, and that check
+            # carries no s3:prefix, so a prefix-conditioned grant reads as "may not" and the
+            # registry's first promotion of a model would stop on AccessDenied (found by
+            # tests/infra/test_run_under_policy_promotion.py). The bucket holds models/ only.
+            iam.PolicyStatement(
+                sid="ListModels", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]
+            ),
             iam.PolicyStatement(
                 sid="ListModelVersions",
-                actions=["s3:ListBucket", "s3:ListBucketVersions"],
+                actions=["s3:ListBucketVersions"],
                 resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
             ),
@@ -164,8 +166,7 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
                         "deploy.yml: push the image, cdk deploy, check released vs deployed",
                         github_principal(cfg, provider))  # fmt: skip
     bootstrap_roles = [
-        f"arn:aws:iam::{cfg.account}:role/cdk-{CDK_BOOTSTRAP_QUALIFIER}-{name}-"
-        f"{cfg.account}-{cfg.region}"
+        f"arn:aws:iam::{cfg.account}:role/cdk-{cfg.cdk_qualifier}-{name}-{cfg.account}-{cfg.region}"
         for name in CDK_BOOTSTRAP_ROLES
     ]
     policy = iam.Policy(
@@ -198,25 +199,49 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
                 resources=[bucket.arn_for_objects(bundle_key("*"))],
             ),
             # `live` is moved by CodeDeploy (started by CloudFormation with the CDK bootstrap
-            # roles), never by this role: reading and a smoke invocation only.
+            # roles), never by this role: status reads each alias and its versions' pins.
             iam.PolicyStatement(
-                sid="ReadAndSmokeTestFunctions",
-                actions=[
-                    "lambda:GetAlias",
-                    "lambda:GetFunctionConfiguration",
-                    "lambda:InvokeFunction",
-                ],
+                sid="ReadFunctions",
+                actions=["lambda:GetAlias", "lambda:GetFunctionConfiguration"],
                 resources=[functions_arn(cfg)],
-            ),
-            iam.PolicyStatement(
-                sid="WatchRollouts",
-                actions=["codedeploy:GetDeployment", "codedeploy:ListDeployments"],
-                resources=[deployment_groups_arn(cfg)],
             ),
         ],
     )
+    if cfg.source_repository_name:
+        # Build once: this environment ships the image its source environment deployed and
+        # verified (tagged there by deploy.yml): read it, never write it.
+        source = f"arn:aws:ecr:{cfg.region}:{cfg.account}:repository/{cfg.source_repository_name}"
+        policy.add_statements(
+            iam.PolicyStatement(
+                sid="PullVerifiedImages",
+                actions=["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"],
+                resources=[source],
+            )
+        )
+    # status counts a rollout's invocations (its evidence): GetMetricStatistics has no
+    # resource-level permission (Resource "*", acknowledged with ecr:GetAuthorizationToken's).
+    policy.add_statements(
+        iam.PolicyStatement(
+            sid="CountRolloutInvocations",
+            actions=["cloudwatch:GetMetricStatistics"],
+            resources=["*"],
+        )
+    )
+    # The deploy's ordering check reads which commit each serving stack was deployed from
+    # (its `commit` tag): an older commit never deploys over a newer one.
+    serving_stacks = (
+        f"arn:aws:cloudformation:{cfg.region}:{cfg.account}:stack/{cfg.stack_name('Serving-')}*/*"
+    )
+    policy.add_statements(
+        iam.PolicyStatement(
+            sid="ReadServingStacks",
+            actions=["cloudformation:DescribeStacks"],
+            resources=[serving_stacks],
+        )
+    )
     policy.attach_to_role(role)
     acknowledge(policy, "AwsSolutions-IAM5[Resource::*]")
+    acknowledge(policy, "AwsSolutions-IAM5[Resource::<SERVING_STACKS>]", resource=serving_stacks)
     bucket_ref = _bucket_ref(scope, bucket)
     acknowledge(
         policy,
@@ -229,9 +254,4 @@ def deploy_role(scope: Stack, props: GitHubRolesProps, provider: str) -> iam.Rol
         resource=f"{bucket_ref}/{bundle_key('*')}",
     )
     acknowledge(policy, "AwsSolutions-IAM5[Resource::<ENV_FUNCTIONS>]", resource=functions_arn(cfg))
-    acknowledge(
-        policy,
-        "AwsSolutions-IAM5[Resource::<ENV_DEPLOYMENT_GROUPS>]",
-        resource=deployment_groups_arn(cfg),
-    )
     return role

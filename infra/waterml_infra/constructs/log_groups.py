@@ -6,6 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from inference.contract import log_group
 from waterml_infra.config import RETENTION_DAYS
 
 _RETENTION = {
@@ -30,7 +31,7 @@ def function_log_group(
     return logs.LogGroup(
         scope,
         construct_id,
-        log_group_name=f"/aws/lambda/{function_name}",
+        log_group_name=log_group(function_name),
         retention=_RETENTION[retention_days],
         removal_policy=RemovalPolicy.RETAIN,
     )

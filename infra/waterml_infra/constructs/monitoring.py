@@ -28,6 +28,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from inference.contract import METRIC_NAMESPACE, MODEL_DIMENSION, MODEL_VERSION_DIMENSION
 from inference.observability import (
     ANSWER_PREFIX,
     FEATURE_PREFIX,
@@ -38,7 +39,7 @@ from inference.observability import (
     metric_text,
 )
 from waterml_infra.config import ConfigError, ModelConfig
-from waterml_infra.constructs.alarms import EMF_NAMESPACE, alarm, inference_faults
+from waterml_infra.constructs.alarms import alarm, inference_faults
 from waterml_infra.training_mix import CONTEXT_KEY, TrainingMix
 
 # CloudWatch accepts at most 10 metrics (besides expressions) in one alarm's metric math: the
@@ -128,9 +129,12 @@ class ModelMonitoring(Construct):
     def metric(self, name: str, statistic: str = "Sum") -> cloudwatch.Metric:
         """An EMF metric of the deployed version (the exact dimension set the handler writes)."""
         return cloudwatch.Metric(
-            namespace=EMF_NAMESPACE,
+            namespace=METRIC_NAMESPACE,
             metric_name=name,
-            dimensions_map={"model": self.config.name, "model_version": self.model_version},
+            dimensions_map={
+                MODEL_DIMENSION: self.config.name,
+                MODEL_VERSION_DIMENSION: self.model_version,
+            },
             statistic=statistic,
             period=self.period,
         )
@@ -180,7 +184,8 @@ class ModelMonitoring(Construct):
         )
         versions = cloudwatch.MathExpression(
             expression=(
-                f'SEARCH(\'{{{EMF_NAMESPACE},model,model_version}} model="{cfg.name}" '
+                f"SEARCH('{{{METRIC_NAMESPACE},{MODEL_DIMENSION},{MODEL_VERSION_DIMENSION}}} "
+                f'{MODEL_DIMENSION}="{cfg.name}" '
                 f"MetricName=\"{READINGS}\"', 'Sum', {int(period.to_seconds())})"
             ),
             using_metrics={},

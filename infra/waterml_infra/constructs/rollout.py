@@ -20,21 +20,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from waterml_infra.config import TRAFFIC_PATTERNS, ModelConfig
+from inference import contract
+from waterml_infra.config import TRAFFIC_PATTERNS, ModelConfig, hook_timeout_seconds
 from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.nag import acknowledge
 
-HOOK_HANDLER = "inference.pretraffic.handler"
+HOOK_HANDLER = contract.PRETRAFFIC_HANDLER
 
 # cdk.json's traffic names are CDK's constant names in lowercase (config.TRAFFIC_PATTERNS).
 DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
     name: getattr(codedeploy.LambdaDeploymentConfig, name.upper()) for name in TRAFFIC_PATTERNS
 }
-
-
-def hook_timeout_seconds(cfg: ModelConfig) -> int:
-    """Room for a cold start of the new version plus one invocation per event shape."""
-    return min(900, 60 + 4 * cfg.timeout_seconds)
 
 
 class LiveRollout(Construct):
@@ -51,6 +47,7 @@ class LiveRollout(Construct):
         image_digest: str,
         architecture: lambda_.Architecture,
         alarms: list[cloudwatch.IAlarm],
+        ignore_alarms: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -66,6 +63,10 @@ class LiveRollout(Construct):
             alias=alias,
             deployment_config=DEPLOYMENT_CONFIGS[cfg.env.traffic],
             alarms=list(alarms),
+            # The emergency path: a fix shipped while `live` is in alarm would otherwise be
+            # stopped at its start by the old version's alarm. The alarms stay (and notify);
+            # this one rollout does not consult them. The hook still runs.
+            ignore_alarm_configuration=ignore_alarms,
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True,  # the hook reported Failed, or an alarm fired
                 stopped_deployment=True,  # `aws deploy stop-deployment` returns traffic too
@@ -169,16 +170,16 @@ class LiveRollout(Construct):
             ),
             architecture=architecture,
             memory_size=cfg.memory_mb,
-            timeout=Duration.seconds(hook_timeout_seconds(cfg)),
+            timeout=Duration.seconds(hook_timeout_seconds(cfg.timeout_seconds)),
             role=role,
             log_group=self.hook_log_group,
             environment={
-                "TARGET_FUNCTION": cfg.function_name,
-                "MODEL_NAME": cfg.name,
-                "RELEASE_BUCKET": bucket,
-                "RELEASE_KEY": cfg.release_key,
-                "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": cfg.hook_function_name,
+                contract.TARGET_FUNCTION: cfg.function_name,
+                contract.MODEL_NAME: cfg.name,
+                contract.RELEASE_BUCKET: bucket,
+                contract.RELEASE_KEY: cfg.release_key,
+                contract.LOG_LEVEL: cfg.log_level,
+                contract.SERVICE_NAME: cfg.hook_function_name,
             },
             # CodeDeploy invokes the hook asynchronously and waits (up to an hour) for its
             # report: one retry covers a crash before reporting; a second report is refused.

@@ -22,8 +22,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from inference import contract
+from inference.contract import LIVE_ALIAS
 from registry.manifest import ManifestError, Release
-from waterml_infra.config import LIVE_ALIAS, ModelConfig
+from waterml_infra.config import ModelConfig
 from waterml_infra.constructs import alarms
 from waterml_infra.constructs.log_groups import function_log_group
 from waterml_infra.constructs.monitoring import ModelMonitoring
@@ -42,6 +44,7 @@ class ServingStack(Stack):
         image_digest: str,
         release: Release,
         training: TrainingMix | None = None,
+        emergency: bool = False,
         **kwargs: object,
     ):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -81,6 +84,7 @@ class ServingStack(Stack):
             image_digest=image_digest,
             architecture=self._architecture(),
             alarms=list(self.alarms.values()),
+            ignore_alarms=emergency,
         )
         self._rollback_alarms: list[cloudwatch.IAlarm] = list(self.alarms.values())
         self.alarms["failure_queue"] = alarms.failure_queue_alarm(self, config, self.failure_queue)
@@ -151,13 +155,10 @@ class ServingStack(Stack):
             log_group=self.log_group,
             environment={
                 **release.environment(),
-                "LOG_LEVEL": cfg.log_level,
-                "POWERTOOLS_SERVICE_NAME": cfg.service_name,
-                "PREDICTION_LOG_RATE": f"{cfg.prediction_log_rate:g}",
+                contract.LOG_LEVEL: cfg.log_level,
+                contract.SERVICE_NAME: cfg.service_name,
+                contract.PREDICTION_LOG_RATE: f"{cfg.prediction_log_rate:g}",
             },
-            # SnapStart (Python 3.12+ images only; exclusive with provisioned concurrency,
-            # which the config refuses): each published version restores from a snapshot.
-            snap_start=(lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if cfg.snapstart else None),
             current_version_options=lambda_.VersionOptions(
                 # Old versions stay: rollback returns `live` to one.
                 removal_policy=RemovalPolicy.RETAIN,

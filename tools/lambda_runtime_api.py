@@ -1,4 +1,5 @@
-"""A loopback Lambda Runtime API (2018-06-01) for running ``python -m awslambdaric`` for real.
+"""A loopback Lambda Runtime API (2018-06-01) for running ``python -m awslambdaric`` for real,
+in a process (tests/inference/test_runtime_client.py) or in the image (tools/lambda_sandbox.py).
 
 It hands out the queued events one per ``GET .../invocation/next`` with the headers Lambda
 sends, records what the runtime posts back, and holds ``next`` (bounded) once the queue is
@@ -10,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tools import loopback_http
 
 PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:waterml-inference"
@@ -25,7 +26,7 @@ HOLD_SECONDS = 30.0  # an idle `next` is held this long (the test stops the runt
 
 @dataclass
 class Posted:
-    kind: str  # "response", "error", "init-error" or "restore-error"
+    kind: str  # "response", "error" or "init-error"
     request_id: str | None
     body: Any
     headers: dict[str, str]
@@ -36,15 +37,12 @@ class RuntimeApi:
     events: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
     posted: queue.Queue[Posted] = field(default_factory=queue.Queue)
     server: ThreadingHTTPServer | None = None
-    # SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): the runtime's GET restore/next
-    # returns once this has run, i.e. "the snapshot was taken and this is the restore".
-    on_restore: Callable[[], None] = lambda: None
+    timeout_s: float = 30.0  # the function's timeout: each invocation's deadline
 
     @property
     def address(self) -> str:
         assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
+        return loopback_http.address(self.server)
 
     def invoke(self, request_id: str, event: Any) -> None:
         self.events.put((request_id, event))
@@ -52,7 +50,7 @@ class RuntimeApi:
     def wait(self, timeout: float = 30.0) -> Posted:
         return self.posted.get(timeout=timeout)
 
-    def start(self) -> RuntimeApi:
+    def start(self, host: str = "127.0.0.1") -> RuntimeApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,10 +70,6 @@ class RuntimeApi:
                     self.wfile.write(body)
 
             def do_GET(self) -> None:
-                if self.path == f"{PREFIX}/restore/next":
-                    api.on_restore()
-                    self._send(200, b"", {})
-                    return
                 if self.path != f"{PREFIX}/invocation/next":
                     self._send(404, b"{}", {"Content-Type": "application/json"})
                     return
@@ -85,7 +79,7 @@ class RuntimeApi:
                     # Real Lambda would freeze the process; here the runtime gets an error.
                     self._send(500, b'{"errorMessage":"idle"}', {})
                     return
-                deadline = int((time.time() + 30) * 1000)
+                deadline = int((time.time() + api.timeout_s) * 1000)
                 self._send(200, json.dumps(event).encode(), {
                     "Content-Type": "application/json",
                     "Lambda-Runtime-Aws-Request-Id": request_id,
@@ -99,8 +93,8 @@ class RuntimeApi:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 parts = self.path[len(PREFIX) :].strip("/").split("/")
-                if parts in (["init", "error"], ["restore", "error"]):
-                    posted = Posted(f"{parts[0]}-error", None, body, dict(self.headers))
+                if parts == ["init", "error"]:
+                    posted = Posted("init-error", None, body, dict(self.headers))
                 elif (
                     len(parts) == 3
                     and parts[0] == "invocation"
@@ -113,12 +107,8 @@ class RuntimeApi:
                 api.posted.put(posted)
                 self._send(202, b'{"status":"OK"}', {"Content-Type": "application/json"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = loopback_http.serve(Handler, host)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        loopback_http.stop(self.server)
