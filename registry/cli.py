@@ -7,16 +7,17 @@ line explaining a refusal go to stderr. Exit codes are listed by ``--help`` and 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry import approvals, errors
+from registry import approvals, deadline, errors, outcome, output
+from registry.deadline import DeadlineExceeded
 from registry.errors import RegistryError
+from registry.output import DEPLOYED_HINT
+
+__all__ = ["DEPLOYED_HINT", "main"]  # the hint `releases` ends with, for infra's status tests
 
 if TYPE_CHECKING:
-    from registry.history import ManifestVersion
     from registry.manifest import Release
 
 EXIT_CODES = "\n".join(
@@ -31,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m registry",
         description="Promote approved MLflow model versions to a versioned S3 bucket, roll back,"
         " and list releases. Needs MODEL_BUCKET; AWS_ENDPOINT_URL_S3 selects a local S3.",
-        epilog="exit codes:\n" + EXIT_CODES + "\n\nSee registry/README.md.",
+        epilog="exit codes:\n" + EXIT_CODES + f"\n\nEvery command ends within {deadline.ENV}"
+        f" seconds (default {deadline.DEFAULT_S:g}). See registry/README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -56,9 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--to-version",
         metavar="MLFLOW_VERSION",
-        help="MLflow model version to go back to (its newest release)",
+        help="MLflow model version to go back to (its newest release that can serve)",
     )
-    which.add_argument("--steps", type=int, default=1, help="promotions to go back (default 1)")
+    which.add_argument(
+        "--steps",
+        type=int,
+        default=1,
+        help="releases that can serve to go back (default 1); CI names its target instead",
+    )
     r.add_argument("--reason", help="recorded in the release")
 
     h = sub.add_parser("releases", help="release history of MODEL, newest first")
@@ -84,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here so that --help and argument errors stay instant.
+    from registry import reports
     from registry.promote import spec_for
 
     if args.command == "models":  # MODEL is optional, and may be registered without a spec
@@ -108,25 +116,12 @@ def _run(args: argparse.Namespace) -> int:
         )
         return errors.OK
     elif args.command == "reconcile":
-        from registry import publish
-        from registry.commit import orphaned_champion, reconcile
-        from registry.errors import NoRelease
-        from registry.output import stderr
-        from registry.store import ReleaseStore
-        from registry.tracking import Tracking
-
-        store, tracking = ReleaseStore.from_env(), Tracking()
-        live = publish.current(store, args.model).release
-        if live is None:
-            orphan = orphaned_champion(tracking, args.model, store.bucket)
-            raise NoRelease(orphan or f"{args.model} has no release; nothing to reconcile")
-        if not reconcile(tracking, live, stderr, strict=True):
-            stderr(f"{args.model}: MLflow already agrees with release.json")
-        release = live
+        release = reports.reconciled(args.model)
     elif args.command == "current":
-        release = _live(args.model, verify=args.verify)
+        release = reports.current(args.model, verify=args.verify)
     else:
-        return _releases(args.model, args.json)
+        reports.releases(args.model, args.json)
+        return errors.OK
     _emit(release)
     return errors.OK
 
@@ -136,97 +131,75 @@ def _emit(release: Release) -> None:
     from registry import failpoints, manifest
 
     failpoints.hit("done")
-    print(manifest.one_line(release), flush=True)
+    output.stdout(manifest.one_line(release))
+    outcome.current().printed = True
 
 
-def _live(model: str, verify: bool) -> Release:
-    """The live release, refused (BrokenRelease) when the bytes it names are not there."""
-    from registry import bundles, publish
-    from registry.errors import NoRelease
-    from registry.store import ReleaseStore
-
-    store = ReleaseStore.from_env()
-    live = publish.current(store, model).release
-    if live is None:
-        raise NoRelease(f"{model} has no release in s3://{store.bucket}")
-    problem = bundles.problem(store, live)
-    if problem:
-        raise errors.BrokenRelease(_broken(model, problem))
-    if verify:
-        store.read_verified(live.key, live.version_id, live.sha256)
-    return live
-
-
-def _broken(model: str, problem: str) -> str:
-    return (
-        f"the live release of {model} is broken: {problem}; repair it with `promote` of an"
-        f" approved version or `rollback` (to the last good release)"
-    )
-
-
-def _releases(model: str, as_json: bool) -> int:
-    """The history, printed even when the live release is broken; then that is flagged."""
-    from registry import bundles
-    from registry.history import history as read_history
-    from registry.store import ReleaseStore
-
-    store = ReleaseStore.from_env()
-    history = read_history(store, model)
-    live = next((e.release for e in history if e.is_latest), None)
-    problem = bundles.problem(store, live) if live else None
-    if as_json:
-        rows = [
-            {"manifest_version_id": e.version_id, "current": e.is_latest}
-            | ({"broken": problem} if e.is_latest and problem else {})
-            | e.release.to_dict()
-            for e in history
-        ]
-        print(json.dumps(rows))
-    else:
-        _table(history, broken=bool(problem))
-        print(DEPLOYED_HINT)
-    if problem:
-        raise errors.BrokenRelease(_broken(model, problem))
-    return errors.OK
-
-
-# release.json says what is released; a CodeDeploy rollback leaves it naming the new model.
-DEPLOYED_HINT = (
-    "what each environment's live alias serves: "
-    "PYTHONPATH=infra python -m waterml_infra.ci.status --env ENV"
-)
-
-
-def _table(history: list[ManifestVersion], broken: bool = False) -> None:
-    if not history:
-        print("no releases")
-        return
-    print(f"{'':1} {'released_at':20} {'action':8} {'mlflow':>6}  {'s3 versionId':36} sha256")
-    for e in history:
-        r = e.release
-        mark = ("!" if broken else "*") if e.is_latest else " "
-        print(f"{mark:1} {r.released_at:20} {r.action:8} {r.mlflow_version:>6}  "
-              f"{r.version_id:36} {r.sha256[:12]}")  # fmt: skip
+# Settling a manifest write in doubt may use this much of the deadline, a third at most.
+SETTLE_RESERVE_S = 30.0
+WRITES = ("promote", "rollback")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
-    except RegistryError as exc:
-        print(f"registry: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("registry: error: interrupted; release.json says what is live (re-run to finish)",
-              file=sys.stderr)  # fmt: skip
+        seconds = deadline.seconds_from_env()
+    except ValueError as exc:
+        output.stderr(f"error: {exc}")
+        return errors.UsageError.exit_code
+    reserve = min(SETTLE_RESERVE_S, seconds / 3) if args.command in WRITES else 0.0
+    code: int | None = None
+    with outcome.recording(getattr(args, "model", None) or "") as record:
+        try:
+            with deadline.command(seconds, reserve):
+                code = _run(args)
+        except (Exception, KeyboardInterrupt, DeadlineExceeded) as exc:
+            if code is None:  # else only the timer's teardown was hit: the command had ended
+                return _failed(exc, record, args.command)
+    return code
+
+
+def _failed(exc: BaseException, record: outcome.Outcome, command: str) -> int:
+    """The exit code and the one line for a command that did not return: it states what
+    happened to production, from the record, whatever the exception (see registry/outcome.py)."""
+    if record.shipped is not None:  # released: nothing after it makes the command fail
+        output.stderr(f"warning: released; after that: {_describe(exc)}")
+        if not record.printed:
+            _emit(record.shipped)
+        return errors.OK
+    if record.writing:
+        # commit() settles a write in doubt itself; this cut it short (an interrupt, a bug).
+        output.stderr(f"error: {_describe(exc)} while the manifest write was on its way:"
+                      " whether it was released is unknown; `python -m registry current"
+                      f" {record.model}` says (re-running the command finishes or confirms"
+                      " it)")  # fmt: skip
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        return (errors.Interrupted if interrupted else errors.OutcomeUnknown).exit_code
+    nothing = "; nothing was released" if command in WRITES else ""
+    if isinstance(exc, KeyboardInterrupt):
+        output.stderr(f"error: interrupted{nothing} (release.json says what is live; re-run"
+                      " to finish)")  # fmt: skip
         return errors.Interrupted.exit_code
-    except Exception as exc:  # the contract: one line, never a traceback
-        if _is_transport_error(exc):  # a path that missed its translation: still a storage error
-            print(f"registry: error: storage unreachable: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)  # fmt: skip
-            return errors.StorageError.exit_code
-        print(f"registry: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    if isinstance(exc, DeadlineExceeded):
+        output.stderr(f"error: {_describe(exc)}{nothing}")
+        return errors.StorageError.exit_code
+    if isinstance(exc, RegistryError):
+        output.stderr(f"error: {exc}")
+        return exc.exit_code
+    if _is_transport_error(exc):  # a path that missed its translation: still a storage error
+        output.stderr(f"error: storage unreachable: {type(exc).__name__}: {exc}{nothing}")
+        return errors.StorageError.exit_code
+    output.stderr(f"error: unexpected {type(exc).__name__}: {exc}")  # one line, no traceback
+    return 1
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        doing = f" while trying to {exc.doing}" if exc.doing else ""
+        return f"the {exc.seconds:g} s deadline ({deadline.ENV}) passed{doing}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
 
 
 def _is_transport_error(exc: BaseException) -> bool:

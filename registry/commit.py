@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry import failpoints, publish
+from registry import deadline, failpoints, outcome, publish
+from registry.deadline import DeadlineExceeded
 from registry.errors import (
     ConcurrentUpdate,
     DigestMismatch,
+    NotSent,
     OutcomeUnknown,
     RegistryError,
     StorageError,
@@ -127,37 +129,36 @@ def commit(
     base: ManifestState,
     log: Log,
 ) -> Release:
-    """Write the manifest, then MLflow. Any failure once the write was sent is settled by
-    re-reading the manifest: released, not released, or OutcomeUnknown. Once released, an
-    MLflow failure does not make the command fail: the release is live, and the next command
-    (or `reconcile`) catches MLflow up.
+    """Write the manifest, then MLflow. A write that never left is NotSent; any other failure
+    is settled by re-reading the manifest (within the command deadline's reserve): released,
+    not released, or OutcomeUnknown. Once released, nothing after it makes the command fail:
+    an MLflow failure (or the deadline) is a warning, and the next command (or `reconcile`)
+    catches MLflow up. The outcome is recorded as it becomes known (``registry.outcome``).
 
     Raises:
+        NotSent: the write never reached S3; nothing released.
         ConcurrentUpdate: another write won; S3 shows ours is not live (nothing released).
-        OutcomeUnknown: the write was sent and S3 could not be read back.
-        RegistryError: the write failed and S3 shows it was not applied.
+        OutcomeUnknown: the write left and S3 could not be read back.
+        StorageError: the write failed (or ran out of time) and S3 shows it was not applied.
+        RegistryError: another refusal of the write, S3 showing it was not applied.
     """
+    record = outcome.current()
+    record.writing = True
     try:
         manifest_version = publish.write(store, release, base)
-    except (StorageError, ConcurrentUpdate, DigestMismatch) as exc:
+    except NotSent:
+        record.writing = False
+        raise
+    except (StorageError, ConcurrentUpdate, DigestMismatch, DeadlineExceeded) as exc:
         # The write may have been applied with its reply lost (a retried PUT then even reads
         # as a conflict with itself): ask S3 what is live now.
         try:
-            now = publish.settle(store, release.name)
-        except OutcomeUnknown:
-            if not isinstance(exc, Unconfirmed):
-                raise
-            log(f"warning: S3 acknowledged the manifest write (release.json versionId"
-                f" {exc.version_id}) and then could not be read back: released, unconfirmed"
-                f" ({exc})")  # fmt: skip
-            now = ManifestState(release, None, exc.version_id)
-        if not _written(now, release):
-            if isinstance(exc, ConcurrentUpdate) and now.release is not None:
-                _follow(store, tracking, now.release, log)
-            raise
-        log(f"the manifest write reported {type(exc).__name__} but S3 shows it applied"
-            f" (release {release.extra.get('release_id')}): released")  # fmt: skip
-        manifest_version = str(now.version_id)
+            manifest_version = _settled(store, tracking, release, exc, log)
+        except RegistryError:
+            record.writing = False  # settled: the error says what happened (not applied, or
+            raise  # unknown after the write left)
+    record.writing = False
+    record.shipped = release
     log(f"manifest written: {release.key} -> versionId {release.version_id}"
         f" (release.json versionId {manifest_version})")  # fmt: skip
     try:
@@ -168,17 +169,56 @@ def commit(
         failpoints.hit("tags-written")
         sync_champion(store, tracking, release.name, release.mlflow_version)
         failpoints.hit("champion-moved")
-    except RegistryError as exc:
-        log(f"warning: released, but MLflow was not updated ({exc}); the next registry command,"
-            f" or `python -m registry reconcile {release.name}`, catches it up")  # fmt: skip
+    except (RegistryError, DeadlineExceeded) as exc:
+        cause = f"the {exc} deadline passed" if isinstance(exc, DeadlineExceeded) else str(exc)
+        log(f"warning: released, but MLflow was not updated ({cause}); the next registry"
+            f" command, or `python -m registry reconcile {release.name}`, catches it"
+            " up")  # fmt: skip
         return release
     log(f"{release.name}@champion -> version {release.mlflow_version}")
     return release
+
+
+def _settled(
+    store: ReleaseStore, tracking: Tracking, release: Release, exc: BaseException, log: Log
+) -> str:
+    """The manifest VersionId of ``release`` when S3 shows it live; else the write's failure
+    stands (a deadline as a StorageError), or the outcome is unknown."""
+    with deadline.settling():
+        try:
+            now = publish.settle(store, release.name)
+        except OutcomeUnknown:
+            if not isinstance(exc, Unconfirmed):
+                raise
+            log(f"warning: S3 acknowledged the manifest write (release.json versionId"
+                f" {exc.version_id}) and then could not be read back: released, unconfirmed"
+                f" ({exc})")  # fmt: skip
+            now = ManifestState(release, None, exc.version_id)
+    if _written(now, release):
+        log(f"the manifest write reported {_named(exc)} but S3 shows it applied"
+            f" (release {release.extra.get('release_id')}): released")  # fmt: skip
+        return str(now.version_id)
+    if isinstance(exc, ConcurrentUpdate) and now.release is not None:
+        _follow(store, tracking, now.release, log)
+    if isinstance(exc, DeadlineExceeded):
+        raise StorageError(
+            f"the write of release.json did not finish within the {exc} deadline"
+            f" ({deadline.ENV}); S3 shows it was not applied: nothing released"
+        ) from None
+    raise exc
+
+
+def _named(exc: BaseException) -> str:
+    return (
+        f"no answer within the {exc} deadline"
+        if isinstance(exc, DeadlineExceeded)
+        else (type(exc).__name__)
+    )
 
 
 def _follow(store: ReleaseStore, tracking: Tracking, live: Release, log: Log) -> None:
     """Someone else released meanwhile: leave MLflow naming their release, not ours."""
     try:
         sync_champion(store, tracking, live.name, live.mlflow_version)
-    except RegistryError as exc:
+    except (RegistryError, DeadlineExceeded) as exc:
         log(f"warning: could not align MLflow with the other release: {exc}")

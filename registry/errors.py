@@ -88,9 +88,17 @@ class BrokenRelease(RegistryError):
 
 
 class OutcomeUnknown(RegistryError):
-    """The manifest write was sent, and S3 could not be asked afterwards whether it applied."""
+    """The manifest write left (S3 may have applied it), and S3 could not be asked afterwards
+    whether it did: production is unknown until `current` says."""
 
     exit_code = 18
+
+
+class NotSent(StorageError):
+    """The manifest write never left: S3 could not be reached (every attempt failed to
+    connect). Production is unchanged; re-run once S3 answers."""
+
+    exit_code = 19
 
 
 class Interrupted(RegistryError):
@@ -115,5 +123,6 @@ ALL: tuple[type[RegistryError], ...] = (
     StorageError,
     BrokenRelease,
     OutcomeUnknown,
+    NotSent,
     Interrupted,
 )

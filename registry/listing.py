@@ -84,11 +84,14 @@ def live_release(name: str) -> dict[str, Any]:
     from registry.store import ReleaseStore
 
     try:
-        release = publish.current(ReleaseStore(bucket, client=_s3_client()), name).release
+        state = publish.current(ReleaseStore(bucket, client=_s3_client()), name)
     except RegistryError as exc:
         return {"status": f"S3 unavailable: {exc}", "bucket": bucket}
     except Exception as exc:  # a transport error that missed translation: still just a note
         return {"status": f"S3 unavailable: {type(exc).__name__}: {exc}", "bucket": bucket}
+    if state.problem:
+        return {"status": f"broken: release.json cannot be read: {state.problem}", "bucket": bucket}
+    release = state.release
     if release is None:
         return {"status": NOT_RELEASED, "bucket": bucket}
     return {
@@ -101,6 +104,11 @@ def live_release(name: str) -> dict[str, Any]:
 
 
 def model_listing(tracking: Tracking, name: str) -> ModelListing:
+    """One registered model's versions, with what S3 says is live.
+
+    Raises:
+        MlflowException: MLflow could not list the model (``listings`` checks it exists).
+    """
     client = tracking.client
     metric, greater = _primary(name)
     aliases: dict[str, list[str]] = {}

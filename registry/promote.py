@@ -23,6 +23,7 @@ from registry.errors import (
     UsageError,
     VersionNotFound,
 )
+from registry.history import history
 from registry.manifest import Release
 from registry.output import stderr
 from registry.store import ReleaseStore
@@ -68,8 +69,9 @@ def promote(
         DigestMismatch: the approval, the version's tag and the bundle's bytes disagree.
         GateFailed, WorseThanChampion: the metrics refuse it (``force`` overrides the second).
         RolledBack: it is the version the live release was rolled back from.
+        NotSent: the manifest write never reached S3; nothing released.
         ConcurrentUpdate: another release was written meanwhile; nothing released.
-        OutcomeUnknown: the manifest write was sent and S3 could not be read back.
+        OutcomeUnknown: the manifest write left and S3 could not be read back.
         StorageError: S3 or MLflow failed before anything was released.
     """
     spec = spec_for(model)
@@ -82,10 +84,15 @@ def promote(
     base = publish.current(store, model)
     current = base.release
     reconcile(tracking, current, log)
-    orphan = None if current else orphaned_champion(tracking, model, store.bucket)
+    if base.problem:
+        # The gates, `previous` and the bytes to reuse go by the last release production
+        # could read; the conditional write replaces the unreadable one.
+        past = history(store, model)
+        current = past[0].release if past else None
+    orphan = None if current or base.problem else orphaned_champion(tracking, model, store.bucket)
     if orphan:
         log(f"warning: {orphan}")
-    broken = bundles.problem(store, current) if current else None
+    broken = base.problem or (bundles.problem(store, current) if current else None)
     if broken:
         log(f"warning: the live release of {model} is broken: {broken}; this promotion repairs it")
     elif current is not None and _is_release_of(current, info):

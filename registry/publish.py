@@ -1,21 +1,28 @@
 """The live manifest ``models/<name>/release.json``: read it, replace it with a
-compare-and-swap, and settle a write whose outcome is in doubt by reading it again."""
+compare-and-swap, and settle a write whose outcome is in doubt by reading it again.
+
+Whether a write's request left matters: one that never reached S3 (every attempt failed to
+connect) cannot have changed anything (``NotSent``); one that left may have been applied, so
+only a re-read says what is live."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
-from registry import failpoints, manifest
+from registry import deadline, failpoints, manifest
+from registry.deadline import DeadlineExceeded
 from registry.errors import (
     ConcurrentUpdate,
     DigestMismatch,
     NoRelease,
+    NotSent,
     OutcomeUnknown,
     StorageError,
 )
-from registry.manifest import Release
+from registry.manifest import ManifestError, Release
 from registry.store import ObjectGone, ReleaseStore, fatal
 
 
@@ -30,11 +37,14 @@ class Unconfirmed(StorageError):
 
 @dataclass(frozen=True)
 class ManifestState:
-    """The current manifest and what a conditional write must name to replace it."""
+    """The current manifest and what a conditional write must name to replace it. A live
+    manifest that cannot be read as a release (a body edited without its digest, a damaged
+    one) has ``release`` None and says why in ``problem``: it is broken, and replaceable."""
 
     release: Release | None
     etag: str | None
     version_id: str | None
+    problem: str | None = None
 
 
 def read(store: ReleaseStore, name: str, version_id: str | None) -> tuple[Release, str, str]:
@@ -55,22 +65,64 @@ def read(store: ReleaseStore, name: str, version_id: str | None) -> tuple[Releas
         if version_id is None:
             raise NoRelease(f"{name!r} has no release in s3://{store.bucket}") from exc
         raise
-    release = manifest.read_stored(stored.body, stored.metadata, store.where(key, version_id))
+    where = store.where(key, version_id or stored.version_id)
+    release = manifest.read_stored(stored.body, stored.metadata, where)
     return release, stored.etag, stored.version_id
 
 
 def current(store: ReleaseStore, name: str) -> ManifestState:
-    """The live manifest, or an empty state when there is none.
+    """The live manifest: empty when there is none, with ``problem`` set when it is there but
+    cannot be read as a release.
 
     Raises:
-        ManifestDigestError, ManifestError: it cannot be read as a release.
         RegistryError: S3 failed (see ``store.translated``).
     """
+    key = manifest.manifest_key(name)
     try:
-        release, etag, version_id = read(store, name, None)
-    except NoRelease:
+        stored = store.get(key)
+    except ObjectGone:
         return ManifestState(None, None, None)
-    return ManifestState(release, etag, version_id)
+    where = store.where(key, stored.version_id)
+    try:
+        release = manifest.read_stored(stored.body, stored.metadata, where)
+    except (DigestMismatch, ManifestError) as exc:  # ManifestDigestError is a DigestMismatch
+        return ManifestState(None, stored.etag, stored.version_id, f"{where}: {exc}")
+    return ManifestState(release, stored.etag, stored.version_id)
+
+
+class _Sending:
+    """Whether a PutObject's request left: botocore emits ``before-send`` for each attempt and
+    ``response-received`` after it, with the exception when it failed. An attempt that failed
+    to connect (botocore's ConnectionError: refused, no route, connect timeout, TLS) never
+    left; any other end, or none (cut off by the deadline), may have."""
+
+    def __init__(self, store: ReleaseStore) -> None:
+        self.events = store.s3.meta.events
+        self.started = self.stayed = 0
+
+    def _started(self, **_: Any) -> None:
+        self.started += 1
+
+    def _ended(self, exception: BaseException | None = None, **_: Any) -> None:
+        from botocore.exceptions import ConnectionError as NotConnected
+
+        if isinstance(exception, NotConnected):
+            self.stayed += 1
+
+    @property
+    def left(self) -> bool:
+        return self.started > self.stayed
+
+    def __enter__(self) -> _Sending:
+        self.events.register("before-send.s3.PutObject", self._started)
+        self.events.register("response-received.s3.PutObject", self._ended)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.events.unregister("before-send.s3.PutObject", self._started)
+        self.events.unregister("response-received.s3.PutObject", self._ended)
 
 
 def write(store: ReleaseStore, release: Release, base: ManifestState) -> str:
@@ -84,30 +136,43 @@ def write(store: ReleaseStore, release: Release, base: ManifestState) -> str:
     outcome by re-reading the manifest (``settle``), never by trusting the exception.
 
     Raises:
+        NotSent: the request never left (nothing can have changed).
         ConcurrentUpdate: the condition failed, or another write landed next to ours (ours
             was removed again).
         Unconfirmed: S3 acknowledged the write and the checks after it could not run.
         DigestMismatch: the manifest reads back differently.
+        DeadlineExceeded: the command's time ran out while the request may have been out.
         RegistryError: the write failed (see ``store.translated``).
     """
     key = manifest.manifest_key(release.name)
     body = manifest.dumps(release)
     cond = {"IfMatch": base.etag} if base.etag else {"IfNoneMatch": "*"}
-    version_id = store.put(
-        key,
-        body,
-        ChecksumAlgorithm="SHA256",
-        ContentType="application/json",
-        Metadata=manifest.stored_metadata(body),
-        **cond,
-    )
+    sending = _Sending(store)
+    try:
+        with sending:
+            version_id = store.put(
+                key,
+                body,
+                ChecksumAlgorithm="SHA256",
+                ContentType="application/json",
+                Metadata=manifest.stored_metadata(body),
+                **cond,
+            )
+    except (StorageError, DeadlineExceeded) as exc:
+        if sending.left or fatal(exc):
+            raise
+        cause = f"the deadline passed ({exc})" if isinstance(exc, DeadlineExceeded) else str(exc)
+        raise NotSent(
+            f"the write of {store.where(key)} never left ({cause}): nothing was released;"
+            " re-run once S3 answers"
+        ) from exc
     failpoints.hit("manifest-written")
     try:
         return _confirm(store, release, base, version_id)
-    except StorageError as exc:
-        if fatal(exc):
+    except (StorageError, DeadlineExceeded) as exc:
+        if isinstance(exc, StorageError) and fatal(exc):
             raise
-        raise Unconfirmed(str(exc), version_id) from exc
+        raise Unconfirmed(str(exc) or "the deadline passed", version_id) from exc
 
 
 def _confirm(store: ReleaseStore, release: Release, base: ManifestState, version_id: str) -> str:
@@ -142,31 +207,44 @@ def _version_before(store: ReleaseStore, key: str, version_id: str) -> dict[str,
     return entries[i + 1] if i + 1 < len(entries) else None
 
 
-SETTLE_ATTEMPTS = 4
-SETTLE_PAUSE_S = 0.5  # doubled after each failed attempt: 0.5 + 1 + 2 + 4 s at most
+SETTLE_ATTEMPTS = 4  # without a command deadline; with one, attempts go on until it ends
+SETTLE_PAUSE_S = 0.5  # doubled after each failed attempt, up to 4 s
+SETTLE_ATTEMPT_S = 8.0  # one re-read, at most (under a command deadline)
 
 
 def settle(store: ReleaseStore, name: str) -> ManifestState:
-    """Re-read the live manifest after a write whose outcome is in doubt: a few attempts,
-    backing off, since the failure that put it in doubt may be passing.
+    """Re-read the live manifest after a write whose outcome is in doubt: attempts backing
+    off, since the failure that put it in doubt may be passing. Under a command deadline
+    (``deadline.settling``) they go on until its very end, each one bounded.
 
     Raises:
         OutcomeUnknown: S3 could not be read at all.
         NoCredentials, BucketMissing: nothing else would read better.
     """
-    last: Exception | None = None
-    for attempt in range(SETTLE_ATTEMPTS):
-        try:
-            return current(store, name)
-        except (StorageError, DigestMismatch) as exc:
-            if fatal(exc):
-                raise
-            last = exc
-            if attempt + 1 < SETTLE_ATTEMPTS:
-                time.sleep(SETTLE_PAUSE_S * 2**attempt)
+    last: object = None
+    attempt = 0
+    try:
+        while True:
+            try:
+                with deadline.bounded(SETTLE_ATTEMPT_S) as mine:
+                    return current(store, name)
+            except DeadlineExceeded as exc:
+                if exc.limit is not mine:
+                    raise
+                last = f"no answer within {SETTLE_ATTEMPT_S:g} s"
+            except StorageError as exc:
+                if fatal(exc):
+                    raise
+                last = exc
+            attempt += 1
+            if attempt >= SETTLE_ATTEMPTS and not deadline.active():
+                break
+            time.sleep(SETTLE_PAUSE_S * 2 ** min(attempt - 1, 3))
+    except DeadlineExceeded as exc:
+        last = f"{last}; then the {exc.seconds:g} s deadline ({deadline.ENV}) passed"
     raise OutcomeUnknown(
-        f"the write of {store.where(manifest.manifest_key(name))} was sent, and S3 could not be"
-        f" read back after it ({SETTLE_ATTEMPTS} attempts: {last}); whether it was released is"
-        f" unknown: `python -m registry current {name}` settles it, and re-running the same"
+        f"the write of {store.where(manifest.manifest_key(name))} left, and S3 could not be"
+        f" read back after it ({attempt} attempt(s): {last}): whether it was released is"
+        f" unknown; `python -m registry current {name}` settles it, and re-running the same"
         " command finishes or confirms it"
     )

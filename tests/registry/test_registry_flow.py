@@ -216,7 +216,8 @@ def test_digest_mismatch_refused_with_nothing_written(
 def test_tampered_s3_object_refused_on_rollback(
     versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli
 ) -> None:
-    """Rollback reads the old object version back; a version whose bytes differ is refused."""
+    """Rollback reads the old object version back; a version whose bytes differ is refused,
+    even when its metadata claims the right digest (the walk's HEAD check cannot see that)."""
     bucket = s3_env["bucket"]
     v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.7})
     v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
@@ -225,11 +226,18 @@ def test_tampered_s3_object_refused_on_rollback(
     store = ReleaseStore(bucket)
     current = publish.current(store, "wqi")
     assert current.release is not None
-    # Forge a release whose sha256 does not match the object it names.
-    forged = dataclasses.replace(current.release, sha256="f" * 64)
+    # Other bytes uploaded under the bundle key with v1's digest as metadata, and a release
+    # naming them as v1's.
+    swapped = boto3.client("s3").put_object(
+        Bucket=bucket, Key=KEY, Body=b"other bytes", Metadata={"sha256": r1["sha256"]}
+    )["VersionId"]
+    forged = dataclasses.replace(
+        current.release, version_id=swapped, sha256=r1["sha256"], mlflow_version=v1
+    )
     publish.write(store, forged, current)
     run("rollback", "wqi", "--to", r1["version_id"])  # the honest v1 release still rolls back
-    run("rollback", "wqi", "--to", forged.version_id, rc=errors.DigestMismatch.exit_code)
+    err = run("rollback", "wqi", "--to", swapped, rc=errors.DigestMismatch.exit_code)
+    assert "SHA-256 mismatch" in err
 
 
 def test_interrupt_between_upload_and_manifest_keeps_previous_release(
@@ -486,11 +494,60 @@ def test_manifest_digest_catches_corruption_and_the_readme_says_only_that(
     s3 = boto3.client("s3")
     good = s3.get_object(Bucket=bucket, Key="models/wqi/release.json")
     body, meta = good["Body"].read(), good["Metadata"]
-    # Corruption: the body changes, the digest written with it does not -> refused (exit 7).
+    # Corruption: the body changes, the digest written with it does not -> refused as a broken
+    # live release (exit 17), which `promote` or `rollback` repairs (test_registry_repair.py).
     s3.put_object(Bucket=bucket, Key="models/wqi/release.json", Body=body[:-5], Metadata=meta)
-    err = run("current", "wqi", rc=errors.DigestMismatch.exit_code)
+    err = run("current", "wqi", rc=errors.BrokenRelease.exit_code)
     assert "SHA-256 mismatch" in err
     # The check is kept, and documented for what it is: corruption, not tampering.
     readme = (Path(__file__).resolve().parents[2] / "registry" / "README.md").read_text()
     digests = " ".join(readme.split("**Digests.**")[1].split("\n\n")[0].split())
     assert "detects corruption only" in digests and "not tampering" in digests
+
+
+def test_once_released_nothing_after_it_makes_the_command_fail(
+    versions: Versions,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    run: Cli,
+    monkeypatch: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C after the manifest write landed (here: while the rollback closes its intent):
+    the release is live, so the command says so, prints it once and exits 0."""
+    from registry import intents
+
+    for i, rmse in enumerate((6.0, 5.0)):
+        v, _ = versions.add(metrics={"rmse": rmse, "r2": 0.8})
+        run("promote", "wqi", "--approvals", str(approve(tmp_path / f"{i}.toml", wqi=v)))
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(intents, "close", interrupted)
+    code = cli.main(["rollback", "wqi"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(out.splitlines()) == 1 and json.loads(out)["action"] == "rollback"
+    assert "warning: released; after that: interrupted" in err
+    assert run("current", "wqi") == json.loads(out)
+
+
+def test_cut_short_while_the_write_is_on_its_way_is_unknown_not_failed(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, run: Cli, monkeypatch: Any
+) -> None:
+    """Ctrl-C after S3 applied the write but before the reply was seen: exit 130 saying that
+    whether it was released is unknown (it was), never "nothing released"."""
+    v1, _ = versions.add()
+    real = publish.write
+
+    def applied_then_interrupted(*args: Any) -> str:
+        real(*args)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(publish, "write", applied_then_interrupted)
+        err = run("promote", "wqi", "--approvals", str(approve(tmp_path / "a.toml", wqi=v1)),
+                  rc=errors.Interrupted.exit_code)  # fmt: skip
+    assert "whether it was released is unknown" in err and "registry current wqi" in err
+    assert run("current", "wqi")["mlflow_version"] == v1

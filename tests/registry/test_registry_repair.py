@@ -185,3 +185,95 @@ def test_make_train_refuses_a_path_as_model_name() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert train.returncode == 2 and "invalid model name" in train.stderr
+
+
+def test_a_repaired_hand_edit_is_skipped_by_the_rollback_walk(
+    released_twice: dict[str, Any],
+    versions: Versions,
+    s3_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: after `promote` repaired a manifest with a bogus VersionId, plain `rollback`
+    exited 16 (NoSuchVersion), `--steps 2` exited 0 as a silent no-op ("already live") and
+    only `--steps 3` reached the last good release."""
+    v1, v2 = released_twice["v1"], released_twice["v2"]
+    forge_live(s3_env["bucket"], version_id="no-such-version-0000")
+    code, _, err = call(capsys, "promote", "wqi", "--approvals",
+                        str(released_twice["approvals"][v2]))  # fmt: skip
+    assert code == 0, err
+
+    code, _, err = call(capsys, "rollback", "wqi", "--steps", "2")
+    assert code == errors.NoRelease.exit_code, err  # one release back can serve, not two
+    assert "1 earlier release(s) that can serve" in err
+    code, out, err = call(capsys, "rollback", "wqi")
+
+    assert code == 0, err
+    assert json.loads(out)["mlflow_version"] == v1  # the last good release, in one step
+    assert "skipping the release of version" in err and "no-such-version-0000" in err
+    assert versions.champion() == v1
+
+
+def edit_body_only(bucket: str) -> str:
+    """release.json's body edited by hand, its sha256 metadata left as it was; returns the
+    manifest VersionId of the edit."""
+    s3 = boto3.client("s3")
+    key = manifest.manifest_key("wqi")
+    good = s3.get_object(Bucket=bucket, Key=key)
+    body = json.loads(good["Body"].read()) | {"reason": "edited by hand"}
+    put = s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
+                        Metadata=good["Metadata"])  # fmt: skip
+    return str(put["VersionId"])
+
+
+def test_a_body_edited_without_its_metadata_is_reported_broken_everywhere(
+    released_twice: dict[str, Any], s3_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `current` exited 7, `reconcile` 7, and `releases` exited 0 listing every row
+    with none marked live."""
+    edited = edit_body_only(s3_env["bucket"])
+    for argv in (["current", "wqi"], ["reconcile", "wqi"]):
+        code, out, err = call(capsys, *argv)
+        assert code == errors.BrokenRelease.exit_code and out == "", (argv, err)
+        assert "release.json cannot be read" in err and "SHA-256 mismatch" in err
+        assert "`promote`" in err and "`rollback`" in err  # the repairs, named
+
+    code, out, err = call(capsys, "releases", "wqi")
+    assert code == 17 and "is broken" in err
+    live = out.splitlines()[1]
+    assert live.startswith("!") and f"unreadable release.json (versionId {edited})" in live
+    assert not any(line.startswith("*") for line in out.splitlines())
+    code, out, _ = call(capsys, "releases", "wqi", "--json")
+    rows = json.loads(out)
+    assert code == 17 and rows[0]["manifest_version_id"] == edited and rows[0]["current"]
+    assert "SHA-256 mismatch" in rows[0]["broken"] and len(rows) == 3
+
+
+@pytest.mark.parametrize("repair", ["promote", "rollback", "rollback --to"])
+def test_a_body_edited_without_its_metadata_is_repaired_by_the_cli(
+    repair: str,
+    released_twice: dict[str, Any],
+    versions: Versions,
+    s3_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: `promote`, `rollback` and `reconcile` all exited 7; the only way out was
+    deleting the S3 object version by hand."""
+    good, v2 = released_twice["live"], released_twice["v2"]
+    edited = edit_body_only(s3_env["bucket"])
+    argv = {
+        "promote": ["promote", "wqi", "--approvals", str(released_twice["approvals"][v2])],
+        "rollback": ["rollback", "wqi"],
+        "rollback --to": ["rollback", "wqi", "--to", good["version_id"]],
+    }[repair]
+
+    code, out, err = call(capsys, *argv)
+
+    assert code == 0, err
+    repaired = json.loads(out)
+    assert repaired["version_id"] == good["version_id"] and repaired["mlflow_version"] == v2
+    assert edited in repaired["repaired"] and "SHA-256 mismatch" in repaired["repaired"]
+    assert repaired["previous"]["release_id"] == good["release_id"]  # the last readable one
+    assert call(capsys, "current", "wqi", "--verify")[0] == 0
+    code, out, _ = call(capsys, "releases", "wqi")
+    assert code == 0 and out.splitlines()[1].startswith("*")
+    assert versions.champion() == v2

@@ -127,19 +127,45 @@ def test_rollback_killed_at_any_step_then_rerun_goes_back_once(
     assert _count(bucket, manifest_key("wqi")) == 5
 
 
-def test_an_interrupted_rollback_superseded_by_a_promotion_is_not_replayed(
-    versions: Versions, s3_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("point", ["manifest-written", "done"])
+def test_a_leftover_intent_never_swallows_a_later_rollback(
+    point: str,
+    versions: Versions,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The retry of an old rollback must not undo a release made after it."""
+    """Before: a rollback killed after its write (its intent still pending), then a promotion,
+    then `rollback`: exit 0, "already done by an interrupted run ... nothing to do", and
+    production stayed on the newest version. The intent is bound to the release.json version
+    it started from: a promotion since makes it stale, and the rollback is a new one."""
     v1, _ = versions.add(metrics={"rmse": 6.0, "r2": 0.8})
     v2, _ = versions.add(metrics={"rmse": 5.0, "r2": 0.8})
     v3, _ = versions.add(metrics={"rmse": 4.0, "r2": 0.8})
     for v in (v1, v2):
         _rerun(capsys, "promote", "wqi", "--approvals", str(approve(tmp_path / v, wqi=v)))
-    _killed_at("manifest-written", "rollback", "wqi")  # v2 -> v1 written, intent still open
-    newest, _ = _rerun(capsys, "promote", "wqi", "--approvals", str(approve(tmp_path / v3, wqi=v3)))
+    _killed_at(point, "rollback", "wqi")  # v2 -> v1 written, intent still open
+    _rerun(capsys, "promote", "wqi", "--approvals", str(approve(tmp_path / v3, wqi=v3)))
 
     release, err = _rerun(capsys, "rollback", "wqi")
 
-    assert "already done by an interrupted run" in err and "since been replaced" in err
-    assert release == newest and versions.champion() == v3
+    assert "no longer applies" in err and "already done" not in err
+    assert release["mlflow_version"] == v2 and release["rolled_back_from"] == v3
+    assert versions.champion() == v2
+    again, err = _rerun(capsys, "rollback", "wqi")  # and its own intent was closed
+    assert again["mlflow_version"] == v1 and "interrupted" not in err
+
+
+def test_a_rollback_killed_before_it_reported_is_finished_by_the_next_one(
+    versions: Versions, s3_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its own release is live and nobody saw it: the re-run reports it, once."""
+    for i, rmse in enumerate((6.0, 5.0)):
+        v, _ = versions.add(metrics={"rmse": rmse, "r2": 0.8})
+        _rerun(capsys, "promote", "wqi", "--approvals", str(approve(tmp_path / str(i), wqi=v)))
+    _killed_at("done", "rollback", "wqi")
+    first, err = _rerun(capsys, "rollback", "wqi")
+    assert "already done by an interrupted run" in err
+    assert f"python -m registry rollback wqi --to {first['version_id']}" in err
+    proc = run_cli("rollback", "wqi")  # closed: a deliberate second rollback has nowhere to go
+    assert proc.returncode == 14, proc.stderr

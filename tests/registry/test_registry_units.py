@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from registry import approvals, cli, errors, gates, manifest
+from registry import approvals, cli, deadline, errors, gates, manifest
 from registry.errors import GateFailed, NoRelease, NotApproved, UsageError, WorseThanChampion
 from registry.history import ManifestVersion
 from registry.manifest import Release
-from registry.rollback import pick_target
+from registry.targets import pick_target
 from registry.tracking import VersionInfo
 from tests.registry.registry_helpers import approve
 from training.spec import Gates
@@ -237,3 +238,55 @@ def test_only_missing_artifacts_count_as_not_found() -> None:
     assert is_not_found(missing) and is_not_found(FileNotFoundError("model.joblib"))
     assert not is_not_found(MlflowException("Connection refused", "INTERNAL_ERROR"))
     assert not is_not_found(ConnectionError("timed out"))
+
+
+# -- the command deadline ---------------------------------------------------------------------
+
+
+def test_the_deadline_interrupts_a_blocking_wait_once() -> None:
+    with deadline.command(0.2):
+        with pytest.raises(deadline.DeadlineExceeded) as caught:
+            time.sleep(30)
+        assert caught.value.seconds == 0.2
+        time.sleep(0.3)  # spent: it fires once, not again while the command winds down
+
+
+def test_the_reserve_is_lent_only_to_settle() -> None:
+    with deadline.command(1.0, reserve_s=0.8):
+        with pytest.raises(deadline.DeadlineExceeded):
+            time.sleep(30)  # the work's share (0.2 s) is spent
+        with deadline.settling():
+            time.sleep(0.1)  # the reserve lets the settling run ...
+            with pytest.raises(deadline.DeadlineExceeded):
+                time.sleep(30)  # ... up to the command's very end
+
+
+def test_a_bounded_attempt_ends_alone() -> None:
+    with deadline.command(30):
+        with pytest.raises(deadline.DeadlineExceeded) as caught, deadline.bounded(0.1) as mine:
+            time.sleep(30)
+        assert caught.value.limit is mine
+        time.sleep(0.2)  # the command's own limit is untouched
+
+
+def test_off_the_main_thread_there_is_no_alarm() -> None:
+    import threading
+
+    ran: list[bool] = []
+
+    def work() -> None:
+        with deadline.command(0.01), deadline.settling(), deadline.bounded(0.01) as mine:
+            time.sleep(0.1)
+            ran.append(mine is None and not deadline.active())
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=30)
+    assert ran == [True]
+
+
+def test_the_readme_lists_every_exit_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "registry" / "README.md").read_text()
+    table = readme.split("## Exit codes")[1].split("\n## ")[0]
+    for error in errors.ALL:
+        assert f"| {error.exit_code} | `{error.__name__}` |" in table, error.__name__
