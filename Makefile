@@ -25,7 +25,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 MODEL ?=
 # Non-empty when make runs as root (a container, CI).
-AS_ROOT := $(filter 0,$(shell id -u))
+AS_ROOT = $(filter 0,$(shell id -u 2>/dev/null))
 
 .PHONY: help
 help: ## List the targets

@@ -112,7 +112,11 @@ def _push(limit: _Limit) -> Iterator[_Limit]:
 
 @contextmanager
 def command(seconds: float, reserve_s: float = 0.0) -> Iterator[None]:
-    """Run one command within ``seconds``; its work may use all but ``reserve_s`` of them."""
+    """Run one command within ``seconds``; its work may use all but ``reserve_s`` of them.
+
+    Raises:
+        DeadlineExceeded: from wherever the command is when its time is up.
+    """
     if not _armable():
         yield
         return
@@ -128,7 +132,11 @@ def command(seconds: float, reserve_s: float = 0.0) -> Iterator[None]:
 
 @contextmanager
 def settling() -> Iterator[None]:
-    """Lend the reserve: run until the command's very end (a write in doubt is settled)."""
+    """Lend the reserve: run until the command's very end (a write in doubt is settled).
+
+    Raises:
+        DeadlineExceeded: at that end (at once when it has passed).
+    """
     if not (_armable() and _stack):
         yield
         return
@@ -140,8 +148,12 @@ def settling() -> Iterator[None]:
 
 @contextmanager
 def bounded(seconds: float) -> Iterator[_Limit | None]:
-    """One attempt of at most ``seconds`` (and never past the limit in force). Its own expiry
-    raises a DeadlineExceeded whose ``limit`` is the one yielded here."""
+    """One attempt of at most ``seconds`` (and never past the limit in force).
+
+    Raises:
+        DeadlineExceeded: its ``limit`` is the one yielded here when this attempt's time is
+            up, the outer one's when that came first.
+    """
     outer = _in_force() if _armable() else None
     if outer is None:
         yield None

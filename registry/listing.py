@@ -104,6 +104,11 @@ def live_release(name: str) -> dict[str, Any]:
 
 
 def model_listing(tracking: Tracking, name: str) -> ModelListing:
+    """One registered model's versions, with what S3 says is live.
+
+    Raises:
+        MlflowException: MLflow could not list the model (``listings`` checks it exists).
+    """
     client = tracking.client
     metric, greater = _primary(name)
     aliases: dict[str, list[str]] = {}

@@ -157,7 +157,11 @@ class ReleaseStore:
         return f"s3://{self.bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
 
     def call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """``fn(Bucket=<this bucket>, **kwargs)``, its errors translated (see ``translated``)."""
+        """``fn(Bucket=<this bucket>, **kwargs)``.
+
+        Raises:
+            RegistryError: any failure, translated (see ``translated``).
+        """
         with translated(what):
             return fn(Bucket=self.bucket, **kwargs)
 

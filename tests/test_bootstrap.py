@@ -59,7 +59,7 @@ fi
 PACKAGES = "chromium buildah runc debootstrap jq"
 
 
-def test_packages(tmp_path: Path, apt_get: str) -> subprocess.CompletedProcess[str]:
+def make_test_packages(tmp_path: Path, apt_get: str) -> subprocess.CompletedProcess[str]:
     """`make test-packages` (what `make test` runs first) with a PATH that has none of them: a
     folder for them, and chmod for the fake apt-get."""
     (tmp_path / "bin").mkdir(exist_ok=True)
@@ -78,20 +78,20 @@ def test_missing_packages_are_installed_with_apt_get_when_root(tmp_path: Path) -
     fake = tmp_path / "apt-get"
     fake.write_text(FAKE_APT_GET.format(calls=calls, bin=tmp_path / "bin"))
     fake.chmod(0o755)
-    done = test_packages(tmp_path, str(fake))
+    done = make_test_packages(tmp_path, str(fake))
     assert done.returncode == 0, done.stderr
     assert calls.read_text().splitlines() == [
         "update -qq",
         f"install -y -qq --no-install-recommends {PACKAGES}",
     ]
     assert f"installing Debian packages the tests drive: {PACKAGES}" in done.stdout
-    again = test_packages(tmp_path, str(fake))  # now on PATH: nothing to do
+    again = make_test_packages(tmp_path, str(fake))  # now on PATH: nothing to do
     assert (again.returncode, again.stdout) == (0, "")
     assert len(calls.read_text().splitlines()) == 2
 
 
 def test_without_root_missing_packages_are_one_line_naming_the_command(tmp_path: Path) -> None:
-    done = test_packages(tmp_path, "")
+    done = make_test_packages(tmp_path, "")
     assert done.returncode != 0
     assert done.stderr.splitlines()[0] == (
         f"error: the tests need Debian's {PACKAGES}: run  sudo apt-get install {PACKAGES} "

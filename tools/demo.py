@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from registry.errors import WorseThanChampion
 from settings import LOCAL_DIR, REPO
 from tools import local_s3
 from training.__main__ import summary
@@ -35,6 +37,7 @@ DEMO_DIR = LOCAL_DIR / "demo"
 APPROVALS = DEMO_DIR / "approved.toml"
 TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
 HANDLER_LOG = DEMO_DIR / "invoke.log"
+TUNED_REASON = "demo: the tuned version, accepted below the champion's score"
 EVENTS = sorted((REPO / "inference" / "events").glob("*.json"))
 # The two sides of the wqi model's domain (inference/README.md, "The domain verdict").
 INSIDE, FRESH = EVENTS[0].parent / "direct.json", EVENTS[0].parent / "freshwater.json"
@@ -46,17 +49,20 @@ def step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def run(*args: str, show: bool = False) -> str:
+def run(*args: str, show: bool = False, refused: int | None = None) -> str:
     """`python -m ARGS` against the demo's store: its stdout, printed too when ``show``; its
-    stderr (progress lines, errors) passes through.
+    stderr (progress lines, errors) passes through. Exit code ``refused`` is an answer the
+    demo shows, not a failure: the run then returns "".
 
     Raises:
         SystemExit: the command failed; the demo stops, naming it and its exit code.
     """
-    print(f"$ {' '.join(args)}", flush=True)
+    print(f"$ {shlex.join(args)}", flush=True)  # as a person would paste it
     env = os.environ | {"MLFLOW_TRACKING_URI": TRACKING_URI}
     out = subprocess.run([PY, "-m", *args], cwd=REPO, text=True, check=False, env=env,
                          stdout=subprocess.PIPE)  # fmt: skip
+    if out.returncode == refused:
+        return ""
     if out.returncode != 0:
         raise SystemExit(f"demo stopped: `{' '.join(args)}` exited {out.returncode}")
     if show:
@@ -89,8 +95,12 @@ def approve(versions: dict[str, tuple[str, str]]) -> None:
     print(APPROVALS.read_text(), end="")
 
 
-def promote(model: str) -> dict[str, object]:
-    release = json.loads(run("registry", "promote", model, "--approvals", str(APPROVALS)))
+def promote(model: str, *extra: str, refused: int | None = None) -> dict[str, object] | None:
+    """The release promotion made (None when it refused with exit code ``refused``)."""
+    out = run("registry", "promote", model, "--approvals", str(APPROVALS), *extra, refused=refused)
+    if not out:
+        return None
+    release = json.loads(out)
     print(
         f"-> {model}: MLflow version {release['mlflow_version']} is S3 VersionId "
         f"{release['version_id']}"
@@ -156,7 +166,10 @@ def main() -> int:
     tuned.write_text(spec.replace("min_child_weight = 3", "min_child_weight = 1"))
     versions |= train("--spec", str(tuned))
     approve(versions)
-    promote("potability")
+    if promote("potability", refused=WorseThanChampion.exit_code) is None:
+        print("-> refused: it scores below the champion (the line above says by how much); a "
+              "reviewer who accepts that says why, and the release records it:")  # fmt: skip
+        promote("potability", "--force", "--reason", TUNED_REASON)
 
     step("7. the release history, read from the S3 versions of release.json")
     run("registry", "releases", "potability", show=True)

@@ -150,7 +150,9 @@ def _registered(source: Any, dest: Any, registered: Any, label: str, report: Rep
         if key in done:
             report.versions[(name, str(version.version))] = done[key]
             continue
-        model_id = report.models.get(version.model_id or "")
+        # The logged model a version was registered from (its source, models:/m-...).
+        logged = version.model_id or version.source.removeprefix("models:/")
+        model_id = report.models.get(logged)
         source_uri = f"models:/{model_id}" if model_id else version.source
         created = dest.create_model_version(
             name, source_uri, run_id=report.runs.get(version.run_id or ""),

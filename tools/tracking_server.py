@@ -119,6 +119,8 @@ class Stack:
         http = Session()
         http.auth = (user, self.credentials.password(user))
         http.verify = self.certificate or True
+        if self.certificate:  # else REQUESTS_CA_BUNDLE, when set, replaces the server's
+            http.trust_env = False
         return http
 
     def alive(self) -> bool:

@@ -15,7 +15,8 @@ import pandas as pd
 
 from inference import calendar_features
 from settings import REPO
-from training.spec import EVAL_ENGINE, ISO_8601, DataSpec, ModelSpec, SpecError
+from training.expressions import EVAL_ENGINE
+from training.spec import ISO_8601, DataSpec, ModelSpec, SpecError
 
 
 class DataError(Exception):

@@ -284,6 +284,9 @@ class EnvConfig(FunctionSettings):
     # The team's MLflow on AWS (waterml_infra/stacks/tracking.py, WaterMl-<env>-Tracking): opt-in,
     # because a SageMaker managed tracking server is billed per hour whether used or not.
     tracking_server: bool = False
+    # The IAM roles that train against it (data scientists' SSO roles, a training job's role):
+    # each gets waterml_infra/stacks/tracking.py's TRAIN_ACTIONS, the UI and artifact writes.
+    tracking_trainer_roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -314,6 +317,9 @@ class EnvConfig(FunctionSettings):
                 signature.public_key_der(self.signing_public_key)
             except signature.SignatureError as exc:
                 problems.append(f"signing_public_key: {exc}")
+        for arn in self.tracking_trainer_roles:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                problems.append(f"tracking_trainer_roles: {arn!r} is not an IAM role ARN")
         if self.traffic not in TRAFFIC_PATTERNS:
             problems.append(
                 f"traffic {self.traffic!r} is not a CodeDeploy pattern; known: "
@@ -571,6 +577,8 @@ def _coerce(key: str, value: Any) -> Any:
         return _models(value)
     if key == "model_settings":
         return _model_settings(value)
+    if key == "tracking_trainer_roles":  # a JSON list of role ARNs
+        return tuple(_json(value, key) if isinstance(value, str) else value)
     if not isinstance(value, str):
         return value
     if kind == "bool":

@@ -3,6 +3,8 @@ tracking server, its artifact bucket and role, and the promotion role's grants; 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from aws_cdk import App, Environment
 from aws_cdk.assertions import Match, Template
 
 DEV_ARTIFACTS = "waterml-dev-mlflow-artifacts-111111111111-eu-west-1"
+TRAINER = "arn:aws:iam::111111111111:role/data-scientists"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,7 @@ def stacks() -> tuple[App, Any, Any]:
     cfg = EnvConfig(name="dev")
     env = Environment(account=cfg.account, region=cfg.region)
     foundation = FoundationStack(app, cfg.stack_name("Foundation"), config=cfg, env=env)
+    cfg = replace(cfg, tracking_trainer_roles=(TRAINER,))
     tracking = add_tracking(
         app,
         cfg,
@@ -181,6 +185,7 @@ def test_cdk_nag_clean_with_one_reasoned_acknowledgement(stacks: tuple[App, Any,
     assert sorted(acknowledged) == [
         "WaterMl-dev-Tracking/PromoteTrackingPolicy",
         "WaterMl-dev-Tracking/TrackingServerPolicy",
+        "WaterMl-dev-Tracking/TrainTrackingPolicy0",  # the trainer's artifact writes
     ]
     for rules in acknowledged.values():
         (rule,) = rules
@@ -213,3 +218,55 @@ def test_the_app_adds_the_tracking_stack_only_where_an_environment_asks_for_it()
     assert "WaterMl-dev-Foundation" in [d.stack_name for d in stack.dependencies]
     report = AwsSolutionsChecks(app).validate_scope(stack)
     assert [v.rule_name for v in report.violations] == []
+
+
+def _policy_of(t: Template, sid: str) -> tuple[list[Any], dict[str, Any]]:
+    """The roles a policy is attached to, and its statement ``sid``."""
+    for policy in t.find_resources("AWS::IAM::Policy").values():
+        doc = policy["Properties"]["PolicyDocument"]["Statement"]
+        for statement in doc:
+            if statement.get("Sid") == sid:
+                return policy["Properties"].get("Roles", []), {
+                    s["Sid"]: s for s in doc if "Sid" in s
+                }
+    raise AssertionError(f"no policy with {sid}")
+
+
+def test_trainer_roles_may_train_upload_and_open_the_ui(template: Template) -> None:
+    """What `python -m training` needs on SageMaker's server, which hands out s3:// artifact
+    URIs (no proxy): the MLflow actions, artifact writes under mlflow/, the UI by presigned
+    URL; nothing that deletes."""
+    from waterml_infra.stacks.tracking import TRAIN_ACTIONS, UI_ACTION
+
+    roles, statements = _policy_of(template, "MlflowTraining")
+    assert roles == ["data-scientists"]
+    _, server = resource(template, "AWS::SageMaker::MlflowTrackingServer")
+    training = statements["MlflowTraining"]
+    assert set(training["Action"]) == set(TRAIN_ACTIONS)
+    for needed in ("CreateRun", "LogBatch", "CreateModelVersion", "CreateRegisteredModel",
+                   "SetRegisteredModelAlias", "LogInputs", "AccessUI"):  # fmt: skip
+        assert f"sagemaker-mlflow:{needed}" in TRAIN_ACTIONS
+    assert not [a for a in TRAIN_ACTIONS if "Delete" in a or "Rename" in a]
+    assert statements["MlflowUi"]["Action"] == UI_ACTION
+    writes = statements["WriteArtifacts"]
+    assert set(writes["Action"]) == {"s3:GetObject", "s3:PutObject"}
+    assert "/mlflow/*" in str(writes["Resource"])
+    del server
+
+
+def test_the_servers_mlflow_major_is_the_clients() -> None:
+    """The lock's MLflow client talks to MLFLOW_VERSION's server: the same major."""
+    import tomllib
+
+    from waterml_infra.stacks.tracking import MLFLOW_VERSION
+
+    lock = tomllib.loads((Path(__file__).parents[2] / "uv.lock").read_text())
+    (client,) = [p["version"] for p in lock["package"] if p["name"] == "mlflow"]
+    assert client.split(".")[0] == MLFLOW_VERSION.split(".")[0]
+
+
+def test_a_trainer_role_must_be_a_role_arn() -> None:
+    from waterml_infra.config import ConfigError, EnvConfig
+
+    with pytest.raises(ConfigError, match="tracking_trainer_roles"):
+        EnvConfig(name="dev", tracking_trainer_roles=("data-scientists",))

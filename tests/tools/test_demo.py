@@ -27,9 +27,18 @@ def three_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ["potability", "turbidity", "wqi"]
 
 
-def fake_commands(calls: list[tuple[str, ...]], candidates: list[str]) -> object:
-    def run(*args: str, show: bool = False) -> str:
+def fake_commands(
+    calls: list[tuple[str, ...]], candidates: list[str], worse: bool = False
+) -> object:
+    """The demo's commands; with ``worse``, promotion refuses the tuned potability version
+    (exit 9, below the champion) unless forced."""
+
+    def run(*args: str, show: bool = False, refused: int | None = None) -> str:
         calls.append(args)
+        tuned = sum(c[:3] == ("registry", "promote", "potability") for c in calls) > 1
+        if worse and tuned and args[:2] == ("registry", "promote") and "--force" not in args:
+            assert refused == 9  # registry/README.md: worse than the champion
+            return ""
         if args[0] == "training":
             names = candidates if "--spec" not in args else ["potability"]
             return "".join(
@@ -110,3 +119,17 @@ def test_demo_prints_what_a_person_reads(
     assert '"artifact_sha256"' not in out and '"version_id"' not in out
     logs = {c[c.index("--logs") + 1] for c in calls if c[0] == "tools.invoke"}
     assert logs == {str(demo.HANDLER_LOG.relative_to(demo.REPO))}
+
+
+def test_a_tuned_version_below_the_champion_is_shown_refused_then_forced_with_a_reason(
+    three_specs: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen when the held-out rows changed: the tuned potability scored below the champion,
+    promotion refused it (exit 9) and the demo stopped."""
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(demo, "run", fake_commands(calls, three_specs, worse=True))
+    assert demo.main() == 0
+    promotions = [c for c in calls if c[:3] == ("registry", "promote", "potability")]
+    assert "--force" not in promotions[1]
+    assert promotions[2][-3:] == ("--force", "--reason", demo.TUNED_REASON)
+    assert "-> refused: it scores below the champion" in capsys.readouterr().out

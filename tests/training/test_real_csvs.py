@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from inference.bundle import sha256_hex
-from training import data, model
-from training import spec as specs
+from training import data, expressions, model
 from training.__main__ import EXIT_DATA, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, main
 from training.expectations import feature_ranges
 from training.spec import SpecError, load_spec, load_spec_file
@@ -368,10 +367,10 @@ def test_derivation_may_call_a_function(tmp_path: Path) -> None:
 
 def test_every_documented_function_evaluates() -> None:
     frame = pd.DataFrame({"x": [0.25, 0.5, 0.75], "y": [1.0, 2.0, 3.0]})
-    for name in specs.DERIVE_FUNCTIONS:
+    for name in expressions.DERIVE_FUNCTIONS:
         call = f"{name}(x, y)" if name == "arctan2" else f"{name}(x)"
         with np.errstate(invalid="ignore"):  # arccosh(0.25) is NaN: a value, not an error
-            assert len(frame.eval(call, engine=specs.EVAL_ENGINE)) == 3, name
+            assert len(frame.eval(call, engine=expressions.EVAL_ENGINE)) == 3, name
 
 
 def test_numbers_in_a_derivation_are_not_column_names(tmp_path: Path) -> None:

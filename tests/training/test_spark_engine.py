@@ -17,7 +17,8 @@ import pytest
 from inference.bundle import sha256_hex
 from tests.inference.serving_helpers import s3_config, upload
 from training import data, expectations, labels, model, pipeline
-from training.spec import Expression, SpecError, load_spec, load_spec_file
+from training.expressions import Expression
+from training.spec import SpecError, load_spec, load_spec_file
 
 
 def spec_text(old: str, new: str) -> str:

@@ -57,6 +57,7 @@ QUANTILE_ERROR = 1e-5  # of the rows: the sketch that brackets a split's cut (th
 # What the executors' Python imports (row features, the rows kept, labels, serving's calendar
 # code): shipped with the job as one archive, so a cluster's workers need only the packages.
 CODE_PACKAGES = ("training", "inference")
+CODE_MODULES = ("settings.py",)  # the repository's paths, which training.spec reads
 DRIVER_ROWS_ENV = "WATERML_SPARK_DRIVER_ROWS"  # per side, what the driver evaluates and records
 DEFAULT_DRIVER_ROWS = 1_000_000
 SAMPLE_ROWS = 100  # shaped on the driver first: spec errors and the output's column types
@@ -142,9 +143,11 @@ def session() -> SparkSession:
 
 
 def code_archive() -> Path:
-    """``CODE_PACKAGES`` as a zip in .local/spark-code/, named by its contents' SHA-256 (two
-    checkouts or commits never share a name; the same code is built once)."""
-    files = sorted(f for pkg in CODE_PACKAGES for f in (REPO / pkg).rglob("*.py"))
+    """``CODE_PACKAGES`` and ``CODE_MODULES`` as a zip in .local/spark-code/, named by its
+    contents' SHA-256 (two checkouts or commits never share a name; the same code is built
+    once)."""
+    files = sorted([*(f for pkg in CODE_PACKAGES for f in (REPO / pkg).rglob("*.py")),
+                    *(REPO / module for module in CODE_MODULES)])  # fmt: skip
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")

@@ -24,8 +24,9 @@ from constructs import Construct
 
 from waterml_infra.config import EnvConfig
 
-# SageMaker's managed versions trail MLflow's releases: the client (uv.lock) must be able to
-# talk to this one (infra/README.md, "Client versions").
+# SageMaker's managed versions trail MLflow's releases. The client is the lock's (uv.lock:
+# MLflow 3.17): the server runs the same major, which MLflow keeps its REST API compatible
+# within (tests/infra/test_infra_tracking.py compares the two majors).
 MLFLOW_VERSION = "3.0"
 SIZE = "Small"  # up to 25 users (SageMaker's sizing); Medium/Large for more
 MAINTENANCE_WINDOW = "Sun:03:00"  # UTC, weekly: SageMaker patches the server then
@@ -50,6 +51,46 @@ PROMOTE_ACTIONS = [
         "SetRegisteredModelAlias",
     )
 ]
+
+# What training (`python -m training`: experiments, runs, datasets, logged models, versions,
+# the `candidate` alias, the model card) calls on the server, for the configured trainer roles.
+# Nothing that deletes or renames; IAM cannot tell one alias or tag from another, so unlike
+# `make tracking-up`'s roles (tools/team_auth.py) a trainer could also move `champion`:
+# promotion checks the approved sha256 against the bytes whatever the registry says.
+TRAIN_ACTIONS = [
+    f"sagemaker-mlflow:{action}"
+    for action in (
+        "AccessUI",
+        "CreateExperiment",
+        "GetExperiment",
+        "GetExperimentByName",
+        "SearchExperiments",
+        "CreateRun",
+        "GetRun",
+        "UpdateRun",
+        "SearchRuns",
+        "LogBatch",
+        "LogMetric",
+        "LogParam",
+        "LogInputs",
+        "LogModel",
+        "SetTag",
+        "GetMetricHistory",
+        "ListArtifacts",
+        "CreateRegisteredModel",
+        "GetRegisteredModel",
+        "SearchRegisteredModels",
+        "CreateModelVersion",
+        "GetModelVersion",
+        "UpdateModelVersion",
+        "SearchModelVersions",
+        "GetModelVersionByAlias",
+        "SetRegisteredModelAlias",
+        "GetDownloadURIForModelVersionArtifacts",
+    )
+]
+# The UI: a presigned URL (`aws sagemaker create-presigned-mlflow-tracking-server-url`).
+UI_ACTION = "sagemaker:CreatePresignedMlflowTrackingServerUrl"
 
 # cdk-nag findings of this stack, acknowledged on the narrowest construct with these reasons
 # (the wiring may move them into waterml_infra.nag.REASONS).
@@ -172,18 +213,39 @@ class TrackingStack(Stack):
         """What `promote.yml`'s role needs: PROMOTE_ACTIONS on this server, and to read the
         bundles MLflow stored (registry/tracking.py downloads them with the role's own
         credentials)."""
+        registry = iam.PolicyStatement(
+            sid="MlflowRegistry",
+            actions=PROMOTE_ACTIONS,
+            resources=[self.server.attr_tracking_server_arn],
+        )
+        return self._grant("PromoteTrackingPolicy", role, [registry], ["s3:GetObject"], "Read")
+
+    def grant_train(self, role: iam.IRole, name: str) -> iam.Policy:
+        """What a trainer's role needs: TRAIN_ACTIONS on this server, the UI by presigned URL,
+        and its artifact prefix read and written (SageMaker does not proxy artifacts: the
+        client uploads runs, plots and bundles with its own role)."""
+        server = [self.server.attr_tracking_server_arn]
+        mlflow = [
+            iam.PolicyStatement(sid="MlflowTraining", actions=TRAIN_ACTIONS, resources=server),
+            iam.PolicyStatement(sid="MlflowUi", actions=[UI_ACTION], resources=server),
+        ]
+        objects = ["s3:GetObject", "s3:PutObject"]
+        return self._grant(f"TrainTrackingPolicy{name}", role, mlflow, objects, "Write")
+
+    def _grant(
+        self, policy_id: str, role: iam.IRole, mlflow: list[iam.PolicyStatement],
+        object_actions: list[str], verb: str,
+    ) -> iam.Policy:  # fmt: skip
+        """A policy of ``mlflow`` statements plus ``object_actions`` on the artifact prefix
+        and its listing, attached to ``role``, its artifact-prefix finding acknowledged."""
         policy = iam.Policy(
             self,
-            "PromoteTrackingPolicy",
+            policy_id,
             statements=[
+                *mlflow,
                 iam.PolicyStatement(
-                    sid="MlflowRegistry",
-                    actions=PROMOTE_ACTIONS,
-                    resources=[self.server.attr_tracking_server_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadArtifacts",
-                    actions=["s3:GetObject"],
+                    sid=f"{verb}Artifacts",
+                    actions=object_actions,
                     resources=[self.artifact_objects],
                 ),
                 iam.PolicyStatement(
@@ -226,4 +288,7 @@ def add_tracking(
         **stack_kwargs,
     )
     stack.grant_promote(promote_role)
+    for number, arn in enumerate(config.tracking_trainer_roles):
+        trainer = iam.Role.from_role_arn(stack, f"Trainer{number}", arn, mutable=True)
+        stack.grant_train(trainer, str(number))
     return stack
