@@ -110,7 +110,8 @@ def test_promoting_the_approved_version_repairs_without_a_second_upload(
     repaired = json.loads(out)
     assert repaired["version_id"] == good["version_id"]  # the real bytes, found by their digest
     assert "does not exist" in repaired["repaired"] and repaired["action"] == "promote"
-    listed = boto3.client("s3").list_object_versions(Bucket=bucket, Prefix="models/wqi/model.joblib")
+    bundles = "models/wqi/model.joblib"
+    listed = boto3.client("s3").list_object_versions(Bucket=bucket, Prefix=bundles)
     assert len(listed["Versions"]) == 2
     assert call(capsys, "current", "wqi", "--verify")[0] == 0
 
