@@ -49,7 +49,8 @@ def step(name: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The step's working directory: the checkout's code and venv, but its own releases/."""
-    for name in (".venv", "registry", "training", "inference", "tools", "infra", "settings.py"):
+    for name in (".venv", "registry", "training", "inference", "tools", "infra", "settings.py",
+                 "document.py"):  # fmt: skip
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 

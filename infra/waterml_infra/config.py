@@ -278,7 +278,7 @@ class EnvConfig(FunctionSettings):
     termination_protection: bool = False
     # The PEM public key of the environment's release-signing KMS key (Foundation stack,
     # signing_key_alias): the function and the pre-traffic hook verify every release with it,
-    # with no KMS call. `python -m waterml_infra.signing <env>` prints it once the key exists.
+    # with no KMS call. `python -m registry public-key` (WATERML_SIGNING_KEY=kms:<alias>) prints it.
     # Required to deploy a release; unset, an offline synth pins a key nothing verifies with.
     signing_public_key: str | None = None
     # The team's MLflow on AWS (waterml_infra/stacks/tracking.py, WaterMl-<env>-Tracking): opt-in,

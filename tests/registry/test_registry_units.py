@@ -129,8 +129,14 @@ def test_manifest_strict_refusals_keep_the_storage_exit_code() -> None:
 
 
 def test_manifest_context_form_needs_complete_false() -> None:
-    """`to_context` (the CDK `-c release=` form) lacks git_sha and released_at."""
-    first = release("1", "v1")
+    """`to_context` (the CDK `-c release=` form) lacks git_sha and released_at; it carries the
+    signature's pins when the release was signed."""
+    unsigned = release("1", "v1")
+    signature_pins = {"signature_key", "signature_version_id"}
+    assert set(unsigned.to_context()) == set(manifest.CONTEXT_FIELDS) - signature_pins
+    first = release(
+        "1", "v1", signature_key=manifest.signature_key("wqi"), signature_version_id="s1"
+    )
     context = first.to_context()
     assert set(context) == set(manifest.CONTEXT_FIELDS)
     with pytest.raises(errors.StorageError, match="lacks field 'git_sha'"):
