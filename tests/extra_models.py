@@ -1,4 +1,4 @@
-"""Models a newcomer might add (README, "Adding a third model"), generated: a CSV (fixed seed
+"""Models a newcomer might add (README, "Add a model"), generated: a CSV (fixed seed
 and formatting, so the same bytes and SHA-256 every run), its expectation suite, and its spec
 (``tests/extra_specs/<name>.toml``, with the CSV's SHA-256 filled in).
 

@@ -1,6 +1,6 @@
 """Any number of models, with any output names (issue 20 §2): the tests that run for every
 spec in training/specs/ derive what they expect from the spec, so a model a newcomer adds is
-checked by them too (README, "Adding a third model": `make test` trains and checks it).
+checked by them too (README, "Add a model": `make test` trains and checks it).
 
 Two such models (tests/extra_models.py: other answer fields, one with a timestamp) are added
 to a copy of the code and the tests, in a fresh git repository beside no other spec (so only

@@ -1,4 +1,4 @@
-"""Adding a model is data, not code (README, "Adding a third model"; issue 10 §3).
+"""Adding a model is data, not code (README, "Add a model"; issue 10 §3).
 
 A throwaway model (a generated CSV, its expectation suite, its spec: three new files, no
 Python) goes through the real entry points: ``python -m training``, ``python -m registry
@@ -62,7 +62,7 @@ def repo_copy(tmp_path: Path) -> Path:
 
 
 def add_model(copy: Path) -> None:
-    """README "Adding a third model", steps 1-3, then a commit before training."""
+    """README "Add a model", steps 1-3, then a commit before training."""
     THROWAWAY.write(copy)
     git(copy, "add", "data", "training/specs")
     git(copy, "commit", "--quiet", "-m", "add the throwaway model")

@@ -1,8 +1,8 @@
-"""The permission table of the team server (tools/team_auth.py, README "Solo or team"), one
-test per cell, over HTTP against the session's private stack: each user does the row's action
-through MLflow's REST API, and the server allows it (200) or refuses it (403) as the table
-says. A data scientist who created a model still may not delete it: MLflow makes the creator
-its MANAGE owner, and that used to let them (HTTP 200)."""
+"""The permission table of the team server (tools/team_auth.py; training/README.md, "Solo or
+team"), one test per cell, over HTTP against the session's private stack: each user does the
+row's action through MLflow's REST API, and the server allows it (200) or refuses it (403) as
+the table says. A data scientist who created a model still may not delete it: MLflow makes the
+creator its MANAGE owner, and that used to let them (HTTP 200)."""
 
 from __future__ import annotations
 

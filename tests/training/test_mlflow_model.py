@@ -215,8 +215,8 @@ def test_mlflow_models_predict_on_champion_answers_as_the_handler(
 
 
 def readme_predict_command() -> str:
-    """The README's `mlflow models predict` example, as a person would paste it."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    """training/README.md's `mlflow models predict` example, as a person would paste it."""
+    readme = (REPO / "training" / "README.md").read_text(encoding="utf-8")
     block = next(b for b in readme.split("```sh\n")[1:] if "mlflow models predict" in b)
     lines = [line for line in block.split("```")[0].splitlines() if not line.startswith("#")]
     return " ".join(line.rstrip("\\").strip() for line in lines)

@@ -137,7 +137,7 @@ print(json.dumps(list(p.answers(np.asarray(b["golden"]["inputs"][:1], dtype=np.f
 
 
 def answer_fields(output: dict[str, Any]) -> list[str]:
-    """An answer's fields, from the spec's [output] (README, "Adding a third model")."""
+    """An answer's fields, from the spec's [output] (training/README.md, "The spec, key by key")."""
     if output["kind"] == "banded_regression":
         named = [output["value_name"], output["band_name"]]
     else:

@@ -124,13 +124,13 @@ def test_train_prints_the_warning_before_training(
 
 
 def test_exit_codes_come_from_one_table(capsys: pytest.CaptureFixture[str]) -> None:
-    """--help prints the table, and the README lists every row of it."""
+    """--help prints the table, and training/README.md lists every row of it."""
     from settings import REPO
 
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "training" / "README.md").read_text()
     for code, meaning in cli.EXIT_CODES:
         assert f"{code} {meaning}" in shown
         assert re.search(rf"^\| {code} \| {re.escape(meaning)} \|", readme, re.M), code
