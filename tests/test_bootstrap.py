@@ -68,8 +68,11 @@ def make_test_packages(tmp_path: Path, apt_get: str) -> subprocess.CompletedProc
     if not chmod.exists():
         chmod.symlink_to(shutil.which("chmod") or "/bin/chmod")
     path = f"{tmp_path / 'bin'}:{tmp_path / 'tools'}"
+    # As a person runs it: under `make test` (CI) the outer make's MAKELEVEL would make this
+    # one print `make[1]: ***`.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     return subprocess.run([*MAKE, "--silent", f"APT_GET={apt_get}", "test-packages"], cwd=REPO,
-                          env=os.environ | {"PATH": path}, capture_output=True, text=True,
+                          env=env | {"PATH": path}, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
 
 
