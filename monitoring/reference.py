@@ -1,9 +1,9 @@
 """The training rows a drift report compares a log with, and the windows of training's own it
 draws to learn what chance alone gives (the null of every test in monitoring/compare.py).
 
-The bundle's profile keeps up to 4,096 training rows (``profile["reference"]``,
-training/profile.py): every k-th in time order with its reading time when the data has
-timestamps, else a seeded sample. A live log is not a random sample of training-like
+The bundle's profile keeps up to 20,000 training rows (``profile["reference"]``,
+training/profile.py's REFERENCE_ROWS): every k-th in time order with its reading time when
+the data has timestamps, else a seeded sample. A live log is not a random sample of training-like
 readings: its records come in windows of time, from devices whose readings follow each other
 (a warm week, a day's cycle). So each draw of the null is **a window of training's own with
 the log's shape**, the comparable window: for every device in the log, its records are placed
