@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.layout import ROOT_MODULES
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 # Targets whose exit code carries meaning (training's 2-6, the registry's 2-18): CI calls the
@@ -49,8 +51,7 @@ def step(name: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The step's working directory: the checkout's code and venv, but its own releases/."""
-    for name in (".venv", "registry", "training", "inference", "tools", "infra", "settings.py",
-                 "document.py"):  # fmt: skip
+    for name in (".venv", "registry", "training", "inference", "tools", "infra", *ROOT_MODULES):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 

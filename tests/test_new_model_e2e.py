@@ -28,12 +28,13 @@ from pathlib import Path
 import pytest
 
 from tests.extra_models import THROWAWAY
+from tests.layout import ROOT_MODULES
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("training", "inference", "registry", "tools")
-MODULES = ("settings.py",)  # shared paths and settings, outside any stage folder
+MODULES = ROOT_MODULES  # shared paths, settings and the document renderer
 NAME = THROWAWAY.name
 
 
