@@ -165,3 +165,20 @@ def test_the_pre_traffic_hook_runs_from_its_cmd_and_passes_the_new_version(deplo
     assert posted["kind"] == "response", hook_log[-3000:]
     assert posted["body"] == {"status": "Succeeded", "problems": []}, hook_log[-3000:]
     assert [r["status"] for r in reports] == ["Succeeded"]
+
+
+def test_the_drift_job_runs_from_its_cmd_and_verifies_the_release(deployed):
+    """The scheduled drift job's container (the template's CMD, environment and memory; the
+    log bucket named, since the template's is a reference): it loads the released model as the
+    function does, its signature verified, and with no log in its window reports no records."""
+    sandbox, cfg = deployed["sandbox"], deployed["cfg"]
+    job = deployed["functions"][f"{cfg.function_name}-drift"]
+    cmd = job["Code"]["ImageConfig"]["Command"] if "ImageConfig" in job.get("Code", {}) \
+        else job["ImageConfig"]["Command"]  # fmt: skip
+    sandbox.start("drift", _env(job, deployed["s3"], LOG_BUCKET=cfg.env.bucket_name),
+                  memory_mb=job["MemorySize"], timeout_s=job["Timeout"], cmd=cmd)  # fmt: skip
+    posted = sandbox.invoke("drift", {"time": "2026-12-07T06:00:00Z"}, timeout=300)
+    log = sandbox.stop("drift")["output"]
+    assert posted["kind"] == "response", log[-3000:]
+    assert posted["body"] == {"model": "wqi", "records": 0, "report": None}, log[-3000:]
+    assert '"DriftRecords":0' in log.replace(" ", ""), log[-3000:]
