@@ -17,6 +17,10 @@ TOOLS_DIR = REPO / ".tools"  # the pinned uv
 APPROVALS_FILE = REPO / "registry" / "approved.toml"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
 BUNDLE_ARTIFACT_DIR = "bundle"  # the bundle's folder inside a run's artifacts
+# The modules at the top of the checkout, outside any stage folder: every stage may import
+# them, so whatever ships part of the code ships all of them (the Spark job's archive; the
+# image copies document.py for the drift job). A test holds this against the checkout.
+TOP_LEVEL_MODULES = ("document.py", "settings.py")
 
 
 def tracking_uri() -> str:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from settings import TOP_LEVEL_MODULES
 from tests.extra_models import EXTRA_MODELS
-from tests.layout import ROOT_MODULES
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = ("training", "inference", "registry", "tools", "monitoring", "tests")
-FILES = (*ROOT_MODULES, "pyproject.toml")
+FILES = (*TOP_LEVEL_MODULES, "pyproject.toml")
 # A test that runs once per model in training/specs/.
 PER_MODEL = re.compile(r"@pytest\.mark\.parametrize\(\s*\"name\",\s*available\(\)\s*\)")
 

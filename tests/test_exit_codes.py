@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.layout import ROOT_MODULES
+from settings import TOP_LEVEL_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
@@ -51,7 +51,15 @@ def step(name: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The step's working directory: the checkout's code and venv, but its own releases/."""
-    for name in (".venv", "registry", "training", "inference", "tools", "infra", *ROOT_MODULES):
+    for name in (
+        ".venv",
+        "registry",
+        "training",
+        "inference",
+        "tools",
+        "infra",
+        *TOP_LEVEL_MODULES,
+    ):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 

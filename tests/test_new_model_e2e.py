@@ -27,14 +27,14 @@ from pathlib import Path
 
 import pytest
 
+from settings import TOP_LEVEL_MODULES
 from tests.extra_models import THROWAWAY
-from tests.layout import ROOT_MODULES
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("training", "inference", "registry", "tools")
-MODULES = ROOT_MODULES  # shared paths, settings and the document renderer
+MODULES = TOP_LEVEL_MODULES  # shared paths, settings and the document renderer
 NAME = THROWAWAY.name
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from registry.manifest import manifest_key
-from tests.layout import ROOT_MODULES
+from settings import TOP_LEVEL_MODULES
 from tests.registry.registry_helpers import REPO, Versions, approve, run_cli
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def workdir(tmp_path: Path) -> Path:
     """The step's working directory: the checkout's code and venv, its own release.json."""
     work = tmp_path / "work"
     work.mkdir()
-    for name in (".venv", "registry", "training", "inference", *ROOT_MODULES):
+    for name in (".venv", "registry", "training", "inference", *TOP_LEVEL_MODULES):
         (work / name).symlink_to(REPO / name)
     return work
 

@@ -260,3 +260,11 @@ def test_the_suites_type_names_are_sparks_for_great_expectations_on_spark() -> N
              if e["type"] == "expect_column_values_to_be_of_type"}  # fmt: skip
     assert kinds["Timestamp"] == "StringType"
     assert set(kinds.values()) <= set(expectations.SPARK_TYPES.values())
+
+
+def test_every_top_level_module_is_named_where_partial_copies_read_it() -> None:
+    """settings.TOP_LEVEL_MODULES is what the Spark job's archive and the tests' working copies
+    carry: a module added at the top must be added there (an executor failed without one)."""
+    from settings import REPO, TOP_LEVEL_MODULES
+
+    assert sorted(TOP_LEVEL_MODULES) == sorted(p.name for p in REPO.glob("*.py"))

@@ -33,7 +33,7 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from settings import LOCAL_DIR, REPO
+from settings import LOCAL_DIR, REPO, TOP_LEVEL_MODULES
 from training import data, holdout, labels, model
 from training.engines.base import Rows, Trained, check_pin, stage, validated
 from training.spec import DataSpec, ModelSpec, SpecError, TimestampSpec
@@ -57,7 +57,7 @@ QUANTILE_ERROR = 1e-5  # of the rows: the sketch that brackets a split's cut (th
 # What the executors' Python imports (row features, the rows kept, labels, serving's calendar
 # code): shipped with the job as one archive, so a cluster's workers need only the packages.
 CODE_PACKAGES = ("training", "inference")
-CODE_MODULES = ("settings.py",)  # the repository's paths, which training.spec reads
+CODE_MODULES = TOP_LEVEL_MODULES  # the repository's paths (training.spec), the card renderer
 DRIVER_ROWS_ENV = "WATERML_SPARK_DRIVER_ROWS"  # per side, what the driver evaluates and records
 DEFAULT_DRIVER_ROWS = 1_000_000
 SAMPLE_ROWS = 100  # shaped on the driver first: spec errors and the output's column types
