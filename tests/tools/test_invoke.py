@@ -15,11 +15,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))  # the serving helpers
 import synthetic
-from serving_helpers import KEY, upload
+from serving_helpers import (
+    KEY,
+    SIGNATURE_KEY,
+    SIGNER,
+    signature_file,
+    upload,
+    upload_signature,
+)
 
 from inference import handler, loader
 from inference.bundle import sha256_hex
 from inference.config import Config
+from inference.contract import SIGNING_PUBLIC_KEY
 from registry.manifest import Release, parse_release, stored_metadata
 from tools import invoke
 
@@ -34,6 +42,8 @@ def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("MODEL_KEY", "MODEL_VERSION_ID", "MODEL_SHA256", "MODEL_VERSION", "MAX_BATCH"):
         os.environ.pop(name, None)
     os.environ.update(MODEL_BUCKET=BUCKET, MODEL_CACHE_DIR=str(tmp_path / "cache"))
+    # The key the releases here are signed with (invoke pins the local signer's without it).
+    os.environ[SIGNING_PUBLIC_KEY] = SIGNER.public_pem
     handler.reset()
     yield
     handler.reset()
@@ -54,18 +64,22 @@ def manifest(data: bytes, **changes: Any) -> dict[str, Any]:
     fields = {
         "name": "wqi", "mlflow_version": "4", "bucket": BUCKET, "key": KEY, "version_id": "v1",
         "sha256": sha256_hex(data), "git_sha": "abc", "released_at": "2026-11-27T18:00:00Z",
-        "previous": None,
+        "previous": None, "signature_key": SIGNATURE_KEY, "signature_version_id": "s1",
     }  # fmt: skip
     return {**fields, **changes}
 
 
 def cached(data: bytes, release: Release) -> None:
-    """The bundle in the local /tmp cache, as a GET by the release's pin left it."""
+    """The bundle and its signature in the local /tmp cache, as GETs by the release's pins
+    left them."""
     config = Config(
         bucket=release.bucket, key=release.key, version_id=release.version_id,
-        sha256=release.sha256, cache_dir=Path(os.environ["MODEL_CACHE_DIR"]),
+        sha256=release.sha256, signature_key=SIGNATURE_KEY,
+        signature_version_id=str(release.extra["signature_version_id"]),
+        public_key=SIGNER.public_pem, cache_dir=Path(os.environ["MODEL_CACHE_DIR"]),
     )  # fmt: skip
     loader.cache_verified(config, data)
+    loader.signature_path(config).write_bytes(signature_file(data, release.mlflow_version))
 
 
 class StoredRelease:
@@ -216,7 +230,9 @@ def test_reads_the_stored_release_from_s3(
     data = synthetic.dumps(synthetic.wqi_bundle())
     version = upload(s3_env, data)
     os.environ["MODEL_BUCKET"] = s3_env["bucket"]
-    body = json.dumps(manifest(data, bucket=s3_env["bucket"], version_id=version)).encode()
+    signed = upload_signature(s3_env, version, "4")
+    body = json.dumps(manifest(data, bucket=s3_env["bucket"], version_id=version,
+                               signature_version_id=signed)).encode()  # fmt: skip
     s3 = boto3.client("s3", endpoint_url=s3_env["endpoint"])
     key = "models/wqi/release.json"
     s3.put_object(Bucket=s3_env["bucket"], Key=key, Body=body, Metadata=stored_metadata(body))
