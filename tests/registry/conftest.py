@@ -32,3 +32,15 @@ def versions(
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield Versions(MlflowClient(tracking_uri=uri), tmp_path / "artifacts", uri)
+
+
+@pytest.fixture
+def trained_store(
+    trained: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, object]:
+    """The session's trained models on a copy of their MLflow store (other tests see it
+    untouched); artifacts stay where training wrote them, and are only read."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(Path(str(trained["tracking_uri"]).removeprefix("sqlite:///")), db)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    return trained

@@ -25,17 +25,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_release_verifies_upstream_and_retrains_to_the_same_bytes(
-    trained: dict[str, Any],
+    trained_store: dict[str, Any],
     s3_env: dict[str, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    name = next(n for n, r in trained["results"].items() if r.candidate)
-    result = trained["results"][name]
-    db = tmp_path / "mlflow.db"
-    shutil.copy(Path(trained["tracking_uri"].removeprefix("sqlite:///")), db)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    name = next(n for n, r in trained_store["results"].items() if r.candidate)
+    result = trained_store["results"][name]
     approvals = approve(tmp_path / "approved.toml", **{name: result.version})
     assert cli.main(["promote", name, "--approvals", str(approvals)]) == 0
     release = json.loads(capsys.readouterr().out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_real_bundles_promote_and_rerun_is_a_noop(
-    trained: dict[str, Any],
+    trained_store: dict[str, Any],
     s3_env: dict[str, str],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = Path(trained["tracking_uri"].removeprefix("sqlite:///"))
-    db = tmp_path / "mlflow.db"
-    shutil.copy(source, db)  # artifacts stay where training wrote them; we only read those
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    trained = trained_store
     results = trained["results"]
     approvals = approve(tmp_path / "approved.toml", **{n: r.version for n, r in results.items()})
     s3 = boto3.client("s3")
