@@ -304,6 +304,7 @@ def main() -> int:
     seed_model = train_seed(seed_python)
 
     from inference.bundle import sha256_hex
+    from inference.config import DEFAULT_PREDICTION_LOG_RATE
     from inference.contract import SIGNING_PUBLIC_KEY
     from registry.manifest import bundle_key, signature_key
     from registry.signing import public_key_pem
@@ -358,7 +359,9 @@ def main() -> int:
         "seed_handler",
     ]
     log(f"measuring ours and the baseline ({COLD_RUNS} cold starts, {WARM_ROUNDS} warm rounds)")
+    load_before = os.getloadavg()
     measured = measure({"ours": (ours_argv, ours_env), "baseline": (seed_argv, seed_env)})
+    load_after = os.getloadavg()
     ours, seed = measured["ours"], measured["baseline"]
     shutil.rmtree(WORK / "tmp", ignore_errors=True)
     seed["seed_model_version_id"] = seed_version
@@ -391,17 +394,25 @@ def main() -> int:
     targets = {
         "cold_start_at_most_0.35x_baseline": ratios["cold_start"] <= 0.35,
         "signature_check_at_most_30ms": (ours["cold_signature_ms_median"] or 1e9) <= 30,
-        "warm_p50_at_most_100us": ours["warm_p50_us"] <= 100,
+        "warm_p50_at_most_30us": ours["warm_p50_us"] <= 30,
         "warm_p99_at_most_300us": ours["warm_p99_us"] <= 300,
-        # Ours validates every JSON record and builds every answer; the baseline only predicts.
-        "batch_through_handler_at_least_baseline": ratios["batch_rows_per_s"] >= 1.0,
-        "batch_outside_domain_at_least_baseline": ratios["batch_outside_rows_per_s"] >= 1.0,
+        # Ours validates every JSON record, checks both verdicts, builds every answer, prints
+        # the metrics and the sampled log; the baseline only predicts.
+        "batch_through_handler_at_least_1.2x_baseline": ratios["batch_rows_per_s"] >= 1.2,
+        "batch_outside_domain_at_least_1.2x_baseline": ratios["batch_outside_rows_per_s"] >= 1.2,
         "batch_model_only_at_least_baseline": ratios["batch_model_only_rows_per_s"] >= 1.0,
         "peak_rss_at_most_100mb": ours["peak_rss_mb"] <= 100,
         "serving_deps_under_150mb_without_boto3": sizes["serving_without_boto3_mb"] < 150,
     }
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            # What else ran: the 1/5/15-minute load averages as measuring began and ended
+            # (on 2 cores, anything near 1 or above moves the batch and p99 figures).
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        },
         "model": {
             "name": "wqi",
             **trained,
@@ -416,7 +427,8 @@ def main() -> int:
             "through lambda_handler, incl. validation and logging",
             "batch": "10,000 records, median of 25 per process: ours through lambda_handler "
             "({'records': [...]}: validated, predicted in row blocks, one answer each with its "
-            "domain verdict, one EMF document); baseline one Pipeline.predict on the same rows. "
+            "domain verdicts, one EMF document, the prediction log at its default rate, "
+            f"{DEFAULT_PREDICTION_LOG_RATE}); baseline one Pipeline.predict on the same rows. "
             "batch: readings inside the wqi domain; batch_outside: the seed's freshwater "
             "reading varied, every row outside",
             "domain_check": "ours: the domain verdicts alone for the 10,000-row matrix, "

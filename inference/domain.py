@@ -205,26 +205,29 @@ class Domain:
         verdicts, flags = [], []
         counts = [0] * len(self.bits)
         d = len(self.names)
+        bounds, tracked, neighbours = self._bounds, self._tracked_at, self.neighbours
         unusual = 0
         for row in rows:
-            pattern = 0
-            judged = []
-            for j, (value, (lo, hi)) in enumerate(zip(row, self._bounds, strict=True)):
-                if value < lo or value > hi:  # NaN fails both
+            pattern = judged = 0  # bits: features outside; features inside (NaN is neither)
+            for j, (value, (lo, hi)) in enumerate(zip(row, bounds, strict=True)):
+                if lo <= value <= hi:
+                    judged |= 1 << j
+                elif value < lo or value > hi:  # NaN (a value or a bound) fails both
                     pattern |= 1 << j
-                judged.append(lo <= value <= hi)
-            for i, j in enumerate(self._tracked_at):
+            for i, j in enumerate(tracked):
                 if row[j] != row[j]:
                     pattern |= 1 << (2 * d + i)
-            if self.neighbours is not None and not pattern & ((1 << d) - 1):
-                far = self.neighbours.unusual_row(row, judged)
+            if neighbours is not None and not pattern & ((1 << d) - 1):
+                far = neighbours.unusual_row(row, judged)
                 pattern |= far << d
                 unusual += far != 0
             verdict = self.verdict(pattern)
             verdicts.append(verdict)
             flags.append(not verdict["inside"])
-            for k in range(len(self.bits)):
-                counts[k] += pattern >> k & 1
+            while pattern:  # count each bit set (most readings set none or one)
+                low = pattern & -pattern
+                counts[low.bit_length() - 1] += 1
+                pattern ^= low
         return Checked(verdicts, flags, counts, unusual)
 
 

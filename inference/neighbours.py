@@ -134,12 +134,12 @@ class Neighbours:
             bits[todo] = self._measure(U)
         return bits
 
-    def unusual_row(self, row: Sequence[float], judged: Sequence[bool]) -> int:
-        """``unusual`` for one reading, in plain Python until it must be measured."""
-        mask = sum(1 << j for j, yes in enumerate(judged) if yes)
-        if not mask:
+    def unusual_row(self, row: Sequence[float], judged: int) -> int:
+        """``unusual`` for one reading, in plain Python until it must be measured. ``judged``:
+        the bits of the features to judge."""
+        if not judged:
             return 0
-        found = self.grids.get(mask)
+        found = self.grids.get(judged)
         if found is not None:
             cell, cells = 0, found.cells
             for j, cuts in zip(found.features, found.cut_lists, strict=True):
@@ -147,7 +147,8 @@ class Neighbours:
             if found.class_bytes[cell] == INSIDE:
                 return 0
         X = np.array([row], dtype=np.float32)
-        return int(self.unusual(X, np.array([judged])).item())
+        flags = np.array([[judged >> j & 1 for j in range(len(row))]], dtype=bool)
+        return int(self.unusual(X, flags).item())
 
     def _measure(self, U: np.ndarray) -> np.ndarray:
         """Bits of each reading's farthest features when its nearest reference row is beyond

@@ -261,15 +261,16 @@ class BandedRegression(_Kind):
     def _answered(
         self, raw: dict[str, np.ndarray], devices: Devices, checked: Checked | None, domain: bool
     ) -> Answered:
-        margin, abs_error = raw["margin"].astype(np.float64), raw["abs_error"].astype(np.float64)
         verdicts = None if checked is None else checked.verdicts
         n_labels = len(self.band_labels)
-        if 0 < len(margin) <= SMALL:
-            flags = [False] * len(margin) if checked is None else list(checked.outside_rows)
-            one = map(self._one, margin.tolist(), abs_error.tolist(), flags)
+        if 0 < len(raw["margin"]) <= SMALL:  # tolist: the float32 values as exact floats
+            margins = raw["margin"].tolist()
+            flags = [False] * len(margins) if checked is None else checked.outside_rows
+            one = map(self._one, margins, raw["abs_error"].tolist(), flags)
             value, band, confidence, index = zip(*one, strict=True)
             answers = rows(self.names, (value, band, confidence), devices, verdicts, domain)
             return Answered(answers, tally_rows(index, confidence, n_labels, checked))
+        margin, abs_error = raw["margin"].astype(np.float64), raw["abs_error"].astype(np.float64)
         values = np.clip(margin, self.lower, self.upper)
         idx = self.band_index(values)
         conf = rounded_array(capped(self._confidence(values, abs_error, idx), idx, checked,

@@ -93,8 +93,12 @@ def test_the_certificate_grid_answers_as_measuring_every_reading_would(
     assert one.verdicts == other.verdicts
     assert one.counts == other.counts and one.unusual_rows == other.unusual_rows > 0
     assert [bool(x) for x in one.outside_rows] == [not v["inside"] for v in one.verdicts]
-    alone = [gridded.check(rows[i : i + 1]).verdicts[0] for i in range(0, 3_000, 7)]
-    assert one.verdicts[::7] == alone  # plain floats and numpy agree
+    # Plain floats (a few rows) and numpy agree: verdicts, flags, counts per bit, unusual rows.
+    small = [gridded.check(rows[i : i + 4]) for i in range(0, 3_000, 4)]
+    assert [v for c in small for v in c.verdicts] == one.verdicts
+    assert [bool(f) for c in small for f in c.outside_rows] == [bool(f) for f in one.outside_rows]
+    assert [sum(n) for n in zip(*(c.counts for c in small))] == one.counts
+    assert sum(c.unusual_rows for c in small) == one.unusual_rows
 
 
 def test_a_feature_training_never_saw_missing_is_named_not_outside(
