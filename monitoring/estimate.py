@@ -22,9 +22,9 @@ For banded regression that is not the whole story: the error model misses how th
 error rises and falls from one stretch of the record to the next, so a window's realized RMSE
 strays from the estimate far more than label noise explains (monitoring/README.md,
 "Calibration and backtest, measured"). Training measures that on its own period
-(``window_calibration``, on out-of-fold residuals and out-of-fold error predictions): for
-every window of 1 and of 7 days, the log of realized / estimated RMSE (and MAE), whose 2.5,
-50 and 97.5 % quantiles the bundle keeps as ``output["window_log_ratio"]``. The interval is
+(``inference.error_windows``, on out-of-fold residuals and error predictions): for every
+window of 1 and of 7 days, the log of realized / estimated RMSE (and MAE), whose 2.5, 50 and
+97.5 % quantiles the bundle keeps as ``output["window_log_ratio"]``. The interval is
 then the estimate times exp of those 2.5 and 97.5 % quantiles, for the window length nearest
 the log's time span (1 day when unknown), widened further where label noise alone reaches
 farther (a log of few rows). The point estimate is left as it is: no label-free correction
@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from inference.error_windows import DAY, estimated, window_spread, windows
+
+__all__ = ["DAY", "Estimate", "estimate", "windows"]
+
 DRAWS = 1000
 MIN_ROWS = 30  # fewer rows: reported, not judged
-DAY = 86_400
-WINDOW_DAYS = (1, 7)  # the window lengths training calibrates the regression interval for
-WINDOW_LEVELS = (0.025, 0.5, 0.975)  # quantiles of the log ratio it keeps
-MIN_ROWS_PER_DAY = 12  # a window with fewer is mostly missing: not counted
 Metric = tuple[float, float, float]  # the estimate, and its interval's low and high
 
 
@@ -123,11 +123,11 @@ def regression(
     sigma = np.maximum(abs_error.astype(np.float64) * sigma_scale, 1e-9)
     rng = np.random.default_rng(seed)
     errors = rng.standard_normal((DRAWS, len(sigma))) * sigma
+    point = estimated(sigma)
     metrics = {
-        "rmse": (float(np.sqrt(np.mean(sigma**2))), *_interval(np.sqrt(np.mean(errors**2, 1)))),
-        "mae": (float(np.mean(sigma) * math.sqrt(2 / math.pi)),
-                *_interval(np.mean(np.abs(errors), axis=1))),
-    }  # fmt: skip
+        "rmse": (point["rmse"], *_interval(np.sqrt(np.mean(errors**2, 1)))),
+        "mae": (point["mae"], *_interval(np.mean(np.abs(errors), axis=1))),
+    }
     spread = window_spread(calibration, days)
     for name, (low_q, high_q) in spread.items():
         if name in metrics and len(sigma):
@@ -135,64 +135,6 @@ def regression(
             low, high = min(low, got * math.exp(low_q)), max(high, got * math.exp(high_q))
             metrics[name] = (got, low, high)
     return metrics
-
-
-def window_spread(calibration: dict[str, Any] | None, days: float | None
-                  ) -> dict[str, tuple[float, float]]:  # fmt: skip
-    """Per metric, the 2.5 and 97.5 % quantiles of log(realized / estimated) over training's
-    windows of the calibrated length nearest ``days`` (1 day when None); empty without a
-    calibration."""
-    if not calibration:
-        return {}
-    levels = [float(q) for q in calibration["levels"]]
-    by_days = {float(d): found for d, found in calibration["by_days"].items() if found["windows"]}
-    if not by_days or 0.025 not in levels or 0.975 not in levels:
-        return {}
-    target = 1.0 if days is None else days
-    found = by_days[min(by_days, key=lambda d: (abs(d - target), d))]
-    low, high = levels.index(0.025), levels.index(0.975)
-    return {name: (float(found[name][low]), float(found[name][high]))
-            for name in ("rmse", "mae") if name in found}  # fmt: skip
-
-
-def windows(seconds: np.ndarray, days: int) -> list[np.ndarray]:
-    """Every window of ``days`` days from the first reading, sliding by a day, as a mask of
-    its rows; windows with fewer than ``MIN_ROWS_PER_DAY`` rows a day are left out."""
-    found = []
-    start, last = float(seconds.min()), float(seconds.max())
-    while start + days * DAY <= last + DAY:
-        rows = (seconds >= start) & (seconds < start + days * DAY)
-        start += DAY
-        if rows.sum() >= MIN_ROWS_PER_DAY * days:
-            found.append(rows)
-    return found
-
-
-def window_calibration(
-    seconds: np.ndarray, value: np.ndarray, truth: np.ndarray, abs_error: np.ndarray,
-    sigma_scale: float,
-) -> dict[str, Any]:  # fmt: skip
-    """What the regression estimate's interval is widened by: over every window of each of
-    ``WINDOW_DAYS`` (``windows``), the quantiles (``WINDOW_LEVELS``) of log(realized /
-    estimated) RMSE and MAE, rounded. ``value`` and ``abs_error`` must be predictions of rows
-    their models did not learn from (training passes out-of-fold ones)."""
-    sigma = np.maximum(abs_error.astype(np.float64) * sigma_scale, 1e-9)
-    error = value.astype(np.float64) - truth.astype(np.float64)
-    by_days: dict[str, Any] = {}
-    for days in WINDOW_DAYS:
-        ratios: dict[str, list[float]] = {"rmse": [], "mae": []}
-        for rows in windows(seconds, days) if len(seconds) else []:
-            s, e = sigma[rows], error[rows]
-            realized = {"rmse": np.sqrt(np.mean(e**2)), "mae": np.mean(np.abs(e))}
-            estimated = {"rmse": np.sqrt(np.mean(s**2)), "mae": np.mean(s) * math.sqrt(2 / math.pi)}
-            for name, logs in ratios.items():
-                logs.append(math.log(max(float(realized[name]), 1e-12) / float(estimated[name])))
-        found: dict[str, Any] = {"windows": len(ratios["rmse"])}
-        for name, logs in ratios.items():
-            if logs:
-                found[name] = [round(float(q), 4) for q in np.quantile(logs, WINDOW_LEVELS)]
-        by_days[str(days)] = found
-    return {"levels": list(WINDOW_LEVELS), "by_days": by_days}
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:

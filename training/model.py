@@ -13,8 +13,8 @@ import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.model_selection import KFold
 
+from inference.error_windows import window_calibration
 from inference.outputs import BandedRegression
-from monitoring.estimate import window_calibration
 from training import expectations, holdout
 from training.data import calendar_columns, iso_timestamps
 from training.progress import Progress

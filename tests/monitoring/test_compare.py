@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from inference import error_windows
 from monitoring import compare, estimate, labels, reference
 from monitoring.compare import Thresholds
 
@@ -142,7 +143,7 @@ def test_a_window_calibration_widens_the_regression_interval_by_the_nearest_wind
     # Each day's error is off the error model by its own factor, as wqi's stretches are.
     factor = np.repeat(np.exp(rng.normal(0.0, 0.4, days)), 48)
     truth = 50.0 + rng.standard_normal(len(seconds)) * 4.0 * factor
-    calibration = estimate.window_calibration(seconds, np.full(len(seconds), 50.0), truth,
+    calibration = error_windows.window_calibration(seconds, np.full(len(seconds), 50.0), truth,
                                               abs_error, 1.0)  # fmt: skip
     assert calibration["levels"] == [0.025, 0.5, 0.975]
     day, week = calibration["by_days"]["1"], calibration["by_days"]["7"]
@@ -161,7 +162,8 @@ def test_a_window_calibration_widens_the_regression_interval_by_the_nearest_wind
                                     calibration=calibration, days=6.0)  # fmt: skip
     assert week_long["rmse"][2] == pytest.approx(max(plain["rmse"][2],
                                                      4.0 * np.exp(week["rmse"][2])))  # fmt: skip
-    assert estimate.window_spread(calibration, 3.9) == estimate.window_spread(calibration, None)
+    spread = error_windows.window_spread
+    assert spread(calibration, 3.9) == spread(calibration, None)
 
     bundle = {"output": {"kind": "banded_regression", "clip": [0.0, 100.0], "sigma_scale": 1.0,
                          "window_log_ratio": calibration},
