@@ -207,8 +207,16 @@ def assess(
         served=_verdict_shares(records),
     )  # fmt: skip
     raw = predictor.raw(matrix.astype(np.float32)) if len(records) else {"margin": np.array([])}
-    estimated = estimate.estimate(bundle, raw, primary[0], primary[1], t.max_degradation, seed)
+    estimated = estimate.estimate(bundle, raw, primary[0], primary[1], t.max_degradation, seed,
+                                  span_days(records))  # fmt: skip
     return features, output, traffic, estimated, len(tested), _uncovered(train.ref, shape), matrix
+
+
+def span_days(records: list[dict[str, Any]]) -> float | None:
+    """Days from the first reading to the last (``reading_time``); None with fewer than two
+    times. It picks the window calibration of a regression estimate's interval."""
+    times = [t for r in records if (t := reading_time(r)) is not None]
+    return (max(times) - min(times)) / estimate.DAY if len(times) >= 2 else None
 
 
 def _uncovered(ref: reference.Reference, shape: reference.Shape) -> float:

@@ -4,7 +4,10 @@ monitoring/README.md come from it; tests/monitoring/test_backtest.py runs it.
 
 - **wqi** (DLE): its held-out rows are the latest 20 % of the record, in time order. Every
   window of ``days`` days (sliding by a day) is estimated from the model's outputs alone and
-  measured with its labels: the estimated RMSE against the realized one.
+  measured with its labels: the estimated RMSE against the realized one. The interval is the
+  report's: widened by the bundle's window calibration (``window_log_ratio``, measured on the
+  training period) for the window's time span; also the median of its bounds over the
+  estimate, how wide it is.
 - **potability** (CBPE): its held-out rows are a stratified random fifth, without times.
   ``draws`` windows of ``rows`` rows drawn from them (seeded): the estimated ROC AUC and
   accuracy against the realized ones.
@@ -33,7 +36,7 @@ from inference.features import matrix_from_columns
 from inference.predictor import Predictor
 from monitoring import estimate
 
-DAY = 86_400
+DAY = estimate.DAY
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -68,23 +71,24 @@ def regression(bundle: dict[str, Any], days: int) -> dict[str, Any]:
     output = bundle["output"]
     value = np.clip(raw["margin"], *output["clip"])
     seconds = np.array([datetime.fromisoformat(s).timestamp() for s in parts.timestamps_test])
-    errors, covered = [], []
-    start = seconds.min()
-    while start + days * DAY <= seconds.max() + DAY:
-        rows = (seconds >= start) & (seconds < start + days * DAY)
-        start += DAY
-        if rows.sum() < 12 * days:  # most of the window missing
-            continue
-        got = estimate.regression(value[rows], raw["abs_error"][rows],
-                                  float(output["sigma_scale"]))["rmse"]  # fmt: skip
+    scale, calibration = float(output["sigma_scale"]), output.get("window_log_ratio")
+    errors, covered, bounds = [], [], []
+    for rows in estimate.windows(seconds, days):  # not those with most of the window missing
+        span = float(np.ptp(seconds[rows])) / DAY  # what the report reads off the records
+        got = estimate.regression(value[rows], raw["abs_error"][rows], scale,
+                                  calibration=calibration, days=span)["rmse"]  # fmt: skip
         realized = float(np.sqrt(np.mean((value[rows] - y[rows]) ** 2)))
         errors.append(got[0] / realized - 1.0)
         covered.append(got[1] <= realized <= got[2])
-    whole = estimate.regression(value, raw["abs_error"], float(output["sigma_scale"]))["rmse"]
+        bounds.append((got[1] / got[0], got[2] / got[0]))
+    whole = estimate.regression(value, raw["abs_error"], scale, calibration=calibration,
+                                days=float(np.ptp(seconds)) / DAY)["rmse"]  # fmt: skip
     realized = float(np.sqrt(np.mean((value - y) ** 2)))
-    period = {"estimated": whole[0], "realized": realized}
+    period = {"estimated": whole[0], "low": whole[1], "high": whole[2], "realized": realized}
+    low, high = np.median(np.array(bounds), axis=0).round(3).tolist()
     found = {"metric": "rmse", "days": days, "whole_period": period}
-    return found | _summary(np.array(errors), 0.10, np.array(covered))
+    return found | _summary(np.array(errors), 0.10, np.array(covered)) | {
+        "interval_over_estimate_median": {"low": low, "high": high}}  # fmt: skip
 
 
 def binary(bundle: dict[str, Any], rows: int, draws: int, seed: int = 0) -> dict[str, Any]:

@@ -146,7 +146,8 @@ def build(args: argparse.Namespace) -> tuple[Report, np.ndarray, dict]:  # type:
 
             rows = matrix[joined.indices].astype("float32")
             raw = Predictor(bundle).raw(rows)
-            same = estimate.estimate(bundle, raw, *primary, t.max_degradation).metrics
+            days = analysis.span_days([records[i] for i in joined.indices])
+            same = estimate.estimate(bundle, raw, *primary, t.max_degradation, days=days).metrics
         live = labels.live_metrics(joined, bundle, *primary, t, same)
     others = {m: n for m, n in read.models().most_common() if m != args.model}
     report = analysis.Report(

@@ -16,8 +16,21 @@ logged inputs (the bundle's graph run again on them), with an interval. numpy on
 
 The interval is the spread of the metric a window of these rows would realize if the model of
 the labels above were right: labels drawn from it ``DRAWS`` times (seeded), the 2.5 % and
-97.5 % quantiles of the metric. It says how much a metric on this many rows moves by chance;
-it does not widen for an error model that is itself wrong (the backtest measures that).
+97.5 % quantiles of the metric. It says how much a metric on this many rows moves by chance.
+
+For banded regression that is not the whole story: the error model misses how the model's
+error rises and falls from one stretch of the record to the next, so a window's realized RMSE
+strays from the estimate far more than label noise explains (monitoring/README.md,
+"Calibration and backtest, measured"). Training measures that on its own period
+(``inference.error_windows``, on out-of-fold residuals and error predictions): for every
+window of 1 and of 7 days, the log of realized / estimated RMSE (and MAE), whose 2.5, 50 and
+97.5 % quantiles the bundle keeps as ``output["window_log_ratio"]``. The interval is
+then the estimate times exp of those 2.5 and 97.5 % quantiles, for the window length nearest
+the log's time span (1 day when unknown), widened further where label noise alone reaches
+farther (a log of few rows). The point estimate is left as it is: no label-free correction
+measured on the training period did better on held-out windows. A bundle without the field
+(older ones, or trained on the Spark engine's sample, which has no times) gets the label-noise
+interval alone.
 """
 
 from __future__ import annotations
@@ -27,6 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from inference.error_windows import DAY, estimated, window_spread, windows
+
+__all__ = ["DAY", "Estimate", "estimate", "windows"]
 
 DRAWS = 1000
 MIN_ROWS = 30  # fewer rows: reported, not judged
@@ -97,17 +114,27 @@ def binary(margin: np.ndarray, threshold: float, seed: int = 0) -> dict[str, Met
 
 
 def regression(
-    value: np.ndarray, abs_error: np.ndarray, sigma_scale: float, seed: int = 0
-) -> dict[str, Metric]:
-    """Estimated RMSE and MAE (and their intervals) from the error model's predictions."""
+    value: np.ndarray, abs_error: np.ndarray, sigma_scale: float, seed: int = 0,
+    calibration: dict[str, Any] | None = None, days: float | None = None,
+) -> dict[str, Metric]:  # fmt: skip
+    """Estimated RMSE and MAE (and their intervals) from the error model's predictions;
+    with ``calibration`` (the bundle's ``window_log_ratio``) the intervals also hold what
+    windows of about ``days`` days (1 when None) strayed from the estimate in training."""
     sigma = np.maximum(abs_error.astype(np.float64) * sigma_scale, 1e-9)
     rng = np.random.default_rng(seed)
     errors = rng.standard_normal((DRAWS, len(sigma))) * sigma
-    return {
-        "rmse": (float(np.sqrt(np.mean(sigma**2))), *_interval(np.sqrt(np.mean(errors**2, 1)))),
-        "mae": (float(np.mean(sigma) * math.sqrt(2 / math.pi)),
-                *_interval(np.mean(np.abs(errors), axis=1))),
-    }  # fmt: skip
+    point = estimated(sigma)
+    metrics = {
+        "rmse": (point["rmse"], *_interval(np.sqrt(np.mean(errors**2, 1)))),
+        "mae": (point["mae"], *_interval(np.mean(np.abs(errors), axis=1))),
+    }
+    spread = window_spread(calibration, days)
+    for name, (low_q, high_q) in spread.items():
+        if name in metrics and len(sigma):
+            got, low, high = metrics[name]
+            low, high = min(low, got * math.exp(low_q)), max(high, got * math.exp(high_q))
+            metrics[name] = (got, low, high)
+    return metrics
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -119,16 +146,18 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 def estimate(
     bundle: dict[str, Any], raw: dict[str, np.ndarray], primary: str, greater_is_better: bool,
-    max_degradation: float, seed: int = 0,
+    max_degradation: float, seed: int = 0, days: float | None = None,
 ) -> Estimate:  # fmt: skip
     """The estimate for these rows' raw outputs, judged against the bundle's held-out metric:
     degraded when the estimate is more than ``max_degradation`` worse than held-out and its
-    interval leaves the held-out value out."""
+    interval leaves the held-out value out. ``days``: the time the rows span (None when
+    unknown), which picks the window calibration of a regression's interval."""
     output = bundle["output"]
     rows = len(raw["margin"])
     if output["kind"] == "banded_regression":
         value = np.clip(raw["margin"], *output["clip"])
-        metrics = regression(value, raw["abs_error"], float(output["sigma_scale"]), seed)
+        metrics = regression(value, raw["abs_error"], float(output["sigma_scale"]), seed,
+                             output.get("window_log_ratio"), days)  # fmt: skip
     else:
         metrics = binary(raw["margin"], float(output["threshold"]), seed)
     recorded = bundle["metadata"].get("metrics", {})

@@ -127,6 +127,8 @@ def build(
     output = dict(spec.output)
     if output["kind"] == "banded_regression":
         output["sigma_scale"] = fitted.sigma_scale
+        if fitted.window_log_ratio is not None:  # optional: estimate.py widens by it when there
+            output["window_log_ratio"] = fitted.window_log_ratio
     graph = {"engine": "onnxruntime", "onnx": onnx, "input": INPUT, "outputs": list(models)}
     # The training rows' profile, from the graph serving runs (its answers' mix), and the
     # domain it defines, which the golden rows are chosen inside.

@@ -4,6 +4,7 @@ model behind the confidence. A fixed, seeded procedure: same data, same bytes.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import xgboost as xgb
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.model_selection import KFold
 
+from inference.error_windows import window_calibration
 from inference.outputs import BandedRegression
 from training import expectations, holdout
 from training.data import calendar_columns, iso_timestamps
@@ -58,6 +60,9 @@ class Fitted:
     error_model: xgb.XGBRegressor | None  # predicts |residual|, for the confidence
     sigma_scale: float
     params: dict[str, Any]
+    # How far the label-free RMSE of 1- and 7-day windows strays from the realized one, on
+    # out-of-fold predictions (monitoring/estimate.py); None without an error model or times.
+    window_log_ratio: dict[str, Any] | None = None
 
 
 def xgb_params(spec: ModelSpec) -> dict[str, Any]:
@@ -149,10 +154,10 @@ def fit(parts: Split, spec: ModelSpec) -> Fitted:
         baseline: Any = DummyClassifier(strategy="prior").fit(parts.X_train, parts.y_train)
     else:
         baseline = DummyRegressor(strategy="mean").fit(parts.X_train, parts.y_train)
-    error_model, sigma_scale = None, 1.0
+    error_model, sigma_scale, windows = None, 1.0, None
     if banded:
-        error_model, sigma_scale = fit_error_model(parts, params, spec.output, progress)
-    return Fitted(model, baseline, error_model, sigma_scale, params)
+        error_model, sigma_scale, windows = fit_error_model(parts, params, spec.output, progress)
+    return Fitted(model, baseline, error_model, sigma_scale, params, windows)
 
 
 def fit_error_model(
@@ -160,11 +165,13 @@ def fit_error_model(
     params: dict[str, Any],
     output: dict[str, Any],
     callbacks: list[xgb.callback.TrainingCallback] | None = None,
-) -> tuple[xgb.XGBRegressor, float]:
+) -> tuple[xgb.XGBRegressor, float, dict[str, Any] | None]:
     """Learn |residual| from out-of-fold residuals, then pick the scale that turns it into the
     normal sigma whose band probabilities best match how often the band was right (lowest
     Brier score). Both the residuals and the error predictions the scale is chosen on are
-    out of fold, so neither model grades its own training rows."""
+    out of fold, so neither model grades its own training rows. With the training rows'
+    times, also how far the estimated RMSE of 1- and 7-day windows strays from the realized
+    one on those same out-of-fold predictions (``window_log_ratio``; else None)."""
     X, y = parts.X_train, parts.y_train.to_numpy()
     folds = list(KFold(ERROR_MODEL_FOLDS).split(X))  # contiguous blocks: no shuffle
     error_params = params | ERROR_MODEL_PARAMS
@@ -188,4 +195,19 @@ def fit_error_model(
         conf = bands.confidence(values, oof_error * scale)
         return float(np.mean((conf - correct) ** 2))
 
-    return error_model, min(SIGMA_SCALES, key=brier)
+    sigma_scale = min(SIGMA_SCALES, key=brier)
+    return error_model, sigma_scale, _window_log_ratio(parts, values, y, oof_error, sigma_scale)
+
+
+def _window_log_ratio(
+    parts: Split, values: np.ndarray, y: np.ndarray, oof_error: np.ndarray, sigma_scale: float
+) -> dict[str, Any] | None:
+    """``window_calibration`` of the training rows that have a time; None when none has."""
+    stamps = parts.timestamps_train
+    if stamps is None or len(stamps) != len(y):
+        return None
+    dated = np.array([s is not None for s in stamps])
+    if not dated.any():
+        return None
+    seconds = np.array([datetime.fromisoformat(s).timestamp() for s in stamps if s is not None])
+    return window_calibration(seconds, values[dated], y[dated], oof_error[dated], sigma_scale)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from inference import error_windows
 from monitoring import compare, estimate, labels, reference
 from monitoring.compare import Thresholds
 
@@ -132,6 +133,45 @@ def test_an_estimate_is_degraded_when_worse_and_its_interval_leaves_held_out_out
     assert worse.status == "degraded" and "50% worse than held-out 10.0000" in worse.reason
     few = {"margin": raw["margin"][:10], "abs_error": raw["abs_error"][:10]}
     assert estimate.estimate(bundle, few, "rmse", False, 0.2).status == "too few rows"
+
+
+def test_a_window_calibration_widens_the_regression_interval_by_the_nearest_window() -> None:
+    rng = np.random.default_rng(3)
+    days = 28
+    seconds = np.arange(days * 48) * 1800.0  # half-hourly
+    abs_error = np.full(len(seconds), 4.0)
+    # Each day's error is off the error model by its own factor, as wqi's stretches are.
+    factor = np.repeat(np.exp(rng.normal(0.0, 0.4, days)), 48)
+    truth = 50.0 + rng.standard_normal(len(seconds)) * 4.0 * factor
+    calibration = error_windows.window_calibration(seconds, np.full(len(seconds), 50.0), truth,
+                                              abs_error, 1.0)  # fmt: skip
+    assert calibration["levels"] == [0.025, 0.5, 0.975]
+    day, week = calibration["by_days"]["1"], calibration["by_days"]["7"]
+    assert day["windows"] == days and week["windows"] == days - 6
+    assert day["rmse"][0] < -0.4 and day["rmse"][2] > 0.4  # the days' factors, not label noise
+    assert week["rmse"][2] - week["rmse"][0] < day["rmse"][2] - day["rmse"][0]
+
+    rows = abs_error[:48]
+    plain = estimate.regression(np.full(48, 50.0), rows, 1.0, seed=1)
+    widened = estimate.regression(np.full(48, 50.0), rows, 1.0, seed=1, calibration=calibration)
+    assert widened["rmse"][0] == plain["rmse"][0]  # the point estimate is left as it is
+    assert widened["rmse"][1] == pytest.approx(min(plain["rmse"][1], 4.0 * np.exp(day["rmse"][0])))
+    assert widened["rmse"][2] == pytest.approx(max(plain["rmse"][2], 4.0 * np.exp(day["rmse"][2])))
+    assert widened["rmse"][1] < plain["rmse"][1] and widened["rmse"][2] > plain["rmse"][2]
+    week_long = estimate.regression(np.full(48, 50.0), rows, 1.0, seed=1,
+                                    calibration=calibration, days=6.0)  # fmt: skip
+    assert week_long["rmse"][2] == pytest.approx(max(plain["rmse"][2],
+                                                     4.0 * np.exp(week["rmse"][2])))  # fmt: skip
+    spread = error_windows.window_spread
+    assert spread(calibration, 3.9) == spread(calibration, None)
+
+    bundle = {"output": {"kind": "banded_regression", "clip": [0.0, 100.0], "sigma_scale": 1.0,
+                         "window_log_ratio": calibration},
+              "metadata": {"metrics": {"rmse": 4.0, "mae": 3.2}}}  # fmt: skip
+    raw = {"margin": np.full(48, 50.0), "abs_error": np.full(48, 6.0)}  # 50 % worse than held-out
+    assert estimate.estimate(bundle, raw, "rmse", False, 0.2).status == "ok"  # within the spread
+    del bundle["output"]["window_log_ratio"]  # a bundle without it: label noise alone
+    assert estimate.estimate(bundle, raw, "rmse", False, 0.2).status == "degraded"
 
 
 def binary_bundle() -> dict[str, object]:

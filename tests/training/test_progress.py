@@ -75,6 +75,6 @@ def test_every_tree_is_counted_and_the_bytes_do_not_change(
 
     quiet = xgb.XGBRegressor(**fitted.params).fit(parts.X_train, parts.y_train)
     assert raw(fitted.model) == raw(quiet)
-    error_model, scale = model.fit_error_model(parts, fitted.params, spec.output)
+    error_model, scale, windows = model.fit_error_model(parts, fitted.params, spec.output)
     assert fitted.error_model is not None and raw(fitted.error_model) == raw(error_model)
-    assert fitted.sigma_scale == scale
+    assert fitted.sigma_scale == scale and fitted.window_log_ratio == windows

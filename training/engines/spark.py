@@ -543,11 +543,12 @@ def fit(train_frame: DataFrame, parts: model.Split, spec: ModelSpec) -> tuple[mo
         baseline: Any = DummyClassifier(strategy="prior").fit(parts.X_train, parts.y_train)
     else:
         baseline = DummyRegressor(strategy="mean").fit(parts.X_train, parts.y_train)
-    error_model, sigma_scale = None, 1.0
+    error_model, sigma_scale, windows = None, 1.0, None
     if spec.output["kind"] == "banded_regression":
-        error_model, sigma_scale = model.fit_error_model(parts, params, spec.output)
+        error_model, sigma_scale, windows = model.fit_error_model(parts, params, spec.output)
     recorded = params | {"engine": "spark", "num_workers": workers}
-    return model.Fitted(fitted_model, baseline, error_model, sigma_scale, recorded), workers
+    return model.Fitted(fitted_model, baseline, error_model, sigma_scale, recorded,
+                        windows), workers  # fmt: skip
 
 
 @contextmanager
