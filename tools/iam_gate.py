@@ -9,11 +9,12 @@ request context: an ``s3:prefix`` condition denies), and it answers a GET of a m
 with 404 whatever the caller may list. Each of those would make a test pass or fail for
 moto's reasons, not AWS's.
 
-The gate is an HTTP proxy. Each request is signed (SigV4) with an access key id that names a
-role (``Gate.credentials(role)``); the gate maps the request to its IAM action, resource and
-condition keys, evaluates the role's statements (explicit Deny wins, then any Allow, else an
-implicit deny; ``Action``/``NotAction``, ``Resource``/``NotResource``, ``*``/``?`` wildcards,
-the String/Arn/Bool condition operators, a missing key failing its condition), and answers a
+The gate is an HTTP proxy (S3, Lambda, CodeDeploy, KMS, CloudWatch, Firehose). Each request is
+signed (SigV4) with an access key id that names a role (``Gate.credentials(role)``); the gate
+maps the request to its IAM action, resource and condition keys, evaluates the role's
+statements (explicit Deny wins, then any Allow, else an implicit deny;
+``Action``/``NotAction``, ``Resource``/``NotResource``, ``*``/``?`` wildcards, the
+String/Arn/Bool condition operators, a missing key failing its condition), and answers a
 refusal in the service's own error shape (S3: 403 ``AccessDenied``, XML; Lambda and CodeDeploy:
 ``AccessDeniedException``), or forwards the request upstream. Like S3, it answers a GET or HEAD
 of a missing key with 403 ``AccessDenied`` when the role may not ``s3:ListBucket`` the bucket.
@@ -131,6 +132,7 @@ _REF_NAME = {
     "AWS::IAM::Role": "RoleName",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::ECR::Repository": "RepositoryName",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
 }
 
 
@@ -141,6 +143,9 @@ class Names:
     account: str
     region: str
     templates: list[dict[str, Any]]
+    # The names CloudFormation makes up for resources the template leaves unnamed (a bucket
+    # or a delivery stream without a name property): logical id -> the name a test gave it.
+    physical: dict[str, str] = field(default_factory=dict)
 
     def resource(self, logical_id: str) -> dict[str, Any]:
         for template in self.templates:
@@ -153,7 +158,10 @@ class Names:
         kind, props = resource["Type"], resource.get("Properties", {})
         where = f"{self.region}:{self.account}"
         if kind == "AWS::S3::Bucket":
-            return f"arn:aws:s3:::{props['BucketName']}"
+            return f"arn:aws:s3:::{self._name(logical_id, props, 'BucketName')}"
+        if kind == "AWS::KinesisFirehose::DeliveryStream":
+            name = self._name(logical_id, props, "DeliveryStreamName")
+            return f"arn:aws:firehose:{where}:deliverystream/{name}"
         if kind == "AWS::Logs::LogGroup":
             return f"arn:aws:logs:{where}:log-group:{props['LogGroupName']}:*"
         if kind == "AWS::Lambda::Function":
@@ -170,6 +178,12 @@ class Names:
             return f"arn:aws:kms:{where}:key/{logical_id}"
         raise ValueError(f"cannot name the ARN of {kind} {logical_id}")
 
+    def _name(self, logical_id: str, props: Mapping[str, Any], key: str) -> str:
+        name = props.get(key) or self.physical.get(logical_id)
+        if not isinstance(name, str):
+            raise ValueError(f"{logical_id} has no {key}: give it one in Names.physical")
+        return name
+
     def ref(self, name: str) -> str:
         pseudo = {"AWS::Partition": "aws", "AWS::Region": self.region,
                   "AWS::AccountId": self.account, "AWS::URLSuffix": "amazonaws.com"}  # fmt: skip
@@ -179,7 +193,7 @@ class Names:
         if resource["Type"] == "AWS::IAM::OIDCProvider":  # its Ref is its ARN
             return self.arn(name)
         key = _REF_NAME.get(resource["Type"], "")
-        value = resource.get("Properties", {}).get(key)
+        value = resource.get("Properties", {}).get(key) or self.physical.get(name)
         if not isinstance(value, str):
             raise ValueError(f"cannot resolve Ref {name} ({resource['Type']})")
         return value
@@ -253,6 +267,8 @@ def s3_request(method: str, path: str, query: Mapping[str, list[str]],
             return [Request("s3:ListBucketVersions", bucket_arn, prefix)]
         if "uploads" in query:
             return [Request("s3:ListBucketMultipartUploads", bucket_arn)]
+        if "location" in query:
+            return [Request("s3:GetBucketLocation", bucket_arn)]
         if method in ("GET", "HEAD"):
             return [Request("s3:ListBucket", bucket_arn, prefix)]
         if method == "PUT" and not query:
@@ -261,6 +277,8 @@ def s3_request(method: str, path: str, query: Mapping[str, list[str]],
     object_arn = f"{bucket_arn}/{key}"
     versioned = "versionId" in query
     if method in ("GET", "HEAD"):
+        if "uploadId" in query:  # ListParts
+            return [Request("s3:ListMultipartUploadParts", object_arn)]
         if "tagging" in query:
             return [Request("s3:GetObjectVersionTagging" if versioned else "s3:GetObjectTagging",
                             object_arn)]  # fmt: skip
@@ -309,10 +327,11 @@ def lambda_request(method: str, path: str, query: Mapping[str, list[str]], where
 # ---- the proxy --------------------------------------------------------------------------------
 @dataclass
 class Gate:
-    """``roles``: role name -> statements. ``upstreams``: service (s3, lambda, codedeploy,
-    kms) -> http://host:port. ``deployment_groups``: deploymentId -> (application, group), for
-    CodeDeploy's resource-level checks. ``kms_keys``: a KeyId as callers send it (an alias) ->
-    the key's ARN as the policies name it (AWS authorizes a call by alias on the key)."""
+    """``roles``: role name -> statements. ``upstreams``: service (s3, lambda, codedeploy, kms,
+    firehose, monitoring) -> http://host:port. ``deployment_groups``: deploymentId ->
+    (application, group), for CodeDeploy's resource-level checks. ``kms_keys``: a KeyId as
+    callers send it (an alias) -> the key's ARN as the policies name it (AWS authorizes a
+    call by alias on the key)."""
 
     roles: dict[str, list[Statement]]
     upstreams: dict[str, str]
@@ -321,6 +340,7 @@ class Gate:
     deployment_groups: dict[str, tuple[str, str]] = field(default_factory=dict)
     kms_keys: dict[str, str] = field(default_factory=dict)
     refused: list[Request] = field(default_factory=list)  # every refusal, for the tests
+    granted: list[tuple[str, Request]] = field(default_factory=list)  # (role, request) allowed
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -349,6 +369,11 @@ class Gate:
             operation = headers.get("x-amz-target", "").rsplit(".", 1)[-1]
             key = str(json.loads(body).get("KeyId", ""))
             requests = [Request(f"kms:{operation}", self.kms_keys.get(key, key))]
+        elif service == "firehose":  # the JSON protocol: X-Amz-Target Firehose_20150804.<Op>
+            operation = headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+            stream = str(json.loads(body).get("DeliveryStreamName", ""))
+            arn = f"arn:aws:firehose:{where}:deliverystream/{stream}"
+            requests = [Request(f"firehose:{operation}", arn)]
         elif service == "monitoring":  # CloudWatch: no resource-level permissions for reads
             operation = path.rstrip("/").rsplit("/", 1)[-1]  # smithy-rpc-v2-cbor: .../operation/X
             if "operation" not in path:  # the JSON or query protocol
@@ -363,6 +388,7 @@ class Gate:
         statements = self.roles.get(role, [])
         denied = [r for r in requests if not allowed(statements, r.action, r.resource, r.context)]
         self.refused += denied
+        self.granted += [(role, r) for r in requests if r not in denied]
         return requests, not denied
 
     def _codedeploy(self, target: str, body: dict[str, Any], where: str) -> Request:

@@ -171,14 +171,17 @@ class DriftJob(Construct):
             description=f"{name}: reads the released model and the prediction log, writes reports",
         )  # fmt: skip
         bucket = cfg.env.bucket_name
-        # The bundle and its signature, verified before use as the serving function does.
+        # The bundle and its signature, verified before use as the serving function does. Both
+        # are read by their pinned VersionId only (s3:GetObjectVersion): s3:GetObject, which no
+        # call of the job used under the IAM gate, is not granted
+        # (tests/infra/test_run_under_policy_drift.py).
         released = [f"arn:aws:s3:::{bucket}/{cfg.model_key}",
                     f"arn:aws:s3:::{bucket}/{cfg.signature_key}"]  # fmt: skip
         policy = iam.Policy(self, "JobPolicy", statements=[
             iam.PolicyStatement(sid="WriteOwnLogs", resources=[group.log_group_arn],
                                 actions=["logs:CreateLogStream", "logs:PutLogEvents"]),
             iam.PolicyStatement(sid="ReadReleasedModel", resources=released,
-                                actions=["s3:GetObject", "s3:GetObjectVersion"]),
+                                actions=["s3:GetObjectVersion"]),
             iam.PolicyStatement(sid="ListTheLog", actions=["s3:ListBucket"],
                                 resources=[self.bucket.bucket_arn],
                                 conditions={"StringLike": {"s3:prefix": [f"{self.log_prefix}*"]}}),
