@@ -253,6 +253,47 @@ class Request:
     context: dict[str, str] = field(default_factory=dict)
 
 
+def unused_grants(
+    statements: Iterable[Statement],
+    requests: Iterable[Request],
+    *,
+    ignore: Iterable[str] = (),
+    per_resource: bool = True,
+) -> list[str]:
+    """Every grant of ``statements`` that no request of ``requests`` (e.g. a role's share of
+    ``Gate.granted``) was allowed by, as ``"Sid action resource"`` (``"Sid action"`` when not
+    ``per_resource``): what the role holds and the code run under it did not use.
+
+    A grant is one action of an Allow statement on one of its resources (``per_resource``),
+    its condition included; with ``per_resource=False``, one action on all of them. Actions
+    matching a pattern of ``ignore`` (IAM wildcards, e.g. ``logs:*`` for calls the gate does
+    not see) are not reported. A ``NotAction``/``NotResource`` statement cannot be split and
+    counts as one grant.
+    """
+    seen = list(requests)
+    skipped = list(ignore)
+    unused = []
+    for s in statements:
+        if s.get("Effect") != "Allow":
+            continue  # a Deny grants nothing
+        actions = [None] if "NotAction" in s else _list(s.get("Action", []))
+        resources = [None] if "NotResource" in s or not per_resource else None
+        for action in actions:
+            if action is not None and any(_like(p, action, case=False) for p in skipped):
+                continue
+            for resource in resources or _list(s.get("Resource", [])):
+                one = dict(s)
+                if action is not None:
+                    one["Action"] = action
+                if resource is not None:
+                    one["Resource"] = resource
+                if not any(allowed([one], r.action, r.resource, r.context) for r in seen):
+                    what = action or f"NotAction {s['NotAction']}"
+                    where = "" if resource is None else f" {resource}"
+                    unused.append(f"{s.get('Sid', '')} {what}{where}")
+    return unused
+
+
 def s3_request(method: str, path: str, query: Mapping[str, list[str]],
                headers: Mapping[str, str]) -> list[Request]:  # fmt: skip
     """A path-style S3 request's authorizations (CopyObject needs two)."""
