@@ -169,11 +169,8 @@ def test_hook_has_exactly_its_permissions(fleet, model):
             ("lambda:GetFunctionConfiguration", fn_arn),
             ("lambda:GetFunctionConfiguration", fn_arn + ":*"),
             ("lambda:InvokeFunction", fn_arn + ":*"),  # versions, never $LATEST unqualified
-            ("s3:GetObject", f"{bucket}/models/{model}/model.joblib"),
-            ("s3:GetObjectVersion", f"{bucket}/models/{model}/model.joblib"),
-            ("s3:GetObject", f"{bucket}/models/{model}/release.json"),
-            ("s3:GetObjectVersion", f"{bucket}/models/{model}/release.json"),
-            ("s3:GetObject", f"{bucket}/models/{model}/release.sig.json"),
+            ("s3:GetObject", f"{bucket}/models/{model}/release.json"),  # at its key
+            ("s3:GetObjectVersion", f"{bucket}/models/{model}/model.joblib"),  # pinned
             ("s3:GetObjectVersion", f"{bucket}/models/{model}/release.sig.json"),
             ("logs:CreateLogStream", {"Fn::GetAtt": [log_id, "Arn"]}),
             ("logs:PutLogEvents", {"Fn::GetAtt": [log_id, "Arn"]}),
@@ -253,7 +250,12 @@ def test_each_model_reads_only_its_own_model_and_signature_objects(fleet):
     t = fleet[("dev", "third_test_model")]
     _, fn = _one(t, "AWS::Lambda::Function", {"FunctionName": "waterml-dev-third_test_model"})
     statements = _statements(t, fn["Properties"]["Role"]["Fn::GetAtt"][0])
-    s3 = {r for s in statements if s["Action"][0].startswith("s3:") for r in _list(s["Resource"])}
+    s3 = {
+        r
+        for s in statements
+        if _list(s["Action"])[0].startswith("s3:")
+        for r in _list(s["Resource"])
+    }
     prefix = "arn:aws:s3:::waterml-dev-models-111111111111-eu-west-1/models/third_test_model/"
     assert s3 == {prefix + "model.joblib", prefix + "release.sig.json"}
 

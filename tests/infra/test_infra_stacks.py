@@ -248,13 +248,15 @@ def test_function_reads_exactly_its_model_and_signature_objects_and_nothing_else
     assert len(s3) == 1
     (read,) = s3
     assert read["Effect"] == "Allow"
-    assert sorted(_list(read["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
+    # By their pinned VersionIds only: s3:GetObjectVersion, never s3:GetObject (what is at
+    # the key now).
+    assert _list(read["Action"]) == ["s3:GetObjectVersion"]
     assert read["Resource"] == [MODEL_OBJECT, SIGNATURE_OBJECT]
     every_action = {a for s in statements for a in _list(s["Action"])}
     assert "s3:ListBucket" not in every_action
     assert not any(a.endswith("*") for a in every_action)
     # The rest: its own logs and the on-failure queue.
-    assert every_action - {"s3:GetObject", "s3:GetObjectVersion"} <= {
+    assert every_action - {"s3:GetObjectVersion"} <= {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "sqs:SendMessage",

@@ -5,12 +5,15 @@ synthesized templates, against the loopback S3 over HTTP and the Lambda/CodeDepl
 Roles: the deploy role (`status`, `deploy_context`), the function's execution role (its fetch
 by VersionId), the pre-traffic hook's role (AppSpec, configuration, invocations, release and
 bundle reads, its report). The promotion role is run in test_run_under_policy_promotion.py.
+The function's role and the hook's S3 grants hold nothing the run did not use
+(``tools.iam_gate.unused_grants``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import types
 import uuid
 from collections.abc import Iterator
@@ -25,15 +28,22 @@ from botocore.exceptions import ClientError
 from serving_helpers import signed
 from synth_helpers import functions, released_bundle, serving_template
 
+from inference import config as config_mod
 from inference import handler, pretraffic
 from inference.bundle import sha256_hex
 from inference.config import from_env
 from registry.manifest import Release, dumps, stored_metadata
 from tools import local_s3
-from tools.iam_gate import Gate, Names, allowed, role_statements
+from tools.iam_gate import Gate, Names, Request, allowed, role_statements, unused_grants
 from tools.lambda_sandbox import ControlPlane
 
 ACCOUNT, REGION = "111111111111", "eu-west-1"
+# Grants a role holds for calls the code run here does not make, so the unused-grant checks
+# leave them out: CloudWatch Logs writes (made by the Lambda runtime; the gate does not model
+# CloudWatch Logs) and the execution role's SQS grants (the asynchronous on-failure
+# destination: Lambda's asynchronous invocation sends to the queue with the role, the handler
+# never calls SQS; the gate does not model SQS either).
+NOT_RUN = ("logs:*", "sqs:*")
 pytestmark = pytest.mark.integration
 
 
@@ -87,7 +97,9 @@ def world(s3_endpoint: str, templates: dict[str, Any]) -> Iterator[dict[str, Any
     gate.start()
 
     def world_config(config: dict[str, Any]) -> Any:
-        env = {**config["Environment"]["Variables"], "AWS_ENDPOINT_URL_S3": gate.endpoint}
+        # The version's environment; its /tmp the test's MODEL_CACHE_DIR, when one is set.
+        env = {**config["Environment"]["Variables"], "AWS_ENDPOINT_URL_S3": gate.endpoint,
+               "MODEL_CACHE_DIR": os.environ.get("MODEL_CACHE_DIR", "")}  # fmt: skip
         return from_env(env)
 
     handler.reset()
@@ -227,17 +239,34 @@ def test_deploy_context_as_the_deploy_role_reads_the_release_and_its_bundle(
 
 
 # ---- the function's execution role ------------------------------------------------------------
-def test_the_function_fetches_its_pinned_bundle_and_nothing_else(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def granted_to(world: dict[str, Any], role: str, since: int) -> list[Request]:
+    """The requests the gate allowed ``role`` from its ``since``-th record on."""
+    return [r for who, r in world["gate"].granted[since:] if who == role]
+
+
+def load_as_function(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> list[Request]:
+    """The real handler's init with the function's environment from the template, an empty
+    /tmp (``cache``) and the execution role's keys: what the gate allowed it."""
     fn = world["functions"][world["cfg"].function_name]
     as_role(monkeypatch, world, "function")
     env = {**fn["Environment"]["Variables"], "AWS_ENDPOINT_URL_S3": world["gate"].endpoint,
-           "MODEL_CACHE_DIR": str(tmp_path)}  # fmt: skip
+           "MODEL_CACHE_DIR": str(cache)}  # fmt: skip
+    since = len(world["gate"].granted)
     handler.reset()
-    service = handler.init(from_env(env))  # the stdlib SigV4 GET by VersionId, through the gate
+    try:
+        service = handler.init(from_env(env))  # the stdlib SigV4 GETs by VersionId, via the gate
+    finally:
+        handler.reset()
     assert service.model.source == "s3"
-    handler.reset()
+    return granted_to(world, "function", since)
+
+
+def test_the_function_fetches_its_pinned_bundle_and_nothing_else(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    load_as_function(world, monkeypatch, tmp_path)
     s3 = client(world, "s3", "function")
     bucket = world["cfg"].env.bucket_name
     for key in (world["cfg"].release_key, "models/potability/model.joblib"):
@@ -245,10 +274,28 @@ def test_the_function_fetches_its_pinned_bundle_and_nothing_else(
             s3.get_object(Bucket=bucket, Key=key)
 
 
-# ---- the pre-traffic hook's role --------------------------------------------------------------
-def test_the_hook_checks_the_new_version_under_its_role(
+def test_the_function_role_holds_no_grant_its_load_does_not_use(
     world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The load GETs the bundle and its signature by their pinned VersionIds only (the
+    configuration refuses an empty one), which S3 authorizes as s3:GetObjectVersion: the
+    s3:GetObject the role held on both was used by nothing (removed)."""
+    used = load_as_function(world, monkeypatch, tmp_path)
+    bucket = f"arn:aws:s3:::{world['cfg'].env.bucket_name}"
+    assert sorted((r.action, r.resource) for r in used) == [
+        ("s3:GetObjectVersion", f"{bucket}/{world['cfg'].model_key}"),
+        ("s3:GetObjectVersion", f"{bucket}/{world['cfg'].signature_key}"),
+    ]
+    role = world["gate"].roles["function"]
+    assert unused_grants(role, used, ignore=NOT_RUN) == []
+
+
+# ---- the pre-traffic hook's role --------------------------------------------------------------
+def run_hook(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[pretraffic.Report, list[Request]]:
+    """``pretraffic.run`` on a deployment of version 5 with the hook's environment from the
+    template and the hook role's keys: its report and what the gate allowed the hook."""
     cfg, plane = world["cfg"], world["plane"]
     publish(world, "5")
     plane.appspec = json.dumps({"version": 0.0, "Resources": [{"fn": {
@@ -257,21 +304,53 @@ def test_the_hook_checks_the_new_version_under_its_role(
     plane.reports, plane.application = [], cfg.codedeploy_application
     hook = world["functions"][cfg.hook_function_name]
     # The function's environment loads through the gate as the function role; the hook's
-    # clients carry the hook role's keys.
+    # clients carry the hook role's keys. Each has a /tmp of its own, empty: the hook's keeps
+    # the signature it verified (its configuration has no MODEL_CACHE_DIR).
     as_role(monkeypatch, world, "function")
-    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "function"))
+    monkeypatch.setattr(config_mod, "DEFAULT_CACHE_DIR", str(tmp_path / "hook"))
+    since = len(world["gate"].granted)
     handler.reset()
     invoking = Config(read_timeout=120, retries={"mode": "standard"})
-    report = pretraffic.run(
-        {"DeploymentId": "d-GATE", "LifecycleEventHookExecutionId": "hook-1"},
-        client(world, "codedeploy", "hook"), client(world, "lambda", "hook", config=invoking),
-        client(world, "s3", "hook"), hook["Environment"]["Variables"], sleep=lambda s: None,
-    )  # fmt: skip
-    handler.reset()
+    try:
+        report = pretraffic.run(
+            {"DeploymentId": "d-GATE", "LifecycleEventHookExecutionId": "hook-1"},
+            client(world, "codedeploy", "hook"), client(world, "lambda", "hook", config=invoking),
+            client(world, "s3", "hook"), hook["Environment"]["Variables"], sleep=lambda s: None,
+        )  # fmt: skip
+    finally:
+        handler.reset()
+    return report, granted_to(world, "hook", since)
+
+
+def test_the_hook_checks_the_new_version_under_its_role(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    report, _ = run_hook(world, monkeypatch, tmp_path)
     assert report.problems == [] and report.status == "Succeeded", report
-    assert [r["status"] for r in plane.reports] == ["Succeeded"]
+    assert [r["status"] for r in world["plane"].reports] == ["Succeeded"]
     refused = [r for r in world["gate"].refused if r.action.startswith(("lambda:", "codedeploy:"))]
     assert refused == []
+
+
+def test_the_hook_role_holds_no_s3_grant_the_hook_does_not_use(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The hook reads release.json at its key (s3:GetObject: it is what names the release),
+    and the bundle and its signature by the VersionIds the version pins (s3:GetObjectVersion).
+    Its role held both actions on all three objects: s3:GetObjectVersion of release.json and
+    s3:GetObject of the bundle and the signature were used by nothing (removed)."""
+    report, used = run_hook(world, monkeypatch, tmp_path)
+    assert report.status == "Succeeded", report
+    bucket = f"arn:aws:s3:::{world['cfg'].env.bucket_name}"
+    cfg = world["cfg"]
+    assert sorted({(r.action, r.resource) for r in used if r.action.startswith("s3:")}) == [
+        ("s3:GetObject", f"{bucket}/{cfg.release_key}"),
+        ("s3:GetObjectVersion", f"{bucket}/{cfg.model_key}"),
+        ("s3:GetObjectVersion", f"{bucket}/{cfg.signature_key}"),
+    ]
+    s3_only = [*NOT_RUN, "codedeploy:*", "lambda:*"]  # its S3 grants only
+    assert unused_grants(world["gate"].roles["hook"], used, ignore=s3_only) == []
 
 
 def test_roles_do_not_hold_grants_nothing_uses(world: dict[str, Any]) -> None:

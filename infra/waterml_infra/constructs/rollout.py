@@ -139,11 +139,18 @@ class LiveRollout(Construct):
                     actions=["lambda:InvokeFunction"],
                     resources=[cfg.function_arn(qualified=True)],
                 ),
+                # release.json is read at its key (it is what names the release); the bundle
+                # and its signature by the VersionIds the version pins, which S3 authorizes
+                # as s3:GetObjectVersion (inference/pretraffic.py).
                 iam.PolicyStatement(
-                    sid="ReadReleaseAndBundle",
-                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    sid="ReadRelease",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:aws:s3:::{bucket}/{cfg.release_key}"],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadPinnedBundle",
+                    actions=["s3:GetObjectVersion"],
                     resources=[
-                        f"arn:aws:s3:::{bucket}/{cfg.release_key}",
                         f"arn:aws:s3:::{bucket}/{cfg.model_key}",
                         f"arn:aws:s3:::{bucket}/{cfg.signature_key}",
                     ],

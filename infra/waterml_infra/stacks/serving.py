@@ -222,9 +222,12 @@ class ServingStack(Stack):
             self,
             "ExecutionPolicy",
             statements=[
+                # Both are read by their pinned VersionIds only (inference/loader.py; the
+                # configuration refuses an empty one): S3 authorizes a GET with a versionId as
+                # s3:GetObjectVersion, and s3:GetObject would be used by nothing.
                 iam.PolicyStatement(
                     sid="ReadReleasedModel",
-                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    actions=["s3:GetObjectVersion"],
                     resources=[
                         f"arn:aws:s3:::{bucket}/{cfg.model_key}",
                         f"arn:aws:s3:::{bucket}/{cfg.signature_key}",  # verified before use
