@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -106,6 +106,7 @@ class AnswerMetrics:
         self.missing = [MISSING_PREFIX + name for name in missing]
         self.enabled = not is_metrics_disabled()
         self._templates: dict[tuple[str, ...], str] = {}
+        self._single: dict[tuple[Any, ...], str] = {}  # one reading's, by tally: see document
 
     def values(self, tally: Tally) -> dict[str, float]:
         """The invocation's metrics, by name, in the document's order."""
@@ -143,6 +144,8 @@ class AnswerMetrics:
 
     def document(self, tally: Tally) -> str:
         """The invocation's EMF document, one line of JSON."""
+        if tally.rows == 1:  # the request hot path
+            return self._one_reading(tally)
         values = self.values(tally)
         names = tuple(values)
         template = self._templates.get(names)
@@ -153,16 +156,33 @@ class AnswerMetrics:
         now = int(time.time() * 1000)
         return template % (now, *values.values())
 
-    def _template(self, values: dict[str, float]) -> str:
+    def _one_reading(self, tally: Tally) -> str:
+        """One reading's document. Its counts are 0 or 1, so it is one of a few (a label and a
+        verdict pattern each), kept with every count written in: only the timestamp and the
+        confidence are filled in (the counts' dict and their formatting were a tenth of a
+        single reading's time)."""
+        counts = tally.counts
+        key = (counts is None, tally.outside_rows, tally.unusual_rows, *tally.labels,
+               *(counts or ()))  # fmt: skip
+        template = self._single.get(key)
+        if template is None:
+            values = self.values(tally)
+            template = self._template(values, written=set(values) - {MEAN_CONFIDENCE})
+            if len(self._single) < self.TEMPLATES:
+                self._single[key] = template
+        return template % (int(time.time() * 1000), round(tally.confidence_sum, 4))
+
+    def _template(self, values: dict[str, float], written: Collection[str] = ()) -> str:
         """Powertools' document for these names, its numbers as %-placeholders (a float's repr
-        is its JSON text, as Powertools' json.dumps writes it)."""
+        is its JSON text, as Powertools' json.dumps writes it), except those of ``written``,
+        written in."""
         marks = {name: f"@@{i}@@" for i, name in enumerate(values)}
         document = self.serialized(marks)  # type: ignore[arg-type]
         document["_aws"] = dict(document["_aws"], Timestamp="@@t@@")
         text = json.dumps(document, separators=(",", ":")).replace("%", "%%")
         text = text.replace('"@@t@@"', "%d")
-        for mark in marks.values():
-            text = text.replace(f'"{mark}"', "%r")
+        for name, mark in marks.items():
+            text = text.replace(f'"{mark}"', repr(values[name]) if name in written else "%r")
         return text
 
     def publish(self, tally: Tally) -> None:

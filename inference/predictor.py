@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -213,6 +214,17 @@ def _session(onnx: bytes) -> ort.InferenceSession:
         raise BundleError(f"the bundle's ONNX graph does not load: {exc}") from exc
 
 
+class _Bound(NamedTuple):
+    """One row's run on fixed buffers: the input copied in, the outputs written in place."""
+
+    binding: Any  # onnxruntime's C++ IOBinding
+    features: np.ndarray  # (1, width) float32
+    outputs: list[np.ndarray]  # (1, k) float32 each, in the bundle's output order
+
+
+_UNBOUND = object()
+
+
 class Predictor:
     """The served model: raw ONNX outputs, and answers built from them by the bundle's output."""
 
@@ -227,6 +239,9 @@ class Predictor:
         self._run_session = getattr(self._session, "_sess", self._session).run
         self._input: str = spec["input"]
         self._outputs: list[str] = list(spec["outputs"])
+        # A single reading runs on buffers bound to the session once per thread (see _run_one).
+        self._bound = threading.local()
+        self._run_options = ort.RunOptions()
         # The applicability domain and the prior that is an out-of-domain reading's confidence
         # come from the training profile; without one, answers carry "domain": null.
         self.domain = Domain.of_bundle(bundle)
@@ -248,6 +263,8 @@ class Predictor:
         results = (
             parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts, strict=True)]
         )
+        if len(features) == 1:  # the thread's bound buffers (see _run): the caller's own copy
+            results = [r.copy() for r in results]
         return self._named(results)
 
     def answers(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
@@ -271,6 +288,8 @@ class Predictor:
         return self.answered_here(features, devices).answers
 
     def answered_here(self, features: np.ndarray, devices: Devices = None) -> Answered:
+        # The outputs are read into the answers before this returns: a single reading's run
+        # gives the thread's bound buffers, which its next reading overwrites.
         raw = self._named(self._run(features))
         checked = None if self.domain is None else self.domain.check(features)
         return self.output.answered(raw, devices, checked)
@@ -279,7 +298,47 @@ class Predictor:
         return {name: r.reshape(-1) for name, r in zip(self._outputs, results, strict=True)}
 
     def _run(self, features: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs for a float32 matrix; for one row, in this thread's bound
+        buffers, valid until its next single-row run."""
+        return self._run_one(features) if len(features) == 1 else self._run_many(features)
+
+    def _run_many(self, features: np.ndarray) -> list[np.ndarray]:
         return self._run_session(self._outputs, {self._input: features}, None)  # type: ignore[no-any-return]
+
+    def _run_one(self, features: np.ndarray) -> list[np.ndarray]:
+        """One row's outputs, in this thread's bound buffers.
+
+        A plain run wraps the input in a new OrtValue and allocates every output: ~2.5 of
+        its ~8 µs for one row. The same session on buffers bound once gives the same values
+        (a test compares them); a graph whose outputs are not one float32 column each runs
+        plainly."""
+        bound = getattr(self._bound, "one", _UNBOUND)
+        if bound is _UNBOUND:
+            bound = self._bound.one = self._bind()
+        if bound is None:
+            return self._run_many(features)
+        np.copyto(bound.features, features)
+        self._session._sess.run_with_iobinding(bound.binding, self._run_options)
+        return bound.outputs
+
+    def _bind(self) -> _Bound | None:
+        """This thread's binding for one row, or None when the outputs' shapes are not known
+        ahead."""
+        declared = {o.name: o for o in self._session.get_outputs()}
+        width = self._session.get_inputs()[0].shape[-1]
+        shapes = [declared[name].shape for name in self._outputs]
+        if not isinstance(width, int) or any(
+            declared[name].type != "tensor(float)" or len(shape) != 2 or shape[1] != 1
+            for name, shape in zip(self._outputs, shapes, strict=True)
+        ):
+            return None
+        features = np.zeros((1, width), dtype=np.float32)
+        outputs = [np.zeros((1, 1), dtype=np.float32) for _ in self._outputs]
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self._input, features)
+        for name, out in zip(self._outputs, outputs, strict=True):
+            binding.bind_output(name, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+        return _Bound(binding._iobinding, features, outputs)
 
 
 def joined_answers(parts: list[Answered]) -> Answered:

@@ -203,7 +203,9 @@ def test_the_filled_template_is_powertools_document(cache_dir: Path) -> None:
             want = service.metrics.serialized(service.metrics.values(tally))
             assert abs(got["_aws"].pop("Timestamp") - want["_aws"].pop("Timestamp")) < 60_000
             assert got == json.loads(json.dumps(want))
-    assert len(service.metrics._templates) == 3  # inside; tds; tds + temperature with inside
+    # One reading's documents are kept whole per tally (inside; tds outside), larger
+    # invocations' per metric-name set (tds + temperature with inside).
+    assert (len(service.metrics._single), len(service.metrics._templates)) == (2, 1)
 
 
 def test_every_event_shape_publishes_its_readings(

@@ -97,7 +97,7 @@ def test_the_certificate_grid_answers_as_measuring_every_reading_would(
     small = [gridded.check(rows[i : i + 4]) for i in range(0, 3_000, 4)]
     assert [v for c in small for v in c.verdicts] == one.verdicts
     assert [bool(f) for c in small for f in c.outside_rows] == [bool(f) for f in one.outside_rows]
-    assert [sum(n) for n in zip(*(c.counts for c in small))] == one.counts
+    assert [sum(n) for n in zip(*(c.counts for c in small), strict=True)] == one.counts
     assert sum(c.unusual_rows for c in small) == one.unusual_rows
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +122,53 @@ def test_split_answers_equal_single_thread_answers(monkeypatch: pytest.MonkeyPat
     X = rows(blocks.MIN_ROWS * 3)
     devices = [f"d{i}" for i in range(len(X))]
     assert served.answers(X, devices) == served.answers_here(X, devices)
+
+
+@pytest.mark.parametrize("bundle", [synthetic.wqi_bundle, synthetic.potability_bundle])
+def test_a_single_reading_on_bound_buffers_gets_the_plain_runs_outputs(
+    bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One reading runs on buffers bound once per thread: the same outputs as a plain run of
+    the same session, reading after reading and on two threads at once."""
+    monkeypatch.setenv("INFERENCE_BATCH_THREADS", "1")
+    served = predictor.Predictor(bundle())
+    width = served._session.get_inputs()[0].shape[1]
+    X = np.random.default_rng(1).uniform(0, 100, size=(200, width)).astype(np.float32)
+    X[::7, -1] = np.nan  # a missing value takes the trees' missing branch
+    want = [served._run_many(X[i : i + 1]) for i in range(len(X))]
+    got: dict[str, list[list[np.ndarray]]] = {}
+
+    def one_by_one(name: str) -> None:
+        got[name] = [[o.copy() for o in served._run_one(X[i : i + 1])] for i in range(len(X))]
+
+    threads = [threading.Thread(target=one_by_one, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    one_by_one("main")
+    for t in threads:
+        t.join()
+    for name in ("a", "b", "main"):
+        for mine, plain in zip(got[name], want, strict=True):
+            for m, p in zip(mine, plain, strict=True):
+                np.testing.assert_array_equal(m, p)
+    assert served._bound.one is not None  # this thread ran on its binding, not the fallback
+    # The answers read the outputs before the next reading overwrites them.
+    devices = [f"d{i}" for i in range(len(X))]
+    alone = [served.answers(X[i : i + 1], devices[i : i + 1])[0] for i in range(len(X))]
+    assert alone == served.answers_here(X, devices)
+
+
+def test_a_graph_whose_outputs_are_not_float32_columns_runs_plainly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = predictor.Predictor(synthetic.wqi_bundle())
+    X = rows(1)
+    want = served._run_many(X)
+    declared = [SimpleNamespace(name=o.name, type="tensor(double)", shape=o.shape)
+                for o in served._session.get_outputs()]  # fmt: skip
+    monkeypatch.setattr(served._session, "get_outputs", lambda: declared)
+    assert served._bind() is None
+    got = served._run_one(X)  # no binding: the plain run
+    assert served._bound.one is None
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
