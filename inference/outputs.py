@@ -246,8 +246,11 @@ class BandedRegression(_Kind):
         """The vectorised path's answer for one row, in plain floats (the request hot path)."""
         value = min(max(value, self.lower), self.upper)
         mins = self.band_mins_list
-        last = len(mins) - 1
-        i = next((k for k, m in enumerate(mins) if value >= m), last)
+        last = i = len(mins) - 1
+        for k, m in enumerate(mins):  # a loop, not next() over a generator: 0.3 us less
+            if value >= m:
+                i = k
+                break
         lo = -math.inf if i == last else mins[i]
         hi = math.inf if i == 0 else mins[i - 1]
         sigma = max(abs_error * self.sigma_scale, 1e-6)
