@@ -222,9 +222,6 @@ class _Bound(NamedTuple):
     outputs: list[np.ndarray]  # (1, k) float32 each, in the bundle's output order
 
 
-_UNBOUND = object()
-
-
 class Predictor:
     """The served model: raw ONNX outputs, and answers built from them by the bundle's output."""
 
@@ -312,8 +309,9 @@ class Predictor:
         its ~8 µs for one row. The same session on buffers bound once gives the same values
         (a test compares them); a graph whose outputs are not one float32 column each runs
         plainly."""
-        bound = getattr(self._bound, "one", _UNBOUND)
-        if bound is _UNBOUND:
+        try:
+            bound = self._bound.one
+        except AttributeError:  # this thread's first single row
             bound = self._bound.one = self._bind()
         if bound is None:
             return self._run_many(features)
