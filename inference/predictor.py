@@ -230,10 +230,11 @@ class Predictor:
         if spec.get("engine") != ENGINE:
             raise BundleError(f"predictor engine {spec.get('engine')!r} is not {ENGINE!r}")
         self._session = _session(spec["onnx"])
-        # The compiled session's own run: the Python wrapper's per-call checks (graph capture,
+        # The compiled session's own runs: the Python wrapper's per-call checks (graph capture,
         # input names, OrtValue ownership) cost ~3 µs of a ~35 µs request, and this code
         # always feeds the one named input with a numpy array. Same signature and errors.
-        self._run_session = getattr(self._session, "_sess", self._session).run
+        compiled = self._session._sess
+        self._run_session, self._run_bound = compiled.run, compiled.run_with_iobinding
         self._input: str = spec["input"]
         self._outputs: list[str] = list(spec["outputs"])
         # A single reading runs on buffers bound to the session once per thread (see _run_one).
@@ -255,13 +256,12 @@ class Predictor:
         self.blocks = Blocks()
 
     def raw(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw graph outputs (margins, predicted errors) for a float32 matrix."""
-        parts = self.blocks.map(len(features), lambda lo, hi: features[lo:hi], self._run)
+        """Raw graph outputs (margins, predicted errors) for a float32 matrix, the caller's
+        own (never a thread's bound buffers)."""
+        parts = self.blocks.map(len(features), lambda lo, hi: features[lo:hi], self._run_many)
         results = (
             parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts, strict=True)]
         )
-        if len(features) == 1:  # the thread's bound buffers (see _run): the caller's own copy
-            results = [r.copy() for r in results]
         return self._named(results)
 
     def answers(self, features: np.ndarray, devices: Devices = None) -> list[dict[str, Any]]:
@@ -316,18 +316,17 @@ class Predictor:
         if bound is None:
             return self._run_many(features)
         np.copyto(bound.features, features)
-        self._session._sess.run_with_iobinding(bound.binding, self._run_options)
+        self._run_bound(bound.binding, self._run_options)
         return bound.outputs
 
     def _bind(self) -> _Bound | None:
-        """This thread's binding for one row, or None when the outputs' shapes are not known
-        ahead."""
+        """This thread's binding for one row, or None unless every output is one float32
+        column and the input's width is fixed."""
         declared = {o.name: o for o in self._session.get_outputs()}
         width = self._session.get_inputs()[0].shape[-1]
-        shapes = [declared[name].shape for name in self._outputs]
         if not isinstance(width, int) or any(
-            declared[name].type != "tensor(float)" or len(shape) != 2 or shape[1] != 1
-            for name, shape in zip(self._outputs, shapes, strict=True)
+            declared[name].type != "tensor(float)" or list(declared[name].shape[1:]) != [1]
+            for name in self._outputs
         ):
             return None
         features = np.zeros((1, width), dtype=np.float32)

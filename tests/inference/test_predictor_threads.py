@@ -44,10 +44,10 @@ def test_split_batch_answers_exactly_as_single_rows(
     monkeypatch.setenv("INFERENCE_BATCH_THREADS", threads)
     served = predictor.Predictor(synthetic.wqi_bundle())
     seen: list[tuple[str, int]] = []
-    run = served._run
+    run = served._run_many
     monkeypatch.setattr(
         served,
-        "_run",
+        "_run_many",
         lambda block: seen.append((threading.current_thread().name, len(block))) or run(block),
     )
     X = rows(blocks.MIN_ROWS * 4 + 3)  # not a multiple of the thread count
@@ -73,9 +73,11 @@ def test_small_batches_and_single_vcpus_stay_on_the_calling_thread(
     served = predictor.Predictor(synthetic.wqi_bundle())
     assert (served.blocks._pool is not None) is pooled
     callers: set[str] = set()
-    run = served._run
+    run = served._run_many
     monkeypatch.setattr(
-        served, "_run", lambda block: callers.add(threading.current_thread().name) or run(block)
+        served,
+        "_run_many",
+        lambda block: callers.add(threading.current_thread().name) or run(block),
     )
     served.raw(rows(blocks.MIN_ROWS - 1))
     assert callers == {threading.current_thread().name}
@@ -85,14 +87,14 @@ def test_a_failing_block_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("INFERENCE_BATCH_THREADS", "2")
     served = predictor.Predictor(synthetic.wqi_bundle())
     main = threading.current_thread().name
-    run = served._run
+    run = served._run_many
 
     def fail_off_main(block: np.ndarray) -> list[np.ndarray]:
         if threading.current_thread().name != main:
             raise RuntimeError("worker block failed")
         return run(block)
 
-    monkeypatch.setattr(served, "_run", fail_off_main)
+    monkeypatch.setattr(served, "_run_many", fail_off_main)
     with pytest.raises(RuntimeError, match="worker block failed"):
         served.raw(rows(blocks.MIN_ROWS * 2))
 
