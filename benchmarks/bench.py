@@ -294,6 +294,7 @@ def main() -> int:
         )
     else:
         log("training the wqi bundle (training.pipeline, private MLflow store)")
+        reuse.unlink(missing_ok=True)  # until it is rewritten below, nothing here is reusable
         shutil.rmtree(WORK / "bundle", ignore_errors=True)
         (WORK / "mlflow.db").unlink(missing_ok=True)
         bundle, trained = train_ours()
